@@ -1,0 +1,1 @@
+"""smits: event-driven trigger monitoring for Strategy Management for IT Services."""

@@ -1,0 +1,1 @@
+"""Schemas of everything that crosses a service boundary (Kafka topics). Versioned by suffix."""

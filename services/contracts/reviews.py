@@ -1,0 +1,35 @@
+"""Review domain events v1 on `reviews.events` (engine → notifier), keyed by review id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ReviewEventType(StrEnum):
+    OPENED = "review.opened"
+    TRIGGER_ATTACHED = "review.trigger_attached"
+    TRANSITIONED = "review.transitioned"
+    ASSESSMENT_RECORDED = "review.assessment_recorded"
+    DOCUMENT_PUBLISHED = "review.document_published"
+    OVERDUE = "review.overdue"
+    ESCALATED = "review.escalated"
+    CLOSED = "review.closed"
+    ACKNOWLEDGEMENT_DUE = "document.acknowledgement_due"
+
+
+class ReviewEventV1(BaseModel):
+    """`id` is unique per event and becomes the outgoing `webhook-id`; `sequence` orders one review's events."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: UUID
+    type: ReviewEventType
+    review_id: UUID
+    sequence: int
+    occurred_at: datetime
+    data: dict[str, Any]

@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, database, Kafka, outbox relay, HTTP, observability and the CLI."""

@@ -1,0 +1,142 @@
+"""The `smits` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from services.core.observability import configure_logging, get_logger
+from services.core.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="smits: strategy review triggers")
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys")
+app.add_typer(topics_app, name="topics")
+app.add_typer(keys_app, name="keys")
+
+log = get_logger("smits.cli")
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+class Which(StrEnum):
+    INGEST = "ingest"
+    ENGINE = "engine"
+    NOTIFIER = "notifier"
+    ALL = "all"
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings)
+    return settings
+
+
+def alembic_config(database_url: str) -> object:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (alembic upgrade head) to SMITS_DATABASE_URL."""
+    from alembic import command
+
+    settings = _settings()
+    command.upgrade(alembic_config(settings.database_url.get_secret_value()), "head")  # type: ignore[arg-type]
+    log.info("database migrated")
+
+
+@app.command()
+def serve(
+    which: Annotated[Which, typer.Argument(help="service to run; all = the three in one process")],
+    host: Annotated[str | None, typer.Option(help="listen address (default SMITS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default SMITS_PORT)")] = None,
+) -> None:
+    """Run a service's HTTP API and its Kafka workers until SIGTERM/SIGINT."""
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(settings)
+    names = ["ingest", "engine", "notifier"] if which is Which.ALL else [which.value]
+    sys.exit(asyncio.run(_serve(settings, names)))
+
+
+async def _serve(settings: Settings, names: list[str]) -> int:
+    from services.core.runtime import build_app, running
+
+    if settings.auth_disabled:
+        log.warning("AUTHENTICATION IS DISABLED (SMITS_AUTH_DISABLED=true): local demo only, never in production")
+    async with running(settings, names) as (runtime, units):
+        config = uvicorn.Config(
+            build_app(runtime, units), host=settings.host, port=settings.port,
+            lifespan="off", log_config=None, access_log=False,
+        )
+        server = uvicorn.Server(config)
+        stopper = asyncio.create_task(_exit_when_stopped(runtime.stop, server))
+        log.info("listening", host=settings.host, port=settings.port, services=names)
+        await server.serve()
+        stopper.cancel()
+    return 1 if runtime.failed else 0
+
+
+async def _exit_when_stopped(stop: asyncio.Event, server: uvicorn.Server) -> None:
+    await stop.wait()
+    server.should_exit = True
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the contract's topics (partitions and replication from settings)."""
+    from services.core.kafka import create_topics
+
+    settings = _settings()
+    created = asyncio.run(create_topics(settings))
+    for name in created:
+        typer.echo(f"created {name}")
+    typer.echo(f"{len(created)} created; topics ready under prefix {settings.topic_prefix!r}")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who or what the key is for")],
+    scope: Annotated[list[str], typer.Option(help="scope to grant; repeat for several")],
+) -> None:
+    """Create an API key and print it once. Only its hash is stored."""
+    from services.core.auth import Scope
+
+    try:
+        scopes = [Scope(value) for value in scope]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc}; scopes are {', '.join(s.value for s in Scope)}") from exc
+    typer.echo(asyncio.run(_create_key(_settings(), name, scopes)))
+
+
+async def _create_key(settings: Settings, name: str, scopes: list[object]) -> str:
+    from services.core.auth import create_key
+    from services.core.db import UnitOfWork, create_engine
+
+    engine = create_engine(settings.database_url.get_secret_value())
+    try:
+        async with UnitOfWork(engine).begin() as session:
+            key = await create_key(session, name=name, scopes=scopes)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+    log.info("api key created", name=name, scopes=[str(s) for s in scopes])
+    return key
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,172 @@
+"""Kafka plumbing: idempotent producer, topic creation and the batch consumer loop.
+
+Invariant of `BatchConsumer`: a batch's offsets are committed only after its handler returned, and the
+handler returns only after the DB transaction holding the batch's effects committed. A crash in between
+replays the batch; handlers make every effect idempotent, so a replay is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import stamina
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+
+from services.contracts import topics
+from services.core.observability import BATCH_SECONDS, BATCHES, get_logger
+from services.core.settings import Settings
+
+log = get_logger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A consumed record, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+
+BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
+
+
+def create_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_request_size=MAX_MESSAGE_BYTES,
+        request_timeout_ms=30_000,
+        client_id="smits",
+    )
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create the contract's topics that do not exist yet; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="smits-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [settings.topic(name) for name in topics.ALL]
+        missing = [name for name in wanted if name not in existing]
+        new = [
+            NewTopic(
+                name=name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+            )
+            for name in missing
+        ]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another process created them between list and create
+        return missing
+    finally:
+        await admin.close()
+
+
+class BatchConsumer:
+    """Consumes `topic` in batches (`getmany`, bounded) for one consumer group and commits after each batch."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        topic: str,
+        group: str,
+        handle: BatchHandler,
+        after_handle: Callable[[Sequence[Message]], None] | None = None,
+    ) -> None:
+        self.name = group
+        self._settings = settings
+        self._topic = settings.topic(topic)
+        self._group = f"{settings.topic_prefix}{group}"
+        self._handle = handle
+        self._after_handle = after_handle  # test hook: runs between DB commit and offset commit
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def is_assigned(self) -> bool:
+        return self._consumer is not None and bool(self._consumer.assignment())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            self._topic,
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+            fetch_max_bytes=32 * MAX_MESSAGE_BYTES,
+            client_id=f"smits-{self.name}",
+        )
+        await consumer.start()
+        self._consumer = consumer
+        log.info("consumer started", consumer=self.name, topic=self._topic, group=self._group)
+        try:
+            while not stop.is_set():
+                fetched = await consumer.getmany(
+                    timeout_ms=self._settings.consumer_fetch_timeout_ms,
+                    max_records=self._settings.consumer_max_records,
+                )
+                batch = [_message(record) for records in fetched.values() for record in records]
+                if batch and await self._process(batch, stop):
+                    await self._commit(consumer, batch)
+        finally:
+            self._consumer = None
+            await consumer.stop()
+            log.info("consumer stopped", consumer=self.name)
+
+    async def _process(self, batch: Sequence[Message], stop: asyncio.Event) -> bool:
+        """Run the handler until it succeeds; False if asked to stop first (nothing is committed then)."""
+        started = time.perf_counter()
+        async for attempt in stamina.retry_context(on=Exception, attempts=None, timeout=None, wait_max=5.0):
+            with attempt:
+                if stop.is_set() and attempt.num > 1:
+                    return False
+                if attempt.num > 1:
+                    log.warning("retrying batch", consumer=self.name, attempt=attempt.num, size=len(batch))
+                await self._handle(batch)
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        if self._after_handle is not None:
+            self._after_handle(batch)
+        return True
+
+    async def _commit(self, consumer: AIOKafkaConsumer, batch: Sequence[Message]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for message in batch:
+            tp = TopicPartition(message.topic, message.partition)
+            offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
+        try:
+            await consumer.commit(offsets)
+            BATCHES.labels(self.name).inc()
+        except (CommitFailedError, KafkaError) as exc:
+            # Partitions were revoked mid-batch: the new owner replays them, and effects are idempotent.
+            log.warning("offset commit failed; batch will be replayed", consumer=self.name, error=str(exc))
+
+
+def _message(record: object) -> Message:
+    return Message(
+        topic=record.topic,  # type: ignore[attr-defined]
+        partition=record.partition,  # type: ignore[attr-defined]
+        offset=record.offset,  # type: ignore[attr-defined]
+        key=record.key,  # type: ignore[attr-defined]
+        value=record.value,  # type: ignore[attr-defined]
+        headers=tuple(record.headers or ()),  # type: ignore[attr-defined]
+        timestamp_ms=record.timestamp,  # type: ignore[attr-defined]
+    )

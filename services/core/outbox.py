@@ -1,0 +1,135 @@
+"""Transactional outbox: rows written with the state change, published after commit by `OutboxRelay`.
+
+Each service declares its own table with `OutboxMixin` (e.g. `ingest_outbox`). The relay publishes rows
+in id order with the idempotent producer, waits for every ack, then deletes them in the same transaction
+that read them. On Postgres an advisory lock lets one relay per table run at a time, so per-key order holds
+with several replicas. A crash after the acks and before the delete republishes: consumers dedup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import zlib
+from datetime import UTC, datetime
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.core.db import UnitOfWork, UTCDateTime, after_commit, is_postgres
+from services.core.observability import OUTBOX_BACKLOG, OUTBOX_PUBLISHED, get_logger
+from services.core.settings import Settings
+
+log = get_logger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+class OutboxMixin:
+    """Columns of an outbox table. `topic` is the name after the prefix; headers are JSON (base64 values)."""
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    topic: Mapped[str] = mapped_column(String(200))
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: datetime.now(UTC))
+
+
+def encode_headers(headers: Headers) -> str:
+    return orjson.dumps([[name, base64.b64encode(value).decode()] for name, value in headers]).decode()
+
+
+def decode_headers(text: str) -> Headers:
+    return [(name, base64.b64decode(value)) for name, value in orjson.loads(text)]
+
+
+def outbox_values(
+    *, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
+) -> dict[str, Any]:
+    """Column values for one outbox row, for bulk inserts."""
+    return {
+        "topic": topic,
+        "key": key,
+        "value": value,
+        "headers": encode_headers(list(headers)),
+        "created_at": datetime.now(UTC),
+    }
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWork,
+        row: type[OutboxMixin],
+        producer: AIOKafkaProducer,
+        settings: Settings,
+    ) -> None:
+        self._uow = uow
+        self._row: Any = row
+        self._producer = producer
+        self._settings = settings
+        self._name = row.__tablename__  # type: ignore[attr-defined]
+        self._lock_key = zlib.crc32(self._name.encode())
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def wake_after_commit(self, session: AsyncSession) -> None:
+        """Publish promptly once the caller's transaction commits (the poll would find it anyway)."""
+        after_commit(session, self.wake)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("outbox relay started", outbox=self._name)
+        while not stop.is_set():
+            try:
+                published = await self.publish_once()
+            except Exception:
+                log.exception("outbox publish failed; will retry", outbox=self._name)
+                published = 0
+                await asyncio.sleep(1.0)
+            if published == 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._settings.outbox_poll_interval_s)
+                except TimeoutError:
+                    pass
+        log.info("outbox relay stopped", outbox=self._name)
+
+    async def publish_once(self) -> int:
+        """Publish one batch in id order; returns how many rows went out."""
+        async with self._uow.begin() as session:
+            if is_postgres(session):
+                locked = await session.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key)))
+                if not locked:
+                    return 0
+            rows = (
+                await session.scalars(
+                    select(self._row).order_by(self._row.id).limit(self._settings.outbox_batch_size)
+                )
+            ).all()
+            if not rows:
+                OUTBOX_BACKLOG.labels(self._name).set(0)
+                return 0
+            pending = [
+                await self._producer.send(
+                    self._settings.topic(row.topic),
+                    value=row.value,
+                    key=row.key,
+                    headers=decode_headers(row.headers),
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*pending)
+            await session.execute(delete(self._row).where(self._row.id.in_([row.id for row in rows])))
+        OUTBOX_PUBLISHED.labels(self._name).inc(len(rows))
+        return len(rows)

@@ -1,0 +1,141 @@
+"""Composition of services into one process: shared engine and producer, worker tasks, the HTTP app.
+
+Services are loaded by import path (`SERVICES`), so core never imports a service module statically and
+services never import each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.core.db import UnitOfWork, create_engine
+from services.core.http import install_problem_handlers, install_request_middleware, problem_response
+from services.core.kafka import create_producer
+from services.core.observability import get_logger
+from services.core.settings import Settings
+
+log = get_logger(__name__)
+
+SERVICES: dict[str, str] = {
+    "ingest": "services.trigger_ingest.service:build",
+    "engine": "services.strategy_engine.service:build",
+    "notifier": "services.notifier.service:build",
+}
+
+Worker = Callable[[asyncio.Event], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """What a running process shares between its services."""
+
+    settings: Settings
+    engine: AsyncEngine
+    uow: UnitOfWork
+    producer: AIOKafkaProducer
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    draining: bool = False
+    failed: bool = False
+
+
+@dataclass
+class ServiceUnit:
+    name: str
+    router: APIRouter | None = None
+    workers: list[Worker] = field(default_factory=list)
+    ready_checks: list[Callable[[], bool]] = field(default_factory=list)
+
+
+def load_service(name: str, runtime: Runtime) -> ServiceUnit:
+    module_name, _, attr = SERVICES[name].partition(":")
+    build: Callable[[Runtime], ServiceUnit] = getattr(importlib.import_module(module_name), attr)
+    return build(runtime)
+
+
+@asynccontextmanager
+async def running(settings: Settings, names: Sequence[str]) -> AsyncIterator[tuple[Runtime, list[ServiceUnit]]]:
+    """Start the named services' workers; on exit drain them (finish in-flight batches) and close clients."""
+    engine = create_engine(settings.database_url.get_secret_value())
+    producer = create_producer(settings)
+    await producer.start()
+    runtime = Runtime(settings=settings, engine=engine, uow=UnitOfWork(engine), producer=producer)
+    units = [load_service(name, runtime) for name in names]
+    tasks = [asyncio.create_task(worker(runtime.stop), name=unit.name) for unit in units for worker in unit.workers]
+    for task in tasks:
+        task.add_done_callback(lambda t: _on_worker_done(t, runtime))
+    log.info("services started", services=list(names), workers=len(tasks))
+    try:
+        yield runtime, units
+    finally:
+        runtime.draining = True
+        runtime.stop.set()
+        _, late = await asyncio.wait(tasks, timeout=settings.shutdown_grace_s) if tasks else (set(), set())
+        for task in late:
+            log.error("worker did not drain within the grace period; cancelling", worker=task.get_name())
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        await producer.flush()
+        await producer.stop()
+        await engine.dispose()
+        log.info("services stopped", services=list(names))
+
+
+def _on_worker_done(task: asyncio.Task[None], runtime: Runtime) -> None:
+    if task.cancelled() or task.exception() is None:
+        return
+    log.error("worker crashed; stopping the process", worker=task.get_name(), exc_info=task.exception())
+    runtime.failed = True
+    runtime.stop.set()
+
+
+def build_app(runtime: Runtime, units: Sequence[ServiceUnit]) -> FastAPI:
+    app = FastAPI(title="smits", version="0.1.0", description="Strategy Management for IT Services triggers")
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    install_request_middleware(app)
+    app.include_router(_ops_router(runtime, units))
+    for unit in units:
+        if unit.router is not None:
+            app.include_router(unit.router)
+    return app
+
+
+def _ops_router(runtime: Runtime, units: Sequence[ServiceUnit]) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers. Checks nothing else on purpose."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", response_model=None)
+    async def readyz() -> Any:
+        """Readiness: the database answers, every consumer holds partitions, and we are not draining."""
+        checks: dict[str, bool] = {"draining": not runtime.draining}
+        try:
+            async with runtime.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:
+            checks["database"] = False
+        checks["kafka_assignment"] = all(check() for unit in units for check in unit.ready_checks)
+        if all(checks.values()):
+            return {"status": "ready", "checks": checks}
+        return problem_response(503, "Not ready", "a readiness check failed", checks=checks)
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,84 @@
+"""One `Settings` for every service, read from `SMITS_*` environment variables (see CONTRACT.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+"""Delivery retry delays in seconds, as Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMITS_", extra="ignore", frozen=True)
+
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./smits.db")
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "smits."
+    topic_partitions: int = Field(default=3, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+    policies: Path | None = None
+    auth_disabled: bool = False
+    webhook_allow_cidrs: Annotated[tuple[str, ...], NoDecode] = ()
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    consumer_max_records: int = Field(default=500, ge=1, le=10_000)
+    consumer_fetch_timeout_ms: int = Field(default=200, ge=1)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_poll_interval_s: float = Field(default=0.05, gt=0)
+    delivery_poll_interval_s: float = Field(default=0.1, gt=0)
+    delivery_batch_size: int = Field(default=50, ge=1)
+    delivery_timeout_s: float = Field(default=15.0, gt=0)
+    delivery_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
+    shutdown_grace_s: float = Field(default=20.0, gt=0)
+
+    @field_validator("webhook_allow_cidrs", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_allow_cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # raises ValueError with the bad entry
+        return value
+
+    @field_validator("delivery_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if not self.delivery_retry_schedule:
+            raise ValueError("SMITS_DELIVERY_RETRY_SCHEDULE needs at least one delay")
+        if any(delay < 0 for delay in self.delivery_retry_schedule):
+            raise ValueError("SMITS_DELIVERY_RETRY_SCHEDULE delays must be >= 0")
+        if self.auth_disabled and self.host not in {"127.0.0.1", "localhost", "::1"}:
+            raise ValueError("SMITS_AUTH_DISABLED is only allowed when listening on loopback")
+        return self
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @cached_property
+    def allow_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in self.webhook_allow_cidrs)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.get_secret_value().startswith("sqlite")

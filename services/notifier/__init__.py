@@ -1,0 +1,1 @@
+"""Notifier: subscriptions and Standard Webhooks delivery of review events."""

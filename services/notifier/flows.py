@@ -1,0 +1,64 @@
+"""Notifier use cases: review events → delivery rows (one per event × matching subscription)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.contracts.reviews import ReviewEventV1
+from services.core.db import insert_ignore, new_id
+from services.core.kafka import Message
+from services.core.observability import get_logger
+from services.notifier.matching import type_matches
+from services.notifier.persistence import DeliveryRow, SubscriptionRow
+
+log = get_logger(__name__)
+
+PENDING = "pending"
+DELIVERED = "delivered"
+FAILED = "failed"
+
+
+def webhook_body(event: ReviewEventV1) -> str:
+    """The Standard Webhooks body; fixed when the delivery is created so every retry signs the same bytes."""
+    return orjson.dumps(
+        {"type": event.type.value, "timestamp": event.occurred_at.isoformat(), "data": event.data}
+    ).decode()
+
+
+async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, now: datetime) -> int:
+    """Insert one pending delivery per (event, enabled matching subscription); replays insert nothing."""
+    events = [event for event in map(_parse, batch) if event is not None]
+    if not events:
+        return 0
+    subscriptions = (await session.scalars(select(SubscriptionRow).where(SubscriptionRow.enabled))).all()
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        body = webhook_body(event)
+        for subscription in subscriptions:
+            if type_matches(subscription.event_types, event.type.value):
+                rows.append({
+                    "id": new_id(), "msg_id": f"msg_{event.id.hex}", "subscription_id": subscription.id,
+                    "event_type": event.type.value, "review_id": str(event.review_id),
+                    "sequence": event.sequence, "body": body, "status": PENDING, "attempt_count": 0,
+                    "next_attempt_at": now, "locked_until": None, "created_at": now, "last_status_code": None,
+                })
+    if rows:
+        table = DeliveryRow.__table__
+        await session.execute(insert_ignore(session, table, ["msg_id", "subscription_id"]), rows)  # type: ignore[arg-type]
+    return len(rows)
+
+
+def _parse(message: Message) -> ReviewEventV1 | None:
+    try:
+        return ReviewEventV1.model_validate_json(message.value or b"")
+    except ValidationError as exc:
+        log.error("unreadable review event skipped", partition=message.partition, offset=message.offset,
+                  error=str(exc))
+        return None

@@ -1,0 +1,22 @@
+"""Assembly of the notifier for `smits serve notifier|all`."""
+
+from __future__ import annotations
+
+import httpx
+
+from services.core.runtime import Runtime, ServiceUnit
+from services.notifier.delivery import DeliveryWorker
+from services.notifier.transport.consumer import review_events_consumer
+from services.notifier.transport.http import build_router
+
+
+def build(runtime: Runtime) -> ServiceUnit:
+    consumer = review_events_consumer(settings=runtime.settings, uow=runtime.uow)
+    client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+    worker = DeliveryWorker(uow=runtime.uow, settings=runtime.settings, client=client)
+    return ServiceUnit(
+        name="notifier",
+        router=build_router(runtime),
+        workers=[consumer.run, worker.run],
+        ready_checks=[consumer.is_assigned],
+    )

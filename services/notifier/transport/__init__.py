@@ -1,0 +1,1 @@
+"""Adapters: Kafka consumer and HTTP routes of the notifier."""

@@ -1,0 +1,1 @@
+"""Strategy engine: trigger policies, correlation into review cycles, the PDCA lifecycle."""

@@ -1,0 +1,1 @@
+"""Trigger ingest: CloudEvents in (Kafka, HTTP), validated per category, deduplicated, dead-lettered."""

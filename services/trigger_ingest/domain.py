@@ -1,0 +1,190 @@
+"""Pure parsing and validation of trigger CloudEvents (no I/O).
+
+Kafka binding (CloudEvents 1.0): a `content-type` starting with `application/cloudevents` means structured
+mode (the value is the whole event); anything else is binary mode (attributes in `ce_*` headers, the value
+is `data`). Every input ends as either a `Trigger` or a `Rejection` naming the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from services.contracts.triggers import TRIGGER_DATA, Category, Severity, category_of
+
+MAX_EVENT_BYTES = 1024 * 1024
+STRUCTURED_PREFIX = "application/cloudevents"
+STRUCTURED_JSON = "application/cloudevents+json"
+DEFAULT_SUBJECT = "global"
+_REQUIRED = ("specversion", "id", "source", "type")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an input was refused. `kind` becomes `__connect.errors.exception.class.name`."""
+
+    kind: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    source: str
+    id: str
+    type: str
+    category: Category
+    severity: Severity
+    subject: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+def parse_kafka(
+    value: bytes | None, headers: Sequence[tuple[str, bytes]], *, received_at: datetime
+) -> Trigger | Rejection:
+    """Turn one Kafka record of the `triggers` topic into a trigger or a rejection."""
+    if value is None:
+        return Rejection("EmptyValue", "record has no value")
+    if len(value) > MAX_EVENT_BYTES:
+        return Rejection("EventTooLarge", f"value is {len(value)} bytes; the limit is {MAX_EVENT_BYTES}")
+    decoded: dict[str, str] = {}
+    for name, raw in headers:
+        lowered = name.lower()
+        if lowered == "content-type" or lowered.startswith("ce_"):
+            try:
+                decoded[lowered] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return Rejection("InvalidHeader", f"header {name!r} is not valid UTF-8", field=name)
+    content_type = decoded.get("content-type", "")
+    if content_type.lower().startswith(STRUCTURED_PREFIX):
+        return parse_structured(value, content_type, received_at=received_at)
+    attributes = {name[3:]: text for name, text in decoded.items() if name.startswith("ce_")}
+    return parse_binary(attributes, value, content_type or None, received_at=received_at)
+
+
+def parse_structured(body: bytes, content_type: str, *, received_at: datetime) -> Trigger | Rejection:
+    if content_type.split(";")[0].strip().lower() != STRUCTURED_JSON:
+        return Rejection("UnsupportedFormat", f"event format {content_type!r} is not supported; use JSON")
+    try:
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return Rejection("InvalidJson", f"value is not JSON: {exc}")
+    if not isinstance(event, dict):
+        return Rejection("InvalidEvent", "a structured CloudEvent must be a JSON object")
+    return from_event(event, received_at=received_at)
+
+
+def parse_binary(
+    attributes: Mapping[str, str], body: bytes, content_type: str | None, *, received_at: datetime
+) -> Trigger | Rejection:
+    """Binary mode: `attributes` come from `ce_*` (Kafka) or `ce-*` (HTTP) headers, already decoded."""
+    if "specversion" not in attributes:
+        return Rejection("MissingAttribute", "binary-mode event lacks specversion", field="specversion")
+    media = (content_type or "application/json").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        return Rejection("UnsupportedDataContentType", f"data content type {media!r} is not JSON")
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        return Rejection("InvalidJson", f"data is not JSON: {exc}", field="data")
+    return from_event({**attributes, "data": data}, received_at=received_at)
+
+
+def from_event(event: Mapping[str, Any], *, received_at: datetime) -> Trigger | Rejection:
+    """Validate a CloudEvent given as a mapping of attributes plus `data`."""
+    for name in _REQUIRED:
+        value = event.get(name)
+        if not isinstance(value, str) or not value:
+            return Rejection("MissingAttribute", f"required attribute {name!r} is missing or empty", field=name)
+    if event["specversion"] != "1.0":
+        return Rejection("UnsupportedSpecVersion", f"specversion {event['specversion']!r} is not 1.0",
+                         field="specversion")
+    category = category_of(event["type"])
+    if category is None:
+        return Rejection("UnknownType", f"unknown trigger type {event['type']!r}", field="type")
+    occurred_at = _time(event.get("time"), received_at)
+    if occurred_at is None:
+        return Rejection("InvalidAttribute", "time is not an RFC 3339 timestamp", field="time")
+    subject = event.get("subject", DEFAULT_SUBJECT)
+    if not isinstance(subject, str) or not subject:
+        return Rejection("InvalidAttribute", "subject must be a non-empty string", field="subject")
+    data = event.get("data")
+    if not isinstance(data, dict):
+        return Rejection("InvalidData", "data must be a JSON object", field="data")
+    try:
+        model = TRIGGER_DATA.validate_python({**data, "type": event["type"]})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(["data", *(str(part) for part in first["loc"])])
+        return Rejection("InvalidData", f"{field}: {first['msg']}", field=field)
+    clean = model.model_dump(mode="json", exclude={"type"})
+    severity = _severity(event.get("severity"), category, clean, received_at)
+    if severity is None:
+        return Rejection("InvalidAttribute", "severity must be low, medium, high or critical", field="severity")
+    return Trigger(
+        source=event["source"], id=event["id"], type=event["type"], category=category, severity=severity,
+        subject=subject, occurred_at=occurred_at, data=clean,
+    )
+
+
+def _time(value: object, default: datetime) -> datetime | None:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else None
+
+
+def _severity(override: object, category: Category, data: Mapping[str, Any], now: datetime) -> Severity | None:
+    if override is not None:
+        try:
+            return Severity(str(override).lower())
+        except ValueError:
+            return None
+    return default_severity(category, data, now)
+
+
+def default_severity(category: Category, data: Mapping[str, Any], now: datetime) -> Severity:
+    """Default severity per category, as DOMAIN.md's trigger table describes."""
+    match category:
+        case Category.MERGER_ACQUISITION:
+            return Severity.HIGH
+        case Category.REGULATION_UPDATE:
+            effective = date.fromisoformat(data["effective_date"])
+            return Severity.HIGH if effective - now.date() <= timedelta(days=90) else Severity.MEDIUM
+        case Category.AUDIT_FINDING:
+            return Severity(data["finding_severity"])
+        case Category.BUDGET_CHANGE:
+            return Severity.HIGH if abs(Decimal(str(data["delta_percent"]))) >= 10 else Severity.MEDIUM
+        case Category.VENDOR_STRATEGY_CHANGE:
+            return Severity.HIGH if data.get("critical_service_affected") else Severity.MEDIUM
+        case Category.CUSTOMER_FEEDBACK:
+            return Severity.LOW
+        case _:
+            return Severity.MEDIUM
+
+
+def dead_letter_headers(
+    headers: Sequence[tuple[str, bytes]], rejection: Rejection, *, topic: str, partition: int, offset: int
+) -> list[tuple[str, bytes]]:
+    """Original headers plus the Kafka Connect style `__connect.errors.*` headers (UTF-8)."""
+    extra = {
+        "__connect.errors.topic": topic,
+        "__connect.errors.partition": str(partition),
+        "__connect.errors.offset": str(offset),
+        "__connect.errors.exception.class.name": f"smits.{rejection.kind}",
+        "__connect.errors.exception.message": rejection.message,
+    }
+    kept = [(name, value) for name, value in headers if not name.startswith("__connect.errors.")]
+    return kept + [(name, value.encode()) for name, value in extra.items()]

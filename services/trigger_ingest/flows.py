@@ -1,0 +1,121 @@
+"""Ingest use cases: one Kafka batch → one transaction of trigger, rejection, duplicate and outbox rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.contracts import topics
+from services.contracts.accepted import TriggerAcceptedV1
+from services.core.kafka import Message
+from services.core.outbox import outbox_values
+from services.trigger_ingest import persistence
+from services.trigger_ingest.domain import Rejection, Trigger, dead_letter_headers, parse_kafka
+
+
+@dataclass
+class BatchOutcome:
+    accepted: list[Trigger] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: datetime) -> BatchOutcome:
+    """Store a batch's effects idempotently: replaying the same records changes nothing."""
+    candidates: dict[tuple[str, str], tuple[Message, Trigger]] = {}
+    repeats: list[tuple[Message, Trigger]] = []
+    rejections: list[tuple[Message, Rejection]] = []
+    for message in batch:
+        parsed = parse_kafka(message.value, message.headers, received_at=now)
+        if isinstance(parsed, Rejection):
+            rejections.append((message, parsed))
+        elif (parsed.source, parsed.id) in candidates:
+            repeats.append((message, parsed))
+        else:
+            candidates[(parsed.source, parsed.id)] = (message, parsed)
+
+    new_keys = await persistence.insert_triggers(
+        session, [_trigger_row(message, trigger, now) for message, trigger in candidates.values()]
+    )
+    outcome = BatchOutcome()
+    conflicts = [key for key in candidates if key not in new_keys]
+    first_seen = await persistence.positions_of(session, conflicts)
+    for key in conflicts:
+        message, trigger = candidates[key]
+        if first_seen.get(key) != (message.partition, message.offset):  # else: our own batch, replayed
+            repeats.append((message, trigger))
+    await persistence.insert_duplicates(session, [_duplicate_row(m, t, now) for m, t in repeats])
+    outcome.duplicates = len(repeats)
+
+    outbox: list[dict[str, Any]] = []
+    for key in new_keys:
+        message, trigger = candidates[key]
+        outcome.accepted.append(trigger)
+        outbox.append(_accepted_event(trigger, received_at=now))
+    new_rejections = await persistence.insert_rejections(
+        session, [_rejection_row(message, rejection, now) for message, rejection in rejections]
+    )
+    for message, rejection in rejections:
+        if (message.partition, message.offset) in new_rejections:
+            outcome.rejected.append(rejection)
+            outbox.append(_dead_letter(message, rejection))
+    await persistence.insert_outbox(session, outbox)
+    return outcome
+
+
+def _trigger_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:
+    return {
+        "source": trigger.source, "event_id": trigger.id, "type": trigger.type,
+        "category": trigger.category.value, "severity": trigger.severity.value, "subject": trigger.subject,
+        "occurred_at": trigger.occurred_at, "received_at": now, "data": trigger.data,
+        "kafka_partition": message.partition, "kafka_offset": message.offset,
+    }
+
+
+def _duplicate_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:
+    return {
+        "source": trigger.source, "event_id": trigger.id, "kafka_topic": message.topic,
+        "kafka_partition": message.partition, "kafka_offset": message.offset, "received_at": now,
+    }
+
+
+def _rejection_row(message: Message, rejection: Rejection, now: datetime) -> dict[str, Any]:
+    return {
+        "kafka_topic": message.topic, "kafka_partition": message.partition, "kafka_offset": message.offset,
+        "source": None, "event_id": None, "reason": rejection.kind, "message": rejection.message[:2000],
+        "field": rejection.field, "key": message.key, "received_at": now,
+    }
+
+
+def _accepted_event(trigger: Trigger, *, received_at: datetime) -> dict[str, Any]:
+    event = TriggerAcceptedV1(
+        source=trigger.source, id=trigger.id, type=trigger.type, category=trigger.category,
+        severity=trigger.severity, subject=trigger.subject, occurred_at=trigger.occurred_at,
+        received_at=received_at, data=trigger.data,
+    )
+    return outbox_values(
+        topic=topics.TRIGGERS_ACCEPTED,
+        key=trigger.subject.encode(),
+        value=orjson.dumps(event.model_dump(mode="json")),
+        headers=[("content-type", b"application/json"), ("smits-schema", b"TriggerAccepted.v1")],
+    )
+
+
+def _dead_letter(message: Message, rejection: Rejection) -> dict[str, Any]:
+    return outbox_values(
+        topic=topics.TRIGGERS_DLT,
+        key=message.key,
+        value=message.value or b"",
+        headers=dead_letter_headers(
+            message.headers, rejection, topic=message.topic, partition=message.partition, offset=message.offset
+        ),
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

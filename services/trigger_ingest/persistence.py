@@ -1,0 +1,124 @@
+"""Ingest tables (prefix `ingest_`) and the bulk statements the batch flow needs. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, UniqueConstraint, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.core.db import Base, UTCDateTime, insert_ignore
+from services.core.outbox import OutboxMixin
+
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class TriggerRow(Base):
+    __tablename__ = "ingest_triggers"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        Index("ix_ingest_triggers_category_received", "category", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(500))
+    event_id: Mapped[str] = mapped_column(String(500))
+    type: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(50))
+    severity: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(500))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    kafka_partition: Mapped[int] = mapped_column(Integer)
+    kafka_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class RejectionRow(Base):
+    """A dead-lettered record; unique per Kafka position so a replayed batch does not dead-letter twice."""
+
+    __tablename__ = "ingest_rejections"
+    __table_args__ = (UniqueConstraint("kafka_topic", "kafka_partition", "kafka_offset"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    kafka_topic: Mapped[str] = mapped_column(String(300))
+    kafka_partition: Mapped[int] = mapped_column(Integer)
+    kafka_offset: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str | None] = mapped_column(String(500))
+    event_id: Mapped[str | None] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(String(2000))
+    field: Mapped[str | None] = mapped_column(String(300))
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class DuplicateRow(Base):
+    """A repeat of an accepted (source, id) seen at another Kafka position."""
+
+    __tablename__ = "ingest_duplicates"
+    __table_args__ = (UniqueConstraint("kafka_topic", "kafka_partition", "kafka_offset"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(500))
+    event_id: Mapped[str] = mapped_column(String(500))
+    kafka_topic: Mapped[str] = mapped_column(String(300))
+    kafka_partition: Mapped[int] = mapped_column(Integer)
+    kafka_offset: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IngestOutboxRow(OutboxMixin, Base):
+    __tablename__ = "ingest_outbox"
+
+
+async def insert_triggers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Insert, skipping (source, event_id) already stored; returns the keys that were new."""
+    if not rows:
+        return set()
+    table = TriggerRow.__table__
+    statement = insert_ignore(session, table, ["source", "event_id"]).returning(  # type: ignore[arg-type]
+        table.c.source, table.c.event_id
+    )
+    result = await session.execute(statement, list(rows))
+    return {(source, event_id) for source, event_id in result.all()}
+
+
+async def positions_of(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Kafka (partition, offset) where each stored (source, event_id) was first accepted."""
+    if not keys:
+        return {}
+    statement = select(
+        TriggerRow.source, TriggerRow.event_id, TriggerRow.kafka_partition, TriggerRow.kafka_offset
+    ).where(tuple_(TriggerRow.source, TriggerRow.event_id).in_(list(keys)))
+    return {(row[0], row[1]): (row[2], row[3]) for row in (await session.execute(statement)).all()}
+
+
+async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[tuple[int, int]]:
+    """Insert rejections not seen before; returns the (partition, offset) of the new ones."""
+    if not rows:
+        return set()
+    table = RejectionRow.__table__
+    statement = insert_ignore(
+        session, table, ["kafka_topic", "kafka_partition", "kafka_offset"]  # type: ignore[arg-type]
+    ).returning(table.c.kafka_partition, table.c.kafka_offset)
+    result = await session.execute(statement, list(rows))
+    return {(partition, offset) for partition, offset in result.all()}
+
+
+async def insert_duplicates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        statement = insert_ignore(
+            session, DuplicateRow.__table__, ["kafka_topic", "kafka_partition", "kafka_offset"]  # type: ignore[arg-type]
+        )
+        await session.execute(statement, list(rows))
+
+
+async def insert_outbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(IngestOutboxRow.__table__.insert(), list(rows))  # type: ignore[attr-defined]

@@ -1,0 +1,20 @@
+"""Assembly of the ingest service for `smits serve ingest|all`."""
+
+from __future__ import annotations
+
+from services.core.outbox import OutboxRelay
+from services.core.runtime import Runtime, ServiceUnit
+from services.trigger_ingest.persistence import IngestOutboxRow
+from services.trigger_ingest.transport.consumer import trigger_consumer
+from services.trigger_ingest.transport.http import build_router
+
+
+def build(runtime: Runtime) -> ServiceUnit:
+    relay = OutboxRelay(uow=runtime.uow, row=IngestOutboxRow, producer=runtime.producer, settings=runtime.settings)
+    consumer = trigger_consumer(settings=runtime.settings, uow=runtime.uow, relay=relay)
+    return ServiceUnit(
+        name="ingest",
+        router=build_router(runtime),
+        workers=[consumer.run, relay.run],
+        ready_checks=[consumer.is_assigned],
+    )

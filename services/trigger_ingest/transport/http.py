@@ -1,0 +1,163 @@
+"""HTTP front door: `POST /v1/triggers` (structured, binary, batch) and trigger status lookups."""
+
+from __future__ import annotations
+
+import urllib.parse
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from services.contracts import topics
+from services.core.auth import ReviewsRead, TriggersWrite
+from services.core.http import ProblemError
+from services.core.runtime import Runtime
+from services.trigger_ingest.domain import (
+    MAX_EVENT_BYTES,
+    STRUCTURED_PREFIX,
+    Rejection,
+    Trigger,
+    from_event,
+    parse_binary,
+    parse_structured,
+)
+from services.trigger_ingest.flows import utcnow
+from services.trigger_ingest.persistence import DuplicateRow, TriggerRow
+
+BATCH_JSON = "application/cloudevents-batch+json"
+MAX_BATCH_EVENTS = 1000
+MAX_BODY_BYTES = 16 * MAX_EVENT_BYTES
+_STATUS = {"InvalidJson": 400, "EventTooLarge": 413, "UnsupportedFormat": 415, "UnsupportedDataContentType": 415}
+
+
+class EventRef(BaseModel):
+    source: str
+    id: str
+
+
+class AcceptedOut(BaseModel):
+    accepted: list[EventRef]
+
+
+class TriggerOut(BaseModel):
+    source: str
+    id: str
+    status: str
+    type: str
+    category: str
+    severity: str
+    subject: str
+    occurred_at: datetime
+    received_at: datetime
+    duplicates: int
+    data: dict[str, Any]
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    router = APIRouter(prefix="/v1/triggers", tags=["triggers"])
+
+    @router.post("", status_code=202, response_model=AcceptedOut)
+    async def post_triggers(
+        request: Request, _auth: TriggersWrite, content_type: Annotated[str, Header()] = ""
+    ) -> AcceptedOut:
+        """Validate CloudEvents synchronously, then produce them to `triggers` (acks=all); 202 once durable."""
+        body = await _read_body(request)
+        events = _validate(body, content_type, request)
+        topic = runtime.settings.topic(topics.TRIGGERS)
+        pending = [
+            await runtime.producer.send(
+                topic, value=value, key=key, headers=[("content-type", b"application/cloudevents+json")]
+            )
+            for value, key, _ in events
+        ]
+        for future in pending:
+            await future
+        return AcceptedOut(accepted=[EventRef(source=t.source, id=t.id) for _, _, t in events])
+
+    @router.get("/{source:path}/{event_id}", response_model=TriggerOut)
+    async def get_trigger(source: str, event_id: str, _auth: ReviewsRead) -> TriggerOut:
+        """Status of one trigger by CloudEvents source and id."""
+        async with runtime.uow.begin() as session:
+            row = await session.scalar(
+                select(TriggerRow).where(TriggerRow.source == source, TriggerRow.event_id == event_id)
+            )
+            if row is None:
+                raise ProblemError(404, "Not Found", f"no trigger {event_id!r} from {source!r}")
+            repeats = len((await session.scalars(
+                select(DuplicateRow.id).where(DuplicateRow.source == source, DuplicateRow.event_id == event_id)
+            )).all())
+        return TriggerOut(
+            source=row.source, id=row.event_id, status="accepted", type=row.type, category=row.category,
+            severity=row.severity, subject=row.subject, occurred_at=row.occurred_at,
+            received_at=row.received_at, duplicates=repeats, data=row.data,
+        )
+
+    return router
+
+
+async def _read_body(request: Request) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ProblemError(413, "Payload Too Large", f"request body over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _validate(body: bytes, content_type: str, request: Request) -> list[tuple[bytes, bytes, Trigger]]:
+    """Each valid event as (structured JSON value, Kafka key, trigger); any invalid one fails the request."""
+    now = utcnow()
+    media = content_type.split(";")[0].strip().lower()
+    if media == BATCH_JSON:
+        return [_structured(event, now, index) for index, event in enumerate(_batch(body))]
+    if media.startswith(STRUCTURED_PREFIX):
+        _refuse(parse_structured(body, content_type, received_at=now))
+        return [_structured(orjson.loads(body), now, None)]
+    attributes = {
+        name[3:].lower(): urllib.parse.unquote(value)
+        for name, value in request.headers.items()
+        if name.lower().startswith("ce-")
+    }
+    trigger = _refuse(parse_binary(attributes, body, content_type or None, received_at=now))
+    event: dict[str, Any] = {**attributes, "data": orjson.loads(body) if body else None}
+    return [_structured(event, now, None, trigger)]
+
+
+def _batch(body: bytes) -> list[Any]:
+    try:
+        events = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProblemError(400, "Bad Request", f"body is not JSON: {exc}") from exc
+    if not isinstance(events, list) or not events:
+        raise ProblemError(422, "Unprocessable Content", "a batch must be a non-empty JSON array", field="body")
+    if len(events) > MAX_BATCH_EVENTS:
+        raise ProblemError(413, "Payload Too Large", f"a batch holds at most {MAX_BATCH_EVENTS} events")
+    return events
+
+
+def _structured(
+    event: Any, now: datetime, index: int | None, trigger: Trigger | None = None
+) -> tuple[bytes, bytes, Trigger]:
+    if trigger is None:
+        if not isinstance(event, dict):
+            _refuse(Rejection("InvalidEvent", "a CloudEvent must be a JSON object"), index)
+        trigger = _refuse(from_event(event, received_at=now), index)
+    value = orjson.dumps(event)
+    if len(value) > MAX_EVENT_BYTES:
+        _refuse(Rejection("EventTooLarge", f"event is over {MAX_EVENT_BYTES} bytes"), index)
+    key = event.get("partitionkey") or trigger.subject
+    return value, str(key).encode(), trigger
+
+
+def _refuse(parsed: Trigger | Rejection, index: int | None = None) -> Trigger:
+    if isinstance(parsed, Trigger):
+        return parsed
+    where = parsed.field if index is None else f"[{index}].{parsed.field or 'event'}"
+    raise ProblemError(
+        _STATUS.get(parsed.kind, 422), "Invalid CloudEvent", parsed.message, field=where, reason=parsed.kind
+    )
