@@ -1,0 +1,56 @@
+"""Fixtures on real infrastructure. Unit tests (tests/unit) need none of them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from services.core.cli import alembic_config
+from services.core.kafka import create_topics
+from services.core.settings import Settings
+from tests.support import infra
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    return infra.postgres_url()
+
+
+@pytest.fixture(scope="session")
+def kafka() -> str:
+    return infra.kafka_bootstrap()
+
+
+@pytest.fixture(scope="session")
+async def pg_template(pg_server: str) -> str:
+    """A database migrated to head once per run; each test clones it (CREATE DATABASE ... TEMPLATE)."""
+    from alembic import command
+
+    await infra.recreate_template(pg_server)
+    url = infra.with_database(pg_server, infra.TEMPLATE_DB)
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")  # type: ignore[arg-type]
+    return infra.TEMPLATE_DB
+
+
+@pytest.fixture
+async def database_url(pg_server: str, pg_template: str) -> str:
+    return await infra.create_database(pg_server, template=pg_template)
+
+
+@pytest.fixture
+async def settings(database_url: str, kafka: str) -> AsyncIterator[Settings]:
+    """Settings for one test: its own database and its own topic prefix, topics created."""
+    value = Settings(
+        database_url=database_url,  # type: ignore[arg-type]
+        kafka_bootstrap=kafka,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        webhook_allow_cidrs=("127.0.0.0/8",),
+        delivery_retry_schedule=(0.0, 0.2, 0.2, 0.2),
+        consumer_fetch_timeout_ms=100,
+        shutdown_grace_s=10.0,
+    )
+    await create_topics(value)
+    yield value

@@ -1,0 +1,61 @@
+"""Real Postgres and Kafka for tests: started by `make test` (env vars) or on demand by the scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_DB = "smits_template"
+
+
+def _script(*args: str) -> str:
+    result = subprocess.run(args, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def postgres_url() -> str:
+    """SQLAlchemy URL of the server's `postgres` database."""
+    url = os.environ.get("SMITS_TEST_PG_URL")
+    return url or _script("deploy/postgres/pg.sh", "start")
+
+
+def kafka_bootstrap() -> str:
+    bootstrap = os.environ.get("SMITS_TEST_KAFKA")
+    if bootstrap:
+        return bootstrap
+    return _script("deploy/kafka/kafka.sh", "start", "--port", "39092", "--dir", str(ROOT / ".run/kafka-test"))
+
+
+def _dsn(url: str, database: str) -> str:
+    base = url.replace("postgresql+asyncpg://", "postgresql://", 1).rsplit("/", 1)[0]
+    return f"{base}/{database}"
+
+
+def with_database(url: str, database: str) -> str:
+    return url.rsplit("/", 1)[0] + f"/{database}"
+
+
+async def create_database(server_url: str, *, template: str | None = None) -> str:
+    """Create a uniquely named database (optionally from a template) and return its SQLAlchemy URL."""
+    name = f"smits_t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(_dsn(server_url, "postgres"))
+    try:
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{suffix}')
+    finally:
+        await conn.close()
+    return with_database(server_url, name)
+
+
+async def recreate_template(server_url: str) -> None:
+    conn = await asyncpg.connect(_dsn(server_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    finally:
+        await conn.close()
