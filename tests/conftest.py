@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -31,7 +30,7 @@ async def pg_template(pg_server: str) -> str:
 
     await infra.recreate_template(pg_server)
     url = infra.with_database(pg_server, infra.TEMPLATE_DB)
-    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")  # type: ignore[arg-type]
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
     return infra.TEMPLATE_DB
 
 
@@ -41,10 +40,10 @@ async def database_url(pg_server: str, pg_template: str) -> str:
 
 
 @pytest.fixture
-async def settings(database_url: str, kafka: str) -> AsyncIterator[Settings]:
+async def settings(database_url: str, kafka: str) -> Settings:
     """Settings for one test: its own database and its own topic prefix, topics created."""
     value = Settings(
-        database_url=database_url,  # type: ignore[arg-type]
+        database_url=database_url,
         kafka_bootstrap=kafka,
         topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
         webhook_allow_cidrs=("127.0.0.0/8",),
@@ -53,4 +52,4 @@ async def settings(database_url: str, kafka: str) -> AsyncIterator[Settings]:
         shutdown_grace_s=10.0,
     )
     await create_topics(value)
-    yield value
+    return value

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import JSON, String, select
+from sqlalchemy import JSON, String
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,9 +45,7 @@ def hash_key(key: str) -> str:
 async def create_key(session: AsyncSession, *, name: str, scopes: Sequence[Scope]) -> str:
     """Store a new key's hash and return the key itself (the only time it exists in clear)."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(
-        ApiKeyRow(hash=hash_key(key), name=name, scopes=sorted(set(scopes)), created_at=datetime.now(UTC))
-    )
+    session.add(ApiKeyRow(hash=hash_key(key), name=name, scopes=sorted(set(scopes)), created_at=datetime.now(UTC)))
     return key
 
 

@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from alembic.config import Config
 
+from services.core.auth import Scope
 from services.core.observability import configure_logging, get_logger
 from services.core.settings import Settings
 
@@ -37,9 +39,7 @@ def _settings() -> Settings:
     return settings
 
 
-def alembic_config(database_url: str) -> object:
-    from alembic.config import Config
-
+def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_url"] = database_url
@@ -52,7 +52,7 @@ def migrate() -> None:
     from alembic import command
 
     settings = _settings()
-    command.upgrade(alembic_config(settings.database_url.get_secret_value()), "head")  # type: ignore[arg-type]
+    command.upgrade(alembic_config(settings.database_url.get_secret_value()), "head")
     log.info("database migrated")
 
 
@@ -81,8 +81,12 @@ async def _serve(settings: Settings, names: list[str]) -> int:
         log.warning("AUTHENTICATION IS DISABLED (SMITS_AUTH_DISABLED=true): local demo only, never in production")
     async with running(settings, names) as (runtime, units):
         config = uvicorn.Config(
-            build_app(runtime, units), host=settings.host, port=settings.port,
-            lifespan="off", log_config=None, access_log=False,
+            build_app(runtime, units),
+            host=settings.host,
+            port=settings.port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
         )
         server = uvicorn.Server(config)
         stopper = asyncio.create_task(_exit_when_stopped(runtime.stop, server))
@@ -115,8 +119,6 @@ def keys_create(
     scope: Annotated[list[str], typer.Option(help="scope to grant; repeat for several")],
 ) -> None:
     """Create an API key and print it once. Only its hash is stored."""
-    from services.core.auth import Scope
-
     try:
         scopes = [Scope(value) for value in scope]
     except ValueError as exc:
@@ -124,14 +126,14 @@ def keys_create(
     typer.echo(asyncio.run(_create_key(_settings(), name, scopes)))
 
 
-async def _create_key(settings: Settings, name: str, scopes: list[object]) -> str:
+async def _create_key(settings: Settings, name: str, scopes: list[Scope]) -> str:
     from services.core.auth import create_key
     from services.core.db import UnitOfWork, create_engine
 
     engine = create_engine(settings.database_url.get_secret_value())
     try:
         async with UnitOfWork(engine).begin() as session:
-            key = await create_key(session, name=name, scopes=scopes)  # type: ignore[arg-type]
+            key = await create_key(session, name=name, scopes=scopes)
     finally:
         await engine.dispose()
     log.info("api key created", name=name, scopes=[str(s) for s in scopes])

@@ -108,6 +108,13 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
         callbacks.append(callback)
 
 
+def table_of(model: type[Base]) -> Table:
+    """The Core `Table` of a mapped class (typed, for bulk statements)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 def insert_ignore(session: AsyncSession, table: Table, index_elements: Sequence[str]) -> Insert:
     """`INSERT ... ON CONFLICT (cols) DO NOTHING` for the session's dialect (Postgres or SQLite)."""
     name = session.get_bind().dialect.name

@@ -63,8 +63,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(
-            exc.status, exc.title, exc.detail, type_=exc.type, instance=request.url.path,
-            headers=exc.headers or None, **exc.extra,
+            exc.status,
+            exc.title,
+            exc.detail,
+            type_=exc.type,
+            instance=request.url.path,
+            headers=exc.headers or None,
+            **exc.extra,
         )
 
     @app.exception_handler(RequestValidationError)

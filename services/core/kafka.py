@@ -8,6 +8,7 @@ replays the batch; handlers make every effect idempotent, so a replay is a no-op
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -72,10 +73,8 @@ async def create_topics(settings: Settings) -> list[str]:
             for name in missing
         ]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process was quicker
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another process created them between list and create
         return missing
     finally:
         await admin.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -14,7 +15,7 @@ from services.core.settings import Settings
 _SECRET_KEYS = frozenset({"secret", "api_key", "password", "authorization", "database_url", "token"})
 
 
-def _redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Last line of defence: a field whose name says 'secret' never reaches a log line."""
     for key in list(event_dict):
         if key.lower() in _SECRET_KEYS:
@@ -50,15 +51,9 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return logger
 
 
-HTTP_REQUESTS = Counter(
-    "smits_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
-)
-HTTP_LATENCY = Histogram(
-    "smits_http_request_duration_seconds", "HTTP request latency", ["method", "route"]
-)
-TRIGGERS = Counter(
-    "smits_triggers_total", "Trigger events by outcome and category", ["outcome", "category"]
-)
+HTTP_REQUESTS = Counter("smits_http_requests_total", "HTTP requests handled", ["method", "route", "status"])
+HTTP_LATENCY = Histogram("smits_http_request_duration_seconds", "HTTP request latency", ["method", "route"])
+TRIGGERS = Counter("smits_triggers_total", "Trigger events by outcome and category", ["outcome", "category"])
 BATCHES = Counter("smits_consumer_batches_total", "Kafka batches committed", ["consumer"])
 BATCH_SECONDS = Histogram("smits_consumer_batch_duration_seconds", "Batch handling time", ["consumer"])
 OUTBOX_PUBLISHED = Counter("smits_outbox_published_total", "Outbox rows published", ["outbox"])

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import zlib
-from datetime import UTC, datetime
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -99,10 +100,8 @@ class OutboxRelay:
                 await asyncio.sleep(1.0)
             if published == 0:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.outbox_poll_interval_s)
-                except TimeoutError:
-                    pass
         log.info("outbox relay stopped", outbox=self._name)
 
     async def publish_once(self) -> int:
@@ -113,9 +112,7 @@ class OutboxRelay:
                 if not locked:
                     return 0
             rows = (
-                await session.scalars(
-                    select(self._row).order_by(self._row.id).limit(self._settings.outbox_batch_size)
-                )
+                await session.scalars(select(self._row).order_by(self._row.id).limit(self._settings.outbox_batch_size))
             ).all()
             if not rows:
                 OUTBOX_BACKLOG.labels(self._name).set(0)

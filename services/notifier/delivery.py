@@ -8,6 +8,7 @@ The HTTP call happens outside any transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -76,10 +77,8 @@ class DeliveryWorker:
                     log.exception("delivery round failed; will retry")
                     claims = []
                 if not claims:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self._settings.delivery_poll_interval_s)
-                    except TimeoutError:
-                        pass
         finally:
             await self._client.aclose()
             log.info("delivery worker stopped")
@@ -90,9 +89,12 @@ class DeliveryWorker:
             query = (
                 select(DeliveryRow, SubscriptionRow)
                 .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
-                .where(DeliveryRow.status == PENDING, DeliveryRow.next_attempt_at <= now,
-                       or_(DeliveryRow.locked_until.is_(None), DeliveryRow.locked_until < now),
-                       SubscriptionRow.enabled)
+                .where(
+                    DeliveryRow.status == PENDING,
+                    DeliveryRow.next_attempt_at <= now,
+                    or_(DeliveryRow.locked_until.is_(None), DeliveryRow.locked_until < now),
+                    SubscriptionRow.enabled,
+                )
                 .order_by(DeliveryRow.next_attempt_at)
                 .limit(self._settings.delivery_batch_size)
             )
@@ -101,8 +103,16 @@ class DeliveryWorker:
             claims = []
             for delivery, subscription in (await session.execute(query)).all():
                 delivery.locked_until = now + LEASE
-                claims.append(Claim(delivery.id, delivery.msg_id, subscription.url, subscription.secret,
-                                    delivery.body, delivery.attempt_count))
+                claims.append(
+                    Claim(
+                        delivery.id,
+                        delivery.msg_id,
+                        subscription.url,
+                        subscription.secret,
+                        delivery.body,
+                        delivery.attempt_count,
+                    )
+                )
         return claims
 
     async def deliver(self, claim: Claim) -> None:
@@ -116,13 +126,17 @@ class DeliveryWorker:
             timestamp = int(self._clock().timestamp())
             body = claim.body.encode()
             response = await self._client.post(
-                claim.url, content=body, follow_redirects=False, timeout=self._settings.delivery_timeout_s,
+                claim.url,
+                content=body,
+                follow_redirects=False,
+                timeout=self._settings.delivery_timeout_s,
                 headers={
                     "content-type": "application/json",
                     "webhook-id": claim.msg_id,
                     "webhook-timestamp": str(timestamp),
-                    "webhook-signature": signature_header([claim.secret], msg_id=claim.msg_id,
-                                                          timestamp=timestamp, body=body),
+                    "webhook-signature": signature_header(
+                        [claim.secret], msg_id=claim.msg_id, timestamp=timestamp, body=body
+                    ),
                 },
             )
             return Outcome(response.status_code, _ms(started), response.text[:RESPONSE_KEEP], None)
@@ -136,9 +150,16 @@ class DeliveryWorker:
             delivery = await session.get(DeliveryRow, claim.delivery_id)
             if delivery is None:
                 return
-            session.add(AttemptRow(delivery_id=delivery.id, attempted_at=now, status_code=outcome.status_code,
-                                   duration_ms=outcome.duration_ms, response=outcome.response,
-                                   error=outcome.error))
+            session.add(
+                AttemptRow(
+                    delivery_id=delivery.id,
+                    attempted_at=now,
+                    status_code=outcome.status_code,
+                    duration_ms=outcome.duration_ms,
+                    response=outcome.response,
+                    error=outcome.error,
+                )
+            )
             delivery.attempt_count += 1
             delivery.last_status_code = outcome.status_code
             delivery.locked_until = None
@@ -149,8 +170,14 @@ class DeliveryWorker:
             else:
                 delivery.next_attempt_at = now + _jittered(schedule[delivery.attempt_count])
         DELIVERIES.labels("delivered" if outcome.ok else "failed_attempt").inc()
-        log.info("webhook attempt", delivery_id=str(claim.delivery_id), msg_id=claim.msg_id,
-                 status_code=outcome.status_code, error=outcome.error, ok=outcome.ok)
+        log.info(
+            "webhook attempt",
+            delivery_id=str(claim.delivery_id),
+            msg_id=claim.msg_id,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            ok=outcome.ok,
+        )
 
 
 def _jittered(seconds: float) -> timedelta:

@@ -1,4 +1,4 @@
-"""Notifier use cases: review events → delivery rows (one per event × matching subscription)."""
+"""Notifier use cases: review events → delivery rows (one per event x matching subscription)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.reviews import ReviewEventV1
-from services.core.db import insert_ignore, new_id
+from services.core.db import insert_ignore, new_id, table_of
 from services.core.kafka import Message
 from services.core.observability import get_logger
 from services.notifier.matching import type_matches
@@ -43,15 +43,26 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
         body = webhook_body(event)
         for subscription in subscriptions:
             if type_matches(subscription.event_types, event.type.value):
-                rows.append({
-                    "id": new_id(), "msg_id": f"msg_{event.id.hex}", "subscription_id": subscription.id,
-                    "event_type": event.type.value, "review_id": str(event.review_id),
-                    "sequence": event.sequence, "body": body, "status": PENDING, "attempt_count": 0,
-                    "next_attempt_at": now, "locked_until": None, "created_at": now, "last_status_code": None,
-                })
+                rows.append(
+                    {
+                        "id": new_id(),
+                        "msg_id": f"msg_{event.id.hex}",
+                        "subscription_id": subscription.id,
+                        "event_type": event.type.value,
+                        "review_id": str(event.review_id),
+                        "sequence": event.sequence,
+                        "body": body,
+                        "status": PENDING,
+                        "attempt_count": 0,
+                        "next_attempt_at": now,
+                        "locked_until": None,
+                        "created_at": now,
+                        "last_status_code": None,
+                    }
+                )
     if rows:
-        table = DeliveryRow.__table__
-        await session.execute(insert_ignore(session, table, ["msg_id", "subscription_id"]), rows)  # type: ignore[arg-type]
+        table = table_of(DeliveryRow)
+        await session.execute(insert_ignore(session, table, ["msg_id", "subscription_id"]), rows)
     return len(rows)
 
 
@@ -59,6 +70,5 @@ def _parse(message: Message) -> ReviewEventV1 | None:
     try:
         return ReviewEventV1.model_validate_json(message.value or b"")
     except ValidationError as exc:
-        log.error("unreadable review event skipped", partition=message.partition, offset=message.offset,
-                  error=str(exc))
+        log.error("unreadable review event skipped", partition=message.partition, offset=message.offset, error=str(exc))
         return None

@@ -54,16 +54,25 @@ def _parse(message: Message) -> TriggerAcceptedV1 | None:
         return TriggerAcceptedV1.model_validate_json(message.value or b"")
     except ValidationError as exc:
         # Only ingest writes this topic; a bad record is a bug to see, not a reason to stop the engine.
-        log.error("unreadable TriggerAccepted skipped", partition=message.partition,
-                  offset=message.offset, error=str(exc))
+        log.error(
+            "unreadable TriggerAccepted skipped", partition=message.partition, offset=message.offset, error=str(exc)
+        )
         return None
 
 
 def _open(session: AsyncSession, trigger: TriggerAcceptedV1, key: str, now: datetime) -> ReviewRow:
     review = ReviewRow(
-        id=uuid.uuid4(), correlation_key=key, open_key=key, title=_title(trigger),
-        category=trigger.category.value, severity=trigger.severity.value, state=INITIAL.value,
-        owner=None, opened_at=now, due_at=now + TRIAGE_DUE, event_sequence=0,
+        id=uuid.uuid4(),
+        correlation_key=key,
+        open_key=key,
+        title=_title(trigger),
+        category=trigger.category.value,
+        severity=trigger.severity.value,
+        state=INITIAL.value,
+        owner=None,
+        opened_at=now,
+        due_at=now + TRIAGE_DUE,
+        event_sequence=0,
     )
     session.add(review)
     return review
@@ -71,9 +80,15 @@ def _open(session: AsyncSession, trigger: TriggerAcceptedV1, key: str, now: date
 
 def _link(review: ReviewRow, trigger: TriggerAcceptedV1, now: datetime) -> ReviewTriggerRow:
     return ReviewTriggerRow(
-        review_id=review.id, source=trigger.source, event_id=trigger.id, category=trigger.category.value,
-        severity=trigger.severity.value, subject=trigger.subject, occurred_at=trigger.occurred_at,
-        linked_at=now, data=trigger.data,
+        review_id=review.id,
+        source=trigger.source,
+        event_id=trigger.id,
+        category=trigger.category.value,
+        severity=trigger.severity.value,
+        subject=trigger.subject,
+        occurred_at=trigger.occurred_at,
+        linked_at=now,
+        data=trigger.data,
     )
 
 
@@ -83,16 +98,33 @@ def record_event(
     """Append to the review's timeline and to the outbox, in the caller's transaction."""
     review.event_sequence += 1
     event = ReviewEventV1(
-        id=uuid.uuid4(), type=type_, review_id=review.id, sequence=review.event_sequence,
-        occurred_at=now, data={"review_id": str(review.id), **data},
+        id=uuid.uuid4(),
+        type=type_,
+        review_id=review.id,
+        sequence=review.event_sequence,
+        occurred_at=now,
+        data={"review_id": str(review.id), **data},
     )
-    session.add(TimelineRow(id=event.id, review_id=review.id, sequence=event.sequence, type=type_.value,
-                            occurred_at=now, data=event.data))
-    session.add(EngineOutboxRow(**outbox_values(
-        topic=topics.REVIEWS_EVENTS, key=str(review.id).encode(),
-        value=orjson.dumps(event.model_dump(mode="json")),
-        headers=[("content-type", b"application/json"), ("smits-schema", b"ReviewEvent.v1")],
-    )))
+    session.add(
+        TimelineRow(
+            id=event.id,
+            review_id=review.id,
+            sequence=event.sequence,
+            type=type_.value,
+            occurred_at=now,
+            data=event.data,
+        )
+    )
+    session.add(
+        EngineOutboxRow(
+            **outbox_values(
+                topic=topics.REVIEWS_EVENTS,
+                key=str(review.id).encode(),
+                value=orjson.dumps(event.model_dump(mode="json")),
+                headers=[("content-type", b"application/json"), ("smits-schema", b"ReviewEvent.v1")],
+            )
+        )
+    )
     REVIEWS.labels(type_.value).inc()
     return event
 
@@ -104,14 +136,23 @@ def _title(trigger: TriggerAcceptedV1) -> str:
 
 def _trigger_data(trigger: TriggerAcceptedV1) -> dict[str, Any]:
     return {
-        "trigger": {"source": trigger.source, "id": trigger.id, "category": trigger.category.value,
-                    "severity": trigger.severity.value, "subject": trigger.subject},
+        "trigger": {
+            "source": trigger.source,
+            "id": trigger.id,
+            "category": trigger.category.value,
+            "severity": trigger.severity.value,
+            "subject": trigger.subject,
+        },
     }
 
 
 def _review_data(review: ReviewRow, trigger: TriggerAcceptedV1) -> dict[str, Any]:
     return {
-        "title": review.title, "category": review.category, "severity": review.severity,
-        "state": review.state, "correlation_key": review.correlation_key,
-        "due_at": review.due_at.isoformat() if review.due_at else None, **_trigger_data(trigger),
+        "title": review.title,
+        "category": review.category,
+        "severity": review.severity,
+        "state": review.state,
+        "correlation_key": review.correlation_key,
+        "due_at": review.due_at.isoformat() if review.due_at else None,
+        **_trigger_data(trigger),
     }

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from services.contracts.triggers import TRIGGER_DATA, Category, Severity, category_of
+from services.contracts.triggers import MODELS_BY_CATEGORY, Category, Severity, category_of
 
 MAX_EVENT_BYTES = 1024 * 1024
 STRUCTURED_PREFIX = "application/cloudevents"
@@ -104,8 +104,9 @@ def from_event(event: Mapping[str, Any], *, received_at: datetime) -> Trigger | 
         if not isinstance(value, str) or not value:
             return Rejection("MissingAttribute", f"required attribute {name!r} is missing or empty", field=name)
     if event["specversion"] != "1.0":
-        return Rejection("UnsupportedSpecVersion", f"specversion {event['specversion']!r} is not 1.0",
-                         field="specversion")
+        return Rejection(
+            "UnsupportedSpecVersion", f"specversion {event['specversion']!r} is not 1.0", field="specversion"
+        )
     category = category_of(event["type"])
     if category is None:
         return Rejection("UnknownType", f"unknown trigger type {event['type']!r}", field="type")
@@ -119,7 +120,7 @@ def from_event(event: Mapping[str, Any], *, received_at: datetime) -> Trigger | 
     if not isinstance(data, dict):
         return Rejection("InvalidData", "data must be a JSON object", field="data")
     try:
-        model = TRIGGER_DATA.validate_python({**data, "type": event["type"]})
+        model = MODELS_BY_CATEGORY[category].model_validate({**data, "type": event["type"]})
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(["data", *(str(part) for part in first["loc"])])
@@ -129,8 +130,14 @@ def from_event(event: Mapping[str, Any], *, received_at: datetime) -> Trigger | 
     if severity is None:
         return Rejection("InvalidAttribute", "severity must be low, medium, high or critical", field="severity")
     return Trigger(
-        source=event["source"], id=event["id"], type=event["type"], category=category, severity=severity,
-        subject=subject, occurred_at=occurred_at, data=clean,
+        source=event["source"],
+        id=event["id"],
+        type=event["type"],
+        category=category,
+        severity=severity,
+        subject=subject,
+        occurred_at=occurred_at,
+        data=clean,
     )
 
 

@@ -70,33 +70,57 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
 
 def _trigger_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:
     return {
-        "source": trigger.source, "event_id": trigger.id, "type": trigger.type,
-        "category": trigger.category.value, "severity": trigger.severity.value, "subject": trigger.subject,
-        "occurred_at": trigger.occurred_at, "received_at": now, "data": trigger.data,
-        "kafka_partition": message.partition, "kafka_offset": message.offset,
+        "source": trigger.source,
+        "event_id": trigger.id,
+        "type": trigger.type,
+        "category": trigger.category.value,
+        "severity": trigger.severity.value,
+        "subject": trigger.subject,
+        "occurred_at": trigger.occurred_at,
+        "received_at": now,
+        "data": trigger.data,
+        "kafka_partition": message.partition,
+        "kafka_offset": message.offset,
     }
 
 
 def _duplicate_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:
     return {
-        "source": trigger.source, "event_id": trigger.id, "kafka_topic": message.topic,
-        "kafka_partition": message.partition, "kafka_offset": message.offset, "received_at": now,
+        "source": trigger.source,
+        "event_id": trigger.id,
+        "kafka_topic": message.topic,
+        "kafka_partition": message.partition,
+        "kafka_offset": message.offset,
+        "received_at": now,
     }
 
 
 def _rejection_row(message: Message, rejection: Rejection, now: datetime) -> dict[str, Any]:
     return {
-        "kafka_topic": message.topic, "kafka_partition": message.partition, "kafka_offset": message.offset,
-        "source": None, "event_id": None, "reason": rejection.kind, "message": rejection.message[:2000],
-        "field": rejection.field, "key": message.key, "received_at": now,
+        "kafka_topic": message.topic,
+        "kafka_partition": message.partition,
+        "kafka_offset": message.offset,
+        "source": None,
+        "event_id": None,
+        "reason": rejection.kind,
+        "message": rejection.message[:2000],
+        "field": rejection.field,
+        "key": message.key,
+        "received_at": now,
     }
 
 
 def _accepted_event(trigger: Trigger, *, received_at: datetime) -> dict[str, Any]:
     event = TriggerAcceptedV1(
-        source=trigger.source, id=trigger.id, type=trigger.type, category=trigger.category,
-        severity=trigger.severity, subject=trigger.subject, occurred_at=trigger.occurred_at,
-        received_at=received_at, data=trigger.data,
+        source=trigger.source,
+        id=trigger.id,
+        type=trigger.type,
+        category=trigger.category,
+        severity=trigger.severity,
+        subject=trigger.subject,
+        occurred_at=trigger.occurred_at,
+        received_at=received_at,
+        data=trigger.data,
     )
     return outbox_values(
         topic=topics.TRIGGERS_ACCEPTED,

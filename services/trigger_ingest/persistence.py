@@ -10,7 +10,7 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, Un
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core.db import Base, UTCDateTime, insert_ignore
+from services.core.db import Base, UTCDateTime, insert_ignore, table_of
 from services.core.outbox import OutboxMixin
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -79,10 +79,8 @@ async def insert_triggers(session: AsyncSession, rows: Sequence[dict[str, Any]])
     """Insert, skipping (source, event_id) already stored; returns the keys that were new."""
     if not rows:
         return set()
-    table = TriggerRow.__table__
-    statement = insert_ignore(session, table, ["source", "event_id"]).returning(  # type: ignore[arg-type]
-        table.c.source, table.c.event_id
-    )
+    table = table_of(TriggerRow)
+    statement = insert_ignore(session, table, ["source", "event_id"]).returning(table.c.source, table.c.event_id)
     result = await session.execute(statement, list(rows))
     return {(source, event_id) for source, event_id in result.all()}
 
@@ -103,9 +101,11 @@ async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]
     """Insert rejections not seen before; returns the (partition, offset) of the new ones."""
     if not rows:
         return set()
-    table = RejectionRow.__table__
+    table = table_of(RejectionRow)
     statement = insert_ignore(
-        session, table, ["kafka_topic", "kafka_partition", "kafka_offset"]  # type: ignore[arg-type]
+        session,
+        table,
+        ["kafka_topic", "kafka_partition", "kafka_offset"],
     ).returning(table.c.kafka_partition, table.c.kafka_offset)
     result = await session.execute(statement, list(rows))
     return {(partition, offset) for partition, offset in result.all()}
@@ -114,11 +114,13 @@ async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]
 async def insert_duplicates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         statement = insert_ignore(
-            session, DuplicateRow.__table__, ["kafka_topic", "kafka_partition", "kafka_offset"]  # type: ignore[arg-type]
+            session,
+            table_of(DuplicateRow),
+            ["kafka_topic", "kafka_partition", "kafka_offset"],
         )
         await session.execute(statement, list(rows))
 
 
 async def insert_outbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(IngestOutboxRow.__table__.insert(), list(rows))  # type: ignore[attr-defined]
+        await session.execute(table_of(IngestOutboxRow).insert(), list(rows))

@@ -41,8 +41,11 @@ async def test_regulation_update_becomes_a_signed_review_opened_webhook(settings
     assert payload["type"] == "review.opened"
     assert payload["data"]["review_id"] == reviews[0]["id"]
     assert payload["data"]["trigger"] == {
-        "source": "/regulatory/feed", "id": "reg-1", "category": "regulation_update",
-        "severity": trigger.json()["severity"], "subject": "bu-payments",
+        "source": "/regulatory/feed",
+        "id": "reg-1",
+        "category": "regulation_update",
+        "severity": trigger.json()["severity"],
+        "subject": "bu-payments",
     }
     assert message.headers["webhook-id"].startswith("msg_")
     assert orjson.loads(message.body)["timestamp"]

@@ -43,17 +43,30 @@ async def smits(settings: Settings, names: Sequence[str] = ALL) -> AsyncIterator
             yield Harness(runtime, api)
 
 
-def regulation_event(*, event_id: str = "reg-1", regulation_id: str = "DORA-2025", subject: str = "bu-payments",
-                     source: str = "/regulatory/feed") -> CloudEvent:
+def regulation_event(
+    *,
+    event_id: str = "reg-1",
+    regulation_id: str = "DORA-2025",
+    subject: str = "bu-payments",
+    source: str = "/regulatory/feed",
+) -> CloudEvent:
     return CloudEvent(
         attributes={
-            "id": event_id, "source": source, "type": "smits.trigger.regulation_update.v1",
-            "subject": subject, "time": datetime(2026, 11, 20, 9, 0, tzinfo=UTC), "datacontenttype": "application/json",
+            "id": event_id,
+            "source": source,
+            "type": "smits.trigger.regulation_update.v1",
+            "subject": subject,
+            "time": datetime(2026, 11, 20, 9, 0, tzinfo=UTC),
+            "datacontenttype": "application/json",
         },
         data={
-            "regulation_id": regulation_id, "title": "Digital Operational Resilience Act",
-            "jurisdiction": "EU", "issuing_body": "European Parliament", "change_type": "amendment",
-            "effective_date": "2027-01-17", "compliance_deadline": "2027-06-30",
+            "regulation_id": regulation_id,
+            "title": "Digital Operational Resilience Act",
+            "jurisdiction": "EU",
+            "issuing_body": "European Parliament",
+            "change_type": "amendment",
+            "effective_date": "2027-01-17",
+            "compliance_deadline": "2027-06-30",
         },
     )
 

@@ -11,13 +11,13 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float = 30.0, what: str = ""
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, within: float = 30.0, what: str = ""
 ) -> T:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if done(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or 'condition'}; last: {value!r}")
+            raise AssertionError(f"timed out after {within}s waiting for {what or 'condition'}; last: {value!r}")
         await asyncio.sleep(0.1)

@@ -68,8 +68,15 @@ def build_router(runtime: Runtime) -> APIRouter:
             await resolve_checked(url, runtime.settings.allow_networks)
         except EgressRefused as exc:
             raise ProblemError(422, "Webhook target refused", str(exc), field="url") from exc
-        row = SubscriptionRow(id=uuid.uuid4(), url=url, secret=generate_secret(), event_types=body.event_types,
-                              description=body.description, enabled=True, created_at=datetime.now(UTC))
+        row = SubscriptionRow(
+            id=uuid.uuid4(),
+            url=url,
+            secret=generate_secret(),
+            event_types=body.event_types,
+            description=body.description,
+            enabled=True,
+            created_at=datetime.now(UTC),
+        )
         async with runtime.uow.begin() as session:
             session.add(row)
         return SubscriptionCreatedOut(**_out(row).model_dump(), secret=row.secret)
@@ -112,21 +119,41 @@ def build_router(runtime: Runtime) -> APIRouter:
             query = query.where(DeliveryRow.status == status)
         async with runtime.uow.begin() as session:
             deliveries = (await session.scalars(query)).all()
-            attempts = (await session.scalars(
-                select(AttemptRow).where(AttemptRow.delivery_id.in_([d.id for d in deliveries]))
-                .order_by(AttemptRow.id)
-            )).all()
+            attempts = (
+                await session.scalars(
+                    select(AttemptRow)
+                    .where(AttemptRow.delivery_id.in_([d.id for d in deliveries]))
+                    .order_by(AttemptRow.id)
+                )
+            ).all()
         by_delivery: dict[uuid.UUID, list[AttemptOut]] = {}
         for attempt in attempts:
             by_delivery.setdefault(attempt.delivery_id, []).append(
-                AttemptOut.model_validate(attempt, from_attributes=True))
-        return [DeliveryOut(id=d.id, msg_id=d.msg_id, subscription_id=d.subscription_id, event_type=d.event_type,
-                            status=d.status, attempt_count=d.attempt_count, next_attempt_at=d.next_attempt_at,
-                            attempts=by_delivery.get(d.id, [])) for d in deliveries]
+                AttemptOut.model_validate(attempt, from_attributes=True)
+            )
+        return [
+            DeliveryOut(
+                id=d.id,
+                msg_id=d.msg_id,
+                subscription_id=d.subscription_id,
+                event_type=d.event_type,
+                status=d.status,
+                attempt_count=d.attempt_count,
+                next_attempt_at=d.next_attempt_at,
+                attempts=by_delivery.get(d.id, []),
+            )
+            for d in deliveries
+        ]
 
     return router
 
 
 def _out(row: SubscriptionRow) -> SubscriptionOut:
-    return SubscriptionOut(id=row.id, url=row.url, event_types=row.event_types, description=row.description,
-                           enabled=row.enabled, created_at=row.created_at)
+    return SubscriptionOut(
+        id=row.id,
+        url=row.url,
+        event_types=row.event_types,
+        description=row.description,
+        enabled=row.enabled,
+        created_at=row.created_at,
+    )

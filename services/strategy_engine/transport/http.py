@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import and_, or_, select
 
 from services.core.auth import ReviewsRead
 from services.core.http import ProblemError
@@ -71,15 +71,20 @@ def build_router(runtime: Runtime) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> ReviewPage:
         """Newest first. Pass `next_cursor` back as `cursor` for the next page; null means the end."""
-        query: Select[tuple[ReviewRow]] = select(ReviewRow)
-        for column, value in ((ReviewRow.state, state), (ReviewRow.category, category),
-                              (ReviewRow.severity, severity), (ReviewRow.owner, owner)):
+        query = select(ReviewRow)
+        for column, value in (
+            (ReviewRow.state, state),
+            (ReviewRow.category, category),
+            (ReviewRow.severity, severity),
+            (ReviewRow.owner, owner),
+        ):
             if value is not None:
                 query = query.where(column == value)
         if cursor:
             opened_at, last_id = _decode_cursor(cursor)
-            query = query.where(or_(ReviewRow.opened_at < opened_at,
-                                    and_(ReviewRow.opened_at == opened_at, ReviewRow.id < last_id)))
+            query = query.where(
+                or_(ReviewRow.opened_at < opened_at, and_(ReviewRow.opened_at == opened_at, ReviewRow.id < last_id))
+            )
         query = query.order_by(ReviewRow.opened_at.desc(), ReviewRow.id.desc()).limit(limit + 1)
         async with runtime.uow.begin() as session:
             rows = list((await session.scalars(query)).all())
@@ -94,23 +99,36 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def get_review(review_id: uuid.UUID, _auth: ReviewsRead) -> ReviewDetailOut:
         async with runtime.uow.begin() as session:
             review = await _review(session, review_id)
-            links = (await session.scalars(
-                select(ReviewTriggerRow).where(ReviewTriggerRow.review_id == review_id)
-                .order_by(ReviewTriggerRow.id)
-            )).all()
+            links = (
+                await session.scalars(
+                    select(ReviewTriggerRow)
+                    .where(ReviewTriggerRow.review_id == review_id)
+                    .order_by(ReviewTriggerRow.id)
+                )
+            ).all()
         base = ReviewOut.model_validate(review, from_attributes=True)
-        triggers = [TriggerRefOut(source=link.source, id=link.event_id, category=link.category,
-                                  severity=link.severity, subject=link.subject, occurred_at=link.occurred_at)
-                    for link in links]
+        triggers = [
+            TriggerRefOut(
+                source=link.source,
+                id=link.event_id,
+                category=link.category,
+                severity=link.severity,
+                subject=link.subject,
+                occurred_at=link.occurred_at,
+            )
+            for link in links
+        ]
         return ReviewDetailOut(**base.model_dump(), triggers=triggers)
 
     @router.get("/{review_id}/timeline", response_model=list[TimelineEntryOut])
     async def get_timeline(review_id: uuid.UUID, _auth: ReviewsRead) -> list[TimelineEntryOut]:
         async with runtime.uow.begin() as session:
             await _review(session, review_id)
-            rows = (await session.scalars(
-                select(TimelineRow).where(TimelineRow.review_id == review_id).order_by(TimelineRow.sequence)
-            )).all()
+            rows = (
+                await session.scalars(
+                    select(TimelineRow).where(TimelineRow.review_id == review_id).order_by(TimelineRow.sequence)
+                )
+            ).all()
         return [TimelineEntryOut.model_validate(row, from_attributes=True) for row in rows]
 
     return router

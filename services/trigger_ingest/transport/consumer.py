@@ -33,8 +33,11 @@ def trigger_consumer(
             TRIGGERS.labels("rejected", "unknown").inc()
         TRIGGERS.labels("duplicate", "any").inc(outcome.duplicates)
         log.debug(
-            "batch stored", size=len(batch), accepted=len(outcome.accepted),
-            duplicates=outcome.duplicates, rejected=len(outcome.rejected),
+            "batch stored",
+            size=len(batch),
+            accepted=len(outcome.accepted),
+            duplicates=outcome.duplicates,
+            rejected=len(outcome.rejected),
         )
 
     return BatchConsumer(

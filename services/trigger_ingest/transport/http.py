@@ -86,13 +86,25 @@ def build_router(runtime: Runtime) -> APIRouter:
             )
             if row is None:
                 raise ProblemError(404, "Not Found", f"no trigger {event_id!r} from {source!r}")
-            repeats = len((await session.scalars(
-                select(DuplicateRow.id).where(DuplicateRow.source == source, DuplicateRow.event_id == event_id)
-            )).all())
+            repeats = len(
+                (
+                    await session.scalars(
+                        select(DuplicateRow.id).where(DuplicateRow.source == source, DuplicateRow.event_id == event_id)
+                    )
+                ).all()
+            )
         return TriggerOut(
-            source=row.source, id=row.event_id, status="accepted", type=row.type, category=row.category,
-            severity=row.severity, subject=row.subject, occurred_at=row.occurred_at,
-            received_at=row.received_at, duplicates=repeats, data=row.data,
+            source=row.source,
+            id=row.event_id,
+            status="accepted",
+            type=row.type,
+            category=row.category,
+            severity=row.severity,
+            subject=row.subject,
+            occurred_at=row.occurred_at,
+            received_at=row.received_at,
+            duplicates=repeats,
+            data=row.data,
         )
 
     return router

@@ -1,0 +1,42 @@
+# smits: `make run` (the demo on the embedded SQLite default) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+TEST_KAFKA_PORT ?= 39092
+
+.PHONY: run test lint unit stop clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("smits needs Python 3.11, found " + sys.version) if sys.version_info[:2] != (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+run: $(INSTALLED)
+	deploy/run-local.sh
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	@set -euo pipefail; \
+	pg_url="$$(deploy/postgres/pg.sh start)"; \
+	kafka="$$(deploy/kafka/kafka.sh start --port $(TEST_KAFKA_PORT) --dir .run/kafka-test)"; \
+	echo "postgres: $$pg_url  kafka: $$kafka"; \
+	SMITS_TEST_PG_URL="$$pg_url" SMITS_TEST_KAFKA="$$kafka" $(BIN)/pytest
+
+unit: $(INSTALLED)
+	$(BIN)/pytest tests/unit
+
+stop:
+	-deploy/kafka/kafka.sh stop --dir .run/kafka
+	-deploy/kafka/kafka.sh stop --port $(TEST_KAFKA_PORT) --dir .run/kafka-test
+	-deploy/postgres/pg.sh stop
+
+clean: stop
+	rm -rf .run smits.db smits.db-wal smits.db-shm

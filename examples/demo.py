@@ -1,0 +1,108 @@
+"""`make run` demo: a local webhook subscriber, the example triggers sent over HTTP, and what came of them.
+
+Runs against a `smits serve all` on 127.0.0.1:8000 started with SMITS_AUTH_DISABLED=true (local only).
+Stays in the foreground printing webhooks as they arrive until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+API = "http://127.0.0.1:8000"
+RECEIVER = ("127.0.0.1", 8900)
+EXAMPLES = Path(__file__).parent / "triggers"
+received: list[dict[str, object]] = []
+printing = threading.Lock()
+
+
+class Subscriber(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
+        with printing:
+            received.append(body)
+            self._show(body)
+        self.send_response(204)
+        self.end_headers()
+
+    def _show(self, body: dict[str, Any]) -> None:
+        data = body["data"]
+        print(
+            f"  webhook {self.headers['webhook-id']}  {body['type']:<24} review {data['review_id'][:8]}"
+            f"  {data.get('title') or data['trigger']['id']}",
+            flush=True,
+        )
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def wait_ready(client: httpx.Client) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    sys.exit("smits did not become ready within 120 s; see .run/smits.log")
+
+
+def main() -> None:
+    server = ThreadingHTTPServer(RECEIVER, Subscriber)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with httpx.Client(base_url=API, timeout=30) as client:
+        print("waiting for smits to be ready ...", flush=True)
+        wait_ready(client)
+        url = f"http://{RECEIVER[0]}:{RECEIVER[1]}/webhooks"
+        client.post(
+            "/v1/subscriptions", json={"url": url, "event_types": ["review.*"], "description": "make run demo"}
+        ).raise_for_status()
+        print(f"subscribed {url} to review.*\n\nsending {len(list(EXAMPLES.glob('*.json')))} example triggers:")
+        for path in sorted(EXAMPLES.glob("*.json")):
+            response = client.post(
+                "/v1/triggers", content=path.read_bytes(), headers={"content-type": "application/cloudevents+json"}
+            )
+            print(f"  {path.name:<36} -> {response.status_code}", flush=True)
+        print("\nwebhooks delivered:", flush=True)
+        reviews = settle(client)
+        print(f"\nreviews opened: {len(reviews)}")
+        for review in reviews:
+            print(f"  {review['id'][:8]}  {review['severity']:<8} {review['state']:<7} {review['correlation_key']}")
+        print(
+            f"webhooks delivered: {len(received)}\n\nAPI docs: {API}/docs   metrics: {API}/metrics   "
+            "logs: .run/smits.log\nPress Ctrl-C to stop.",
+            flush=True,
+        )
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+def settle(client: httpx.Client) -> list[dict[str, str]]:
+    """Wait until the reviews and webhooks stop changing (the pipeline is asynchronous)."""
+    last: tuple[int, int] = (-1, -1)
+    stable_since = time.monotonic()
+    deadline = time.monotonic() + 60
+    reviews: list[dict[str, str]] = []
+    while time.monotonic() < deadline:
+        reviews = client.get("/v1/reviews", params={"limit": 100}).json()["items"]
+        now = (len(reviews), len(received))
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif now[0] and now[1] and time.monotonic() - stable_since > 3:
+            break
+        time.sleep(0.3)
+    return reviews
+
+
+if __name__ == "__main__":
+    main()
