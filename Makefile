@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-TEST_KAFKA_PORT ?= 39092
+TEST_KAFKA_PORT ?= 29092  # and 29093; both below the ephemeral port range
 
 .PHONY: run test lint unit stop clean
 

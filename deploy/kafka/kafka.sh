@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Single-node Apache Kafka (KRaft) from Maven Central jars, no Docker.
 #   deploy/kafka/kafka.sh start|stop|status [--port P] [--dir D]
+# The broker uses P and P+1 (controller); keep both below 32768, outside Linux's ephemeral port range.
 # start: resolves the jars once (mvn, cached in ./lib and ~/.m2), formats storage on first use,
 #        starts the broker on 127.0.0.1:P, waits until it answers and prints the bootstrap address.
 set -euo pipefail
@@ -43,6 +44,11 @@ java_cmd() {
 
 start() {
   if running; then log "already running (pid $(cat "$pidfile"))"; echo "127.0.0.1:$port"; return; fi
+  for p in "$port" "$controller_port"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      log "port $p on 127.0.0.1 is already in use (another broker from another --dir?); choose --port"; exit 1
+    fi
+  done
   resolve_jars
   mkdir -p "$dir/logs" "$dir/data"
   sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" -e "s|@DATA_DIR@|$dir/data|g" \

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 cmd="${1:-}"; shift || true
-port="${PG_PORT:-55432}"
+port="${PG_PORT:-25432}"  # below the ephemeral port range (32768+)
 dir="${PG_DIR:-/var/tmp/smits-pg}"
 while [ $# -gt 0 ]; do
   case "$1" in

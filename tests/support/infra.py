@@ -28,7 +28,7 @@ def kafka_bootstrap() -> str:
     bootstrap = os.environ.get("SMITS_TEST_KAFKA")
     if bootstrap:
         return bootstrap
-    return _script("deploy/kafka/kafka.sh", "start", "--port", "39092", "--dir", str(ROOT / ".run/kafka-test"))
+    return _script("deploy/kafka/kafka.sh", "start", "--port", "29092", "--dir", str(ROOT / ".run/kafka-test"))
 
 
 def _dsn(url: str, database: str) -> str:

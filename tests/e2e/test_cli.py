@@ -1,0 +1,93 @@
+"""The `smits` command line as an operator runs it: separate OS processes on real Postgres and Kafka."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.core.settings import Settings
+
+SMITS = str(Path(sys.executable).with_name("smits"))
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SMITS_DATABASE_URL": settings.database_url.get_secret_value(),
+        "SMITS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "SMITS_TOPIC_PREFIX": settings.topic_prefix + "cli.",
+        "SMITS_SHUTDOWN_GRACE_S": "10",
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([SMITS, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> httpx.Response:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "smits serve exited early"
+        try:
+            response = httpx.get(f"{base}/readyz", timeout=2)
+            if response.status_code == 200:
+                return response
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("smits serve all never became ready")
+
+
+def test_migrate_topics_keys_and_serve_all_then_sigterm_exits_cleanly(settings: Settings) -> None:
+    env = _env(settings)
+    _run(env, "migrate")
+    assert "4 created" in _run(env, "topics", "create")
+    assert "0 created" in _run(env, "topics", "create")  # idempotent
+    reader = _run(env, "keys", "create", "--name", "dashboard", "--scope", "reviews:read").strip()
+    writer = _run(env, "keys", "create", "--name", "feeder", "--scope", "triggers:write").strip()
+    assert reader.startswith("smits_")
+    assert reader != writer
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([SMITS, "serve", "all", "--port", str(port)], env=env, stderr=subprocess.PIPE)
+    try:
+        ready = _wait_ready(base, process)
+        assert ready.json()["checks"] == {"draining": True, "database": True, "kafka_assignment": True}
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        assert "smits_http_requests_total" in httpx.get(f"{base}/metrics").text
+
+        anonymous = httpx.get(f"{base}/v1/reviews")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["content-type"] == "application/problem+json"
+        wrong_scope = httpx.get(f"{base}/v1/reviews", headers={"authorization": f"Bearer {writer}"})
+        assert wrong_scope.status_code == 403
+        assert wrong_scope.json()["required_scope"] == "reviews:read"
+        allowed = httpx.get(f"{base}/v1/reviews", headers={"authorization": f"Bearer {reader}"})
+        assert allowed.status_code == 200
+        assert allowed.json() == {"items": [], "next_cursor": None}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr.decode()[-3000:]
+    logs = stderr.decode()
+    assert reader not in logs
+    assert writer not in logs
+    assert '"event": "services stopped"' in logs
