@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -14,6 +15,7 @@ from alembic.config import Config
 
 from services.core.auth import Scope
 from services.core.observability import configure_logging, get_logger
+from services.core.runtime import Runtime, build_app, running
 from services.core.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="smits: strategy review triggers")
@@ -75,7 +77,6 @@ def serve(
 
 
 async def _serve(settings: Settings, names: list[str]) -> int:
-    from services.core.runtime import build_app, running
 
     if settings.auth_disabled:
         log.warning("AUTHENTICATION IS DISABLED (SMITS_AUTH_DISABLED=true): local demo only, never in production")
@@ -89,11 +90,26 @@ async def _serve(settings: Settings, names: list[str]) -> int:
             access_log=False,
         )
         server = uvicorn.Server(config)
+        _drain_on_signals(runtime)
         stopper = asyncio.create_task(_exit_when_stopped(runtime.stop, server))
         log.info("listening", host=settings.host, port=settings.port, services=names)
         await server.serve()
         stopper.cancel()
     return 1 if runtime.failed else 0
+
+
+def _drain_on_signals(runtime: Runtime) -> None:
+    """uvicorn handles SIGTERM/SIGINT while serving, then restores these handlers and re-raises the signal
+    into them; without them the default action would kill the process before the workers drain."""
+    loop = asyncio.get_running_loop()
+
+    def drain(signum: int, _frame: object) -> None:
+        runtime.draining = True
+        loop.call_soon_threadsafe(runtime.stop.set)
+        log.info("draining", signal=signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, drain)
 
 
 async def _exit_when_stopped(stop: asyncio.Event, server: uvicorn.Server) -> None:
