@@ -20,9 +20,11 @@ from services.core.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="smits: strategy review triggers")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics")
+schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the event contracts")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
+app.add_typer(schemas_app, name="schemas")
 
 log = get_logger("smits.cli")
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -127,6 +129,17 @@ def topics_create() -> None:
     for name in created:
         typer.echo(f"created {name}")
     typer.echo(f"{len(created)} created; topics ready under prefix {settings.topic_prefix!r}")
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Option(help="where to write the files")] = Path("schemas"),
+) -> None:
+    """Write the JSON Schemas of the trigger categories and inter-service events."""
+    from services.contracts.schemas import export
+
+    for path in export(directory):
+        typer.echo(f"wrote {path}")
 
 
 @keys_app.command("create")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -18,6 +21,7 @@ from services.core.observability import HTTP_LATENCY, HTTP_REQUESTS, get_logger
 log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+T = TypeVar("T")
 
 
 class ProblemError(Exception):
@@ -106,3 +110,17 @@ def install_request_middleware(app: FastAPI) -> None:
         HTTP_LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
         response.headers["x-request-id"] = request_id
         return response
+
+
+def encode_cursor(at: datetime, row_id: object) -> str:
+    """Opaque keyset cursor over (timestamp, id), newest first."""
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str, *, parse_id: Callable[[str], T]) -> tuple[datetime, T]:
+    """Inverse of `encode_cursor`; a tampered or foreign cursor is a 400, never a 500."""
+    try:
+        at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), parse_id(row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ProblemError(400, "Bad Request", "cursor is not one this API returned", field="cursor") from exc

@@ -8,7 +8,7 @@ is `data`). Every input ends as either a `Trigger` or a `Rejection` naming the p
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,15 +23,20 @@ STRUCTURED_PREFIX = "application/cloudevents"
 STRUCTURED_JSON = "application/cloudevents+json"
 DEFAULT_SUBJECT = "global"
 _REQUIRED = ("specversion", "id", "source", "type")
+_MAX_LENGTH = {"id": 500, "source": 500, "type": 200, "subject": 500}
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why an input was refused. `kind` becomes `__connect.errors.exception.class.name`."""
+    """Why an input was refused. `kind` becomes `__connect.errors.exception.class.name`.
+
+    `source` and `id` are filled when the event got far enough to name them (for status lookups)."""
 
     kind: str
     message: str
     field: str | None = None
+    source: str | None = None
+    id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +104,29 @@ def parse_binary(
 
 def from_event(event: Mapping[str, Any], *, received_at: datetime) -> Trigger | Rejection:
     """Validate a CloudEvent given as a mapping of attributes plus `data`."""
+    result = _validate_event(event, received_at)
+    if isinstance(result, Rejection) and result.source is None:
+        source, id_ = event.get("source"), event.get("id")
+        if _storable(source, "source") and _storable(id_, "id"):
+            return replace(result, source=source, id=id_)
+    return result
+
+
+def _storable(value: object, name: str) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_LENGTH[name] and "\x00" not in value
+
+
+def _validate_event(event: Mapping[str, Any], received_at: datetime) -> Trigger | Rejection:
     for name in _REQUIRED:
         value = event.get(name)
         if not isinstance(value, str) or not value:
             return Rejection("MissingAttribute", f"required attribute {name!r} is missing or empty", field=name)
+    for name, limit in _MAX_LENGTH.items():
+        value = event.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            return Rejection("InvalidAttribute", f"{name} is longer than {limit} characters", field=name)
+        if isinstance(value, str) and "\x00" in value:
+            return Rejection("InvalidAttribute", f"{name} contains a NUL character", field=name)
     if event["specversion"] != "1.0":
         return Rejection(
             "UnsupportedSpecVersion", f"specversion {event['specversion']!r} is not 1.0", field="specversion"
@@ -126,6 +150,8 @@ def from_event(event: Mapping[str, Any], *, received_at: datetime) -> Trigger | 
         field = ".".join(["data", *(str(part) for part in first["loc"])])
         return Rejection("InvalidData", f"{field}: {first['msg']}", field=field)
     clean = model.model_dump(mode="json", exclude={"type"})
+    if b"\\u0000" in orjson.dumps(clean):  # PostgreSQL text and JSON cannot hold NUL
+        return Rejection("InvalidData", "data contains a NUL character", field="data")
     severity = _severity(event.get("severity"), category, clean, received_at)
     if severity is None:
         return Rejection("InvalidAttribute", "severity must be low, medium, high or critical", field="severity")

@@ -6,7 +6,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, UniqueConstraint, select, tuple_
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    and_,
+    func,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -124,3 +137,61 @@ async def insert_duplicates(session: AsyncSession, rows: Sequence[dict[str, Any]
 async def insert_outbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await session.execute(table_of(IngestOutboxRow).insert(), list(rows))
+
+
+async def find_trigger(session: AsyncSession, source: str, event_id: str) -> TriggerRow | None:
+    row: TriggerRow | None = await session.scalar(
+        select(TriggerRow).where(TriggerRow.source == source, TriggerRow.event_id == event_id)
+    )
+    return row
+
+
+async def count_duplicates(session: AsyncSession, source: str, event_id: str) -> int:
+    query = select(func.count()).where(DuplicateRow.source == source, DuplicateRow.event_id == event_id)
+    return int(await session.scalar(query) or 0)
+
+
+async def latest_rejection(session: AsyncSession, source: str, event_id: str) -> RejectionRow | None:
+    row: RejectionRow | None = await session.scalar(
+        select(RejectionRow)
+        .where(RejectionRow.source == source, RejectionRow.event_id == event_id)
+        .order_by(RejectionRow.id.desc())
+        .limit(1)
+    )
+    return row
+
+
+Listed = TriggerRow | RejectionRow | DuplicateRow
+_BY_STATUS: dict[str, type[TriggerRow] | type[RejectionRow] | type[DuplicateRow]] = {
+    "accepted": TriggerRow,
+    "rejected": RejectionRow,
+    "duplicate": DuplicateRow,
+}
+
+
+async def list_by_status(
+    session: AsyncSession,
+    *,
+    status: str,
+    category: str | None,
+    source: str | None,
+    since: datetime | None,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> list[Listed]:
+    """Newest first by (received_at, id); `before` is the keyset cursor of the previous page."""
+    model: Any = _BY_STATUS[status]
+    query = select(model)
+    if category is not None:
+        if model is not TriggerRow:
+            return []  # only accepted triggers have a validated category
+        query = query.where(TriggerRow.category == category)
+    if source is not None:
+        query = query.where(model.source == source)
+    if since is not None:
+        query = query.where(model.received_at >= since)
+    if before is not None:
+        at, row_id = before
+        query = query.where(or_(model.received_at < at, and_(model.received_at == at, model.id < row_id)))
+    query = query.order_by(model.received_at.desc(), model.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())

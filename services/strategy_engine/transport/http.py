@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -13,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import and_, or_, select
 
 from services.core.auth import ReviewsRead
-from services.core.http import ProblemError
+from services.core.http import ProblemError, decode_cursor, encode_cursor
 from services.core.runtime import Runtime
 from services.strategy_engine.lifecycle import ReviewState
 from services.strategy_engine.persistence import ReviewRow, ReviewTriggerRow, TimelineRow
@@ -81,7 +79,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             if value is not None:
                 query = query.where(column == value)
         if cursor:
-            opened_at, last_id = _decode_cursor(cursor)
+            opened_at, last_id = decode_cursor(cursor, parse_id=uuid.UUID)
             query = query.where(
                 or_(ReviewRow.opened_at < opened_at, and_(ReviewRow.opened_at == opened_at, ReviewRow.id < last_id))
             )
@@ -92,7 +90,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         rows = rows[:limit]
         return ReviewPage(
             items=[ReviewOut.model_validate(row, from_attributes=True) for row in rows],
-            next_cursor=_encode_cursor(rows[-1]) if more else None,
+            next_cursor=encode_cursor(rows[-1].opened_at, rows[-1].id) if more else None,
         )
 
     @router.get("/{review_id}", response_model=ReviewDetailOut)
@@ -139,15 +137,3 @@ async def _review(session: Any, review_id: uuid.UUID) -> ReviewRow:
     if review is None:
         raise ProblemError(404, "Not Found", f"no review {review_id}")
     return review
-
-
-def _encode_cursor(row: ReviewRow) -> str:
-    return base64.urlsafe_b64encode(f"{row.opened_at.isoformat()}|{row.id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        opened_at, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(opened_at), uuid.UUID(last_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ProblemError(400, "Bad Request", "cursor is not one this API returned", field="cursor") from exc

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import urllib.parse
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from services.contracts import topics
 from services.core.auth import ReviewsRead, TriggersWrite
-from services.core.http import ProblemError
+from services.core.http import ProblemError, decode_cursor, encode_cursor
 from services.core.runtime import Runtime
+from services.trigger_ingest import persistence
 from services.trigger_ingest.domain import (
     MAX_EVENT_BYTES,
     STRUCTURED_PREFIX,
@@ -25,7 +25,7 @@ from services.trigger_ingest.domain import (
     parse_structured,
 )
 from services.trigger_ingest.flows import utcnow
-from services.trigger_ingest.persistence import DuplicateRow, TriggerRow
+from services.trigger_ingest.persistence import DuplicateRow, RejectionRow, TriggerRow
 
 BATCH_JSON = "application/cloudevents-batch+json"
 MAX_BATCH_EVENTS = 1000
@@ -43,17 +43,29 @@ class AcceptedOut(BaseModel):
 
 
 class TriggerOut(BaseModel):
-    source: str
-    id: str
-    status: str
-    type: str
-    category: str
-    severity: str
-    subject: str
-    occurred_at: datetime
+    """A trigger's status: `accepted` (with how many repeats were seen) or `rejected` (with the reason)."""
+
+    source: str | None
+    id: str | None
+    status: Literal["accepted", "rejected", "duplicate"]
     received_at: datetime
-    duplicates: int
-    data: dict[str, Any]
+    type: str | None = None
+    category: str | None = None
+    severity: str | None = None
+    subject: str | None = None
+    occurred_at: datetime | None = None
+    duplicates: int = 0
+    data: dict[str, Any] | None = None
+    reason: str | None = None
+    detail: str | None = None
+    field: str | None = None
+    kafka_partition: int | None = None
+    kafka_offset: int | None = None
+
+
+class TriggerPage(BaseModel):
+    items: list[TriggerOut]
+    next_cursor: str | None
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -77,35 +89,44 @@ def build_router(runtime: Runtime) -> APIRouter:
             await future
         return AcceptedOut(accepted=[EventRef(source=t.source, id=t.id) for _, _, t in events])
 
+    @router.get("", response_model=TriggerPage)
+    async def list_triggers(
+        _auth: ReviewsRead,
+        status: Literal["accepted", "rejected", "duplicate"] = "accepted",
+        category: str | None = None,
+        source: str | None = None,
+        since: datetime | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> TriggerPage:
+        """Newest first, one status at a time; pass `next_cursor` back as `cursor` for the next page."""
+        after = decode_cursor(cursor, parse_id=int) if cursor else None
+        async with runtime.uow.begin() as session:
+            rows = await persistence.list_by_status(
+                session,
+                status=status,
+                category=category,
+                source=source,
+                since=since,
+                before=after,
+                limit=limit + 1,
+            )
+        items = [_out(row) for row in rows[:limit]]
+        last = rows[limit - 1] if len(rows) > limit else None
+        return TriggerPage(items=items, next_cursor=encode_cursor(last.received_at, last.id) if last else None)
+
     @router.get("/{source:path}/{event_id}", response_model=TriggerOut)
     async def get_trigger(source: str, event_id: str, _auth: ReviewsRead) -> TriggerOut:
-        """Status of one trigger by CloudEvents source and id."""
+        """Status of one trigger by CloudEvents source and id: accepted, or rejected with the reason."""
         async with runtime.uow.begin() as session:
-            row = await session.scalar(
-                select(TriggerRow).where(TriggerRow.source == source, TriggerRow.event_id == event_id)
-            )
-            if row is None:
-                raise ProblemError(404, "Not Found", f"no trigger {event_id!r} from {source!r}")
-            repeats = len(
-                (
-                    await session.scalars(
-                        select(DuplicateRow.id).where(DuplicateRow.source == source, DuplicateRow.event_id == event_id)
-                    )
-                ).all()
-            )
-        return TriggerOut(
-            source=row.source,
-            id=row.event_id,
-            status="accepted",
-            type=row.type,
-            category=row.category,
-            severity=row.severity,
-            subject=row.subject,
-            occurred_at=row.occurred_at,
-            received_at=row.received_at,
-            duplicates=repeats,
-            data=row.data,
-        )
+            row = await persistence.find_trigger(session, source, event_id)
+            repeats = await persistence.count_duplicates(session, source, event_id) if row else 0
+            rejection = None if row else await persistence.latest_rejection(session, source, event_id)
+        if row is not None:
+            return _out(row).model_copy(update={"duplicates": repeats})
+        if rejection is not None:
+            return _out(rejection)
+        raise ProblemError(404, "Not Found", f"no trigger {event_id!r} from {source!r}")
 
     return router
 
@@ -130,14 +151,68 @@ def _validate(body: bytes, content_type: str, request: Request) -> list[tuple[by
     if media.startswith(STRUCTURED_PREFIX):
         _refuse(parse_structured(body, content_type, received_at=now))
         return [_structured(orjson.loads(body), now, None)]
-    attributes = {
-        name[3:].lower(): urllib.parse.unquote(value)
-        for name, value in request.headers.items()
-        if name.lower().startswith("ce-")
-    }
+    attributes = _binary_attributes(request)
     trigger = _refuse(parse_binary(attributes, body, content_type or None, received_at=now))
     event: dict[str, Any] = {**attributes, "data": orjson.loads(body) if body else None}
     return [_structured(event, now, None, trigger)]
+
+
+def _out(row: TriggerRow | RejectionRow | DuplicateRow) -> TriggerOut:
+    if isinstance(row, TriggerRow):
+        return TriggerOut(
+            source=row.source,
+            id=row.event_id,
+            status="accepted",
+            received_at=row.received_at,
+            type=row.type,
+            category=row.category,
+            severity=row.severity,
+            subject=row.subject,
+            occurred_at=row.occurred_at,
+            data=row.data,
+            kafka_partition=row.kafka_partition,
+            kafka_offset=row.kafka_offset,
+        )
+    if isinstance(row, RejectionRow):
+        return TriggerOut(
+            source=row.source,
+            id=row.event_id,
+            status="rejected",
+            received_at=row.received_at,
+            reason=row.reason,
+            detail=row.message,
+            field=row.field,
+            kafka_partition=row.kafka_partition,
+            kafka_offset=row.kafka_offset,
+        )
+    return TriggerOut(
+        source=row.source,
+        id=row.event_id,
+        status="duplicate",
+        received_at=row.received_at,
+        kafka_partition=row.kafka_partition,
+        kafka_offset=row.kafka_offset,
+    )
+
+
+def _binary_attributes(request: Request) -> dict[str, str]:
+    """`ce-*` headers, percent-decoded and read as UTF-8, as the CloudEvents HTTP binding says."""
+    attributes: dict[str, str] = {}
+    for raw_name, raw_value in request.headers.raw:
+        name = raw_name.decode("latin-1").lower()
+        if not name.startswith("ce-"):
+            continue
+        try:
+            attributes[name[3:]] = urllib.parse.unquote_to_bytes(raw_value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProblemError(
+                400,
+                "Invalid CloudEvent",
+                f"header {name!r} is not UTF-8 after percent-decoding",
+                field=name,
+                reason="InvalidHeader",
+            ) from exc
+    return attributes
 
 
 def _batch(body: bytes) -> list[Any]:
