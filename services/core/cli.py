@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -20,11 +22,13 @@ from services.core.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="smits: strategy review triggers")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-lettered triggers")
 schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the event contracts")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(dlq_app, name="dlq")
 
 log = get_logger("smits.cli")
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -129,6 +133,19 @@ def topics_create() -> None:
     for name in created:
         typer.echo(f"created {name}")
     typer.echo(f"{len(created)} created; topics ready under prefix {settings.topic_prefix!r}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    since: Annotated[datetime | None, typer.Option(help="only dead letters recorded at or after this time")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most this many")] = None,
+) -> None:
+    """Re-publish dead-lettered triggers to the input topic (original key, value and headers)."""
+    module = importlib.import_module("services.trigger_ingest.replay")
+    settings = _settings()
+    when = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
+    count = asyncio.run(module.replay_dead_letters(settings, since=when, limit=limit))
+    typer.echo(f"replayed {count} dead-lettered trigger(s) to {settings.topic('triggers')}")
 
 
 @schemas_app.command("export")

@@ -169,3 +169,26 @@ def _message(record: object) -> Message:
         headers=tuple(record.headers or ()),  # type: ignore[attr-defined]
         timestamp_ms=record.timestamp,  # type: ignore[attr-defined]
     )
+
+
+async def open_reader(settings: Settings, topic: str, *, wait_s: float = 30.0) -> AIOKafkaConsumer:
+    """A started consumer without a group, assigned every partition of `topic`, positioned at the start.
+
+    For tools that read a topic end to end (DLQ replay, tests); it never commits offsets.
+    """
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=2 * MAX_MESSAGE_BYTES,
+    )
+    await consumer.start()
+    deadline = time.monotonic() + wait_s
+    while not consumer.assignment():
+        if time.monotonic() > deadline:
+            await consumer.stop()
+            raise RuntimeError(f"no partitions of {topic!r} within {wait_s}s; does it exist (`smits topics create`)?")
+        await asyncio.sleep(0.05)
+    return consumer
