@@ -23,7 +23,9 @@ class ReviewEventType(StrEnum):
 
 
 class ReviewEventV1(BaseModel):
-    """`id` is unique per event and becomes the outgoing `webhook-id`; `sequence` orders one review's events."""
+    """`id` is unique per event and becomes the outgoing `webhook-id`; `sequence` orders one review's events.
+
+    `category`, `severity` and `scope` describe the review (not the event) so subscribers can filter on them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,3 +35,6 @@ class ReviewEventV1(BaseModel):
     sequence: int
     occurred_at: datetime
     data: dict[str, Any]
+    category: str | None = None
+    severity: str | None = None
+    scope: str | None = None

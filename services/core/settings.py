@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     delivery_batch_size: int = Field(default=50, ge=1)
     delivery_timeout_s: float = Field(default=15.0, gt=0)
     delivery_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
+    webhook_secret_grace_s: float = Field(default=86_400.0, ge=0)
+    webhook_disable_after_s: float = Field(default=5 * 86_400.0, gt=0)
+    webhook_retry_after_max_s: float = Field(default=86_400.0, gt=0)
     shutdown_grace_s: float = Field(default=20.0, gt=0)
 
     @field_validator("webhook_allow_cidrs", mode="before")

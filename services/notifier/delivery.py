@@ -1,15 +1,15 @@
-"""The delivery worker: claim due deliveries, sign, POST, record the attempt, schedule the retry.
+"""The delivery worker: claim due deliveries, sign, POST, record the attempt, decide what comes next.
 
 Claims are leases (`locked_until`) taken in a short transaction (`FOR UPDATE SKIP LOCKED` on Postgres), so
-several notifier replicas never send the same attempt at once, and a crashed one's leases expire.
-The HTTP call happens outside any transaction.
+notifier replicas never send the same attempt at once and a crashed one's leases simply expire. A delivery
+is claimable only when no earlier event of the same review is still pending for the same subscription, so
+one review's webhooks reach a subscriber in event order. The HTTP call happens outside any transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import or_, select
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import aliased
 
 from services.core.db import UnitOfWork, is_postgres
 from services.core.observability import DELIVERIES, get_logger
 from services.core.settings import Settings
-from services.notifier.egress import EgressRefused, resolve_checked
-from services.notifier.flows import DELIVERED, FAILED, PENDING
-from services.notifier.persistence import AttemptRow, DeliveryRow, SubscriptionRow
+from services.notifier.egress import EgressRefused
+from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow
+from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, RateLimiter, next_step
 from services.notifier.signing import signature_header
 
 log = get_logger(__name__)
@@ -38,23 +39,12 @@ Clock = Callable[[], datetime]
 @dataclass(frozen=True, slots=True)
 class Claim:
     delivery_id: uuid.UUID
+    subscription_id: uuid.UUID
     msg_id: str
     url: str
-    secret: str
+    secrets: tuple[str, ...]
     body: str
-    attempt_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status_code: int | None
-    duration_ms: int
-    response: str | None
-    error: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+    rate_limit_per_s: float | None
 
 
 class DeliveryWorker:
@@ -65,6 +55,7 @@ class DeliveryWorker:
         self._settings = settings
         self._client = client
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._limiters: dict[uuid.UUID, RateLimiter] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivery worker started")
@@ -85,19 +76,27 @@ class DeliveryWorker:
 
     async def claim(self) -> list[Claim]:
         now = self._clock()
-        async with self._uow.begin() as session:
-            query = (
-                select(DeliveryRow, SubscriptionRow)
-                .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
-                .where(
-                    DeliveryRow.status == PENDING,
-                    DeliveryRow.next_attempt_at <= now,
-                    or_(DeliveryRow.locked_until.is_(None), DeliveryRow.locked_until < now),
-                    SubscriptionRow.enabled,
-                )
-                .order_by(DeliveryRow.next_attempt_at)
-                .limit(self._settings.delivery_batch_size)
+        earlier = aliased(DeliveryRow)
+        waiting_for_earlier = exists().where(
+            earlier.subscription_id == DeliveryRow.subscription_id,
+            earlier.review_id == DeliveryRow.review_id,
+            earlier.sequence < DeliveryRow.sequence,
+            earlier.status == PENDING,
+        )
+        query = (
+            select(DeliveryRow, SubscriptionRow)
+            .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
+            .where(
+                DeliveryRow.status == PENDING,
+                DeliveryRow.next_attempt_at <= now,
+                or_(DeliveryRow.locked_until.is_(None), DeliveryRow.locked_until < now),
+                and_(SubscriptionRow.enabled, SubscriptionRow.deleted_at.is_(None)),
+                ~waiting_for_earlier,
             )
+            .order_by(DeliveryRow.next_attempt_at, DeliveryRow.sequence)
+            .limit(self._settings.delivery_batch_size)
+        )
+        async with self._uow.begin() as session:
             if is_postgres(session):
                 query = query.with_for_update(of=DeliveryRow, skip_locked=True)
             claims = []
@@ -106,49 +105,58 @@ class DeliveryWorker:
                 claims.append(
                     Claim(
                         delivery.id,
+                        subscription.id,
                         delivery.msg_id,
                         subscription.url,
-                        subscription.secret,
+                        tuple(subscription.signing_secrets(now)),
                         delivery.body,
-                        delivery.attempt_count,
+                        subscription.rate_limit_per_s,
                     )
                 )
         return claims
 
     async def deliver(self, claim: Claim) -> None:
+        if claim.rate_limit_per_s:
+            limiter = self._limiters.get(claim.subscription_id)
+            if limiter is None or limiter.rate != claim.rate_limit_per_s:
+                limiter = self._limiters[claim.subscription_id] = RateLimiter(claim.rate_limit_per_s)
+            await limiter.acquire()
         outcome = await self._post(claim)
         await self._record(claim, outcome)
 
     async def _post(self, claim: Claim) -> Outcome:
         started = time.perf_counter()
+        timestamp = int(self._clock().timestamp())
+        body = claim.body.encode()
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "smits-webhooks/1",
+            "webhook-id": claim.msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(
+                list(claim.secrets), msg_id=claim.msg_id, timestamp=timestamp, body=body
+            ),
+        }
         try:
-            await resolve_checked(claim.url, self._settings.allow_networks)
-            timestamp = int(self._clock().timestamp())
-            body = claim.body.encode()
             response = await self._client.post(
-                claim.url,
-                content=body,
-                follow_redirects=False,
-                timeout=self._settings.delivery_timeout_s,
-                headers={
-                    "content-type": "application/json",
-                    "webhook-id": claim.msg_id,
-                    "webhook-timestamp": str(timestamp),
-                    "webhook-signature": signature_header(
-                        [claim.secret], msg_id=claim.msg_id, timestamp=timestamp, body=body
-                    ),
-                },
+                claim.url, content=body, headers=headers, timeout=self._settings.delivery_timeout_s
             )
-            return Outcome(response.status_code, _ms(started), response.text[:RESPONSE_KEEP], None)
-        except (httpx.HTTPError, EgressRefused) as exc:
-            return Outcome(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:RESPONSE_KEEP])
+        except (httpx.HTTPError, EgressRefused, OSError) as exc:
+            return Outcome(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:RESPONSE_KEEP], None)
+        return Outcome(
+            response.status_code,
+            _ms(started),
+            response.text[:RESPONSE_KEEP],
+            None,
+            response.headers.get("retry-after"),
+        )
 
     async def _record(self, claim: Claim, outcome: Outcome) -> None:
         now = self._clock()
-        schedule = self._settings.delivery_retry_schedule
         async with self._uow.begin() as session:
             delivery = await session.get(DeliveryRow, claim.delivery_id)
-            if delivery is None:
+            subscription = await session.get(SubscriptionRow, claim.subscription_id)
+            if delivery is None or subscription is None:
                 return
             session.add(
                 AttemptRow(
@@ -163,26 +171,44 @@ class DeliveryWorker:
             delivery.attempt_count += 1
             delivery.last_status_code = outcome.status_code
             delivery.locked_until = None
-            if outcome.ok:
-                delivery.status, delivery.next_attempt_at = DELIVERED, None
-            elif delivery.attempt_count >= len(schedule):
-                delivery.status, delivery.next_attempt_at = FAILED, None
-            else:
-                delivery.next_attempt_at = now + _jittered(schedule[delivery.attempt_count])
-        DELIVERIES.labels("delivered" if outcome.ok else "failed_attempt").inc()
+            step = next_step(
+                outcome,
+                attempts=delivery.attempt_count,
+                schedule=self._settings.delivery_retry_schedule,
+                failing_since=subscription.failing_since,
+                now=now,
+                disable_after=timedelta(seconds=self._settings.webhook_disable_after_s),
+                retry_after_max=timedelta(seconds=self._settings.webhook_retry_after_max_s),
+            )
+            delivery.status, delivery.next_attempt_at = step.status, step.next_attempt_at
+            subscription.failing_since = None if outcome.ok else (subscription.failing_since or now)
+            if step.disable_reason and subscription.enabled:
+                subscription.enabled = False
+                subscription.disabled_reason = step.disable_reason
+                session.add(
+                    NoticeRow(
+                        subscription_id=subscription.id,
+                        type="subscription.disabled",
+                        at=now,
+                        detail=step.disable_reason,
+                    )
+                )
+                log.warning("subscription disabled", subscription_id=str(subscription.id), reason=step.disable_reason)
+        DELIVERIES.labels(_label(outcome, step.status)).inc()
         log.info(
             "webhook attempt",
             delivery_id=str(claim.delivery_id),
             msg_id=claim.msg_id,
             status_code=outcome.status_code,
             error=outcome.error,
-            ok=outcome.ok,
+            outcome=step.status,
         )
 
 
-def _jittered(seconds: float) -> timedelta:
-    """Up to 10% random spread so retries of many deliveries do not stampede a recovering receiver."""
-    return timedelta(seconds=seconds * (1 + random.uniform(0, 0.1)))
+def _label(outcome: Outcome, status: str) -> str:
+    if outcome.ok:
+        return DELIVERED
+    return FAILED if status == FAILED else "retry"
 
 
 def _ms(started: float) -> int:

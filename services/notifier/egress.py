@@ -1,33 +1,53 @@
-"""Egress policy for webhook targets: only global addresses, unless inside `SMITS_WEBHOOK_ALLOW_CIDRS`."""
+"""SSRF-safe egress for webhooks: resolve once, refuse non-global targets, connect to the checked address.
+
+Only global unicast addresses are permitted, unless inside `SMITS_WEBHOOK_ALLOW_CIDRS`. IPv6 forms that
+embed an IPv4 address (IPv4-mapped, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`) are judged
+by the embedded address. `PinnedBackend` resolves the host itself and hands httpcore a connection to the
+address it checked, so a DNS answer cannot change between the check and the connect (no rebinding); the
+Host header and TLS SNI still carry the hostname because only the TCP connect target is replaced.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""host, port → IP address strings (injectable so tests can stand in for DNS)."""
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
 class EgressRefused(Exception):
-    """The target is not a permitted destination; the message says why (never includes secrets)."""
+    """The target is not a permitted destination; the message says why (it never includes secrets)."""
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise EgressRefused(f"host {host!r} does not resolve") from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address hidden inside an IPv4-mapped, NAT64 or 6to4 IPv6 address, if any."""
+    """The IPv4 address inside an IPv4-mapped, NAT64 or 6to4 IPv6 address, if any."""
     if not isinstance(ip, ipaddress.IPv6Address):
         return None
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     if ip.sixtofour is not None:
         return ip.sixtofour
-    if ip in _NAT64 or ip in _NAT64_LOCAL:
+    if any(ip in network for network in _NAT64):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -41,18 +61,74 @@ def is_permitted(ip: IPAddress, allow: Sequence[Network]) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def resolve_checked(url: str, allow: Sequence[Network]) -> list[IPAddress]:
-    """Resolve the URL's host once and refuse it unless every address is permitted."""
+async def checked_addresses(host: str, port: int, allow: Sequence[Network], resolver: Resolver) -> list[str]:
+    """Resolve `host` once; refuse it unless every address it resolves to is permitted."""
+    host = host.strip("[]")
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    addresses = [str(literal)] if literal is not None else await resolver(host, port)
+    refused = [a for a in addresses if not is_permitted(ipaddress.ip_address(a), allow)]
+    if refused or not addresses:
+        raise EgressRefused(f"{host!r} resolves to a non-global address ({', '.join(refused) or 'none'})")
+    return addresses
+
+
+async def check_url(url: str, allow: Sequence[Network], resolver: Resolver = system_resolver) -> None:
+    """The subscription-time check: http(s), a host, and only permitted addresses."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EgressRefused("URL must be http(s) with a host")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise EgressRefused(f"host {parts.hostname!r} does not resolve") from exc
-    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    refused = [str(ip) for ip in addresses if not is_permitted(ip, allow)]
-    if refused or not addresses:
-        raise EgressRefused(f"host {parts.hostname!r} resolves to non-global address(es) {', '.join(refused)}")
-    return addresses
+    if parts.username or parts.password:
+        raise EgressRefused("URL must not carry credentials")
+    await checked_addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), allow, resolver)
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to addresses it resolved and checked itself."""
+
+    def __init__(self, allow: Sequence[Network], resolver: Resolver = system_resolver) -> None:
+        self._allow = tuple(allow)
+        self._resolver = resolver
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await checked_addresses(host, port, self._allow, self._resolver)
+        return await self._inner.connect_tcp(
+            addresses[0], port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise EgressRefused("unix sockets are not webhook targets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx transport over `PinnedBackend`; no proxies from the environment, no redirects (callers)."""
+
+    def __init__(self, allow: Sequence[Network], resolver: Resolver = system_resolver) -> None:
+        super().__init__(trust_env=False)
+        # httpx exposes no network-backend option; the pool is rebuilt with ours (same defaults otherwise).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=PinnedBackend(allow, resolver),
+        )
+
+
+def webhook_client(allow: Sequence[Network], resolver: Resolver = system_resolver) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=PinnedTransport(allow, resolver), follow_redirects=False, trust_env=False)

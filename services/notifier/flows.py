@@ -15,14 +15,11 @@ from services.contracts.reviews import ReviewEventV1
 from services.core.db import insert_ignore, new_id, table_of
 from services.core.kafka import Message
 from services.core.observability import get_logger
-from services.notifier.matching import type_matches
+from services.notifier.matching import wants
 from services.notifier.persistence import DeliveryRow, SubscriptionRow
+from services.notifier.retries import PENDING
 
 log = get_logger(__name__)
-
-PENDING = "pending"
-DELIVERED = "delivered"
-FAILED = "failed"
 
 
 def webhook_body(event: ReviewEventV1) -> str:
@@ -37,12 +34,22 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
     events = [event for event in map(_parse, batch) if event is not None]
     if not events:
         return 0
-    subscriptions = (await session.scalars(select(SubscriptionRow).where(SubscriptionRow.enabled))).all()
+    subscriptions = (
+        await session.scalars(
+            select(SubscriptionRow).where(SubscriptionRow.enabled, SubscriptionRow.deleted_at.is_(None))
+        )
+    ).all()
     rows: list[dict[str, Any]] = []
     for event in events:
         body = webhook_body(event)
         for subscription in subscriptions:
-            if type_matches(subscription.event_types, event.type.value):
+            if wants(
+                event_types=subscription.event_types,
+                categories=subscription.categories,
+                severities=subscription.severities,
+                scopes=subscription.scopes,
+                event=event,
+            ):
                 rows.append(
                     {
                         "id": new_id(),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+from services.contracts.reviews import ReviewEventV1
 
 
 def type_matches(patterns: Iterable[str], event_type: str) -> bool:
@@ -16,3 +18,24 @@ def type_matches(patterns: Iterable[str], event_type: str) -> bool:
         if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
             return True
     return False
+
+
+def _allowed(values: Sequence[str], value: str | None) -> bool:
+    return not values or value in values
+
+
+def wants(
+    *,
+    event_types: Sequence[str],
+    categories: Sequence[str],
+    severities: Sequence[str],
+    scopes: Sequence[str],
+    event: ReviewEventV1,
+) -> bool:
+    """A subscription wants an event when its type and every non-empty filter match."""
+    return (
+        type_matches(event_types, event.type.value)
+        and _allowed(categories, event.category)
+        and _allowed(severities, event.severity)
+        and _allowed(scopes, event.scope)
+    )

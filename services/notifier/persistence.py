@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -31,9 +32,25 @@ class SubscriptionRow(Base):
     url: Mapped[str] = mapped_column(String(2000))
     secret: Mapped[str] = mapped_column(String(200))
     event_types: Mapped[list[str]] = mapped_column(JSON)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    severities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     description: Mapped[str | None] = mapped_column(String(500))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    previous_secret: Mapped[str | None] = mapped_column(String(200))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rate_limit_per_s: Mapped[float | None] = mapped_column(Float)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The current secret, plus the previous one while its rotation grace period lasts."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret and expires is not None and expires > now:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 class DeliveryRow(Base):
@@ -43,6 +60,7 @@ class DeliveryRow(Base):
     __table_args__ = (
         UniqueConstraint("msg_id", "subscription_id"),
         Index("ix_notifier_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_notifier_deliveries_order", "subscription_id", "review_id", "sequence"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -58,6 +76,18 @@ class DeliveryRow(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_status_code: Mapped[int | None] = mapped_column(Integer)
+
+
+class NoticeRow(Base):
+    """Something an operator should know about a subscription (e.g. `subscription.disabled`)."""
+
+    __tablename__ = "notifier_notices"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("notifier_subscriptions.id"), index=True)
+    type: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    detail: Mapped[str] = mapped_column(String(1000))
 
 
 class AttemptRow(Base):

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import httpx
-
 from services.core.runtime import Runtime, ServiceUnit
 from services.notifier.delivery import DeliveryWorker
+from services.notifier.egress import webhook_client
 from services.notifier.transport.consumer import review_events_consumer
 from services.notifier.transport.http import build_router
 
 
 def build(runtime: Runtime) -> ServiceUnit:
     consumer = review_events_consumer(settings=runtime.settings, uow=runtime.uow)
-    client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+    client = webhook_client(runtime.settings.allow_networks)
     worker = DeliveryWorker(uow=runtime.uow, settings=runtime.settings, client=client)
     return ServiceUnit(
         name="notifier",

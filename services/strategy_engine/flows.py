@@ -68,6 +68,7 @@ def _open(session: AsyncSession, trigger: TriggerAcceptedV1, key: str, now: date
         title=_title(trigger),
         category=trigger.category.value,
         severity=trigger.severity.value,
+        scope=trigger.subject,
         state=INITIAL.value,
         owner=None,
         opened_at=now,
@@ -104,6 +105,9 @@ def record_event(
         sequence=review.event_sequence,
         occurred_at=now,
         data={"review_id": str(review.id), **data},
+        category=review.category,
+        severity=review.severity,
+        scope=review.scope,
     )
     session.add(
         TimelineRow(

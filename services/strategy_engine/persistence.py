@@ -28,6 +28,7 @@ class ReviewRow(Base):
     title: Mapped[str] = mapped_column(String(600))
     category: Mapped[str] = mapped_column(String(50), index=True)
     severity: Mapped[str] = mapped_column(String(20))
+    scope: Mapped[str | None] = mapped_column(String(500))
     state: Mapped[str] = mapped_column(String(20), index=True)
     owner: Mapped[str | None] = mapped_column(String(200))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -29,6 +29,7 @@ EXPECTED = {
     "notifier_subscriptions",
     "notifier_deliveries",
     "notifier_attempts",
+    "notifier_notices",
 }
 
 

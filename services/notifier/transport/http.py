@@ -1,42 +1,82 @@
-"""Subscriptions and deliveries API (scope `subscriptions:admin`)."""
+"""Subscriptions, secret rotation, deliveries and resend (scope `subscriptions:admin`)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from pydantic import AnyHttpUrl, BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.contracts.triggers import Category, Severity
 from services.core.auth import SubscriptionsAdmin
 from services.core.http import ProblemError
 from services.core.runtime import Runtime
-from services.notifier.egress import EgressRefused, resolve_checked
-from services.notifier.persistence import AttemptRow, DeliveryRow, SubscriptionRow
+from services.notifier.egress import EgressRefused, check_url
+from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow
+from services.notifier.retries import FAILED, PENDING
 from services.notifier.signing import generate_secret
+
+EventType = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_.]+(\.\*)?)$")]
+Scope = Annotated[str, Field(min_length=1, max_length=500)]
 
 
 class SubscriptionIn(BaseModel):
     url: AnyHttpUrl
-    event_types: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
-        default_factory=list, description="exact types or prefixes like `review.*`; empty = all"
-    )
+    event_types: list[EventType] = Field(default_factory=list, description="exact or `prefix.*`; empty = all")
+    categories: list[Category] = Field(default_factory=list, description="empty = all")
+    severities: list[Severity] = Field(default_factory=list, description="empty = all")
+    scopes: list[Scope] = Field(default_factory=list, description="review scopes (trigger subject); empty = all")
     description: Annotated[str, Field(max_length=500)] | None = None
+    enabled: bool = True
+    rate_limit_per_s: Annotated[float, Field(gt=0, le=1000)] | None = None
+
+
+class SubscriptionPatch(BaseModel):
+    url: AnyHttpUrl | None = None
+    event_types: list[EventType] | None = None
+    categories: list[Category] | None = None
+    severities: list[Severity] | None = None
+    scopes: list[Scope] | None = None
+    description: Annotated[str, Field(max_length=500)] | None = None
+    enabled: bool | None = None
+    rate_limit_per_s: Annotated[float, Field(gt=0, le=1000)] | None = None
 
 
 class SubscriptionOut(BaseModel):
     id: uuid.UUID
     url: str
     event_types: list[str]
+    categories: list[str]
+    severities: list[str]
+    scopes: list[str]
     description: str | None
     enabled: bool
+    disabled_reason: str | None
+    rate_limit_per_s: float | None
     created_at: datetime
+    previous_secret_expires_at: datetime | None
 
 
-class SubscriptionCreatedOut(SubscriptionOut):
+class SecretOut(BaseModel):
     secret: str = Field(description="the signing secret; shown only in this response")
+
+
+class SubscriptionCreatedOut(SubscriptionOut, SecretOut):
+    pass
+
+
+class RotatedOut(SecretOut):
+    previous_secret_valid_until: datetime
+
+
+class NoticeOut(BaseModel):
+    type: str
+    at: datetime
+    detail: str
 
 
 class AttemptOut(BaseModel):
@@ -52,30 +92,34 @@ class DeliveryOut(BaseModel):
     msg_id: str
     subscription_id: uuid.UUID
     event_type: str
+    review_id: str | None
+    sequence: int
     status: str
     attempt_count: int
     next_attempt_at: datetime | None
+    created_at: datetime
     attempts: list[AttemptOut]
 
 
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["notifier"])
 
-    @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreatedOut)
-    async def create_subscription(body: SubscriptionIn, _auth: SubscriptionsAdmin) -> SubscriptionCreatedOut:
-        url = str(body.url)
+    async def checked(url: AnyHttpUrl) -> str:
         try:
-            await resolve_checked(url, runtime.settings.allow_networks)
+            await check_url(str(url), runtime.settings.allow_networks)
         except EgressRefused as exc:
             raise ProblemError(422, "Webhook target refused", str(exc), field="url") from exc
+        return str(url)
+
+    @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreatedOut)
+    async def create_subscription(body: SubscriptionIn, _auth: SubscriptionsAdmin) -> SubscriptionCreatedOut:
+        """The URL must resolve to permitted addresses only. The `whsec_` secret is returned this once."""
         row = SubscriptionRow(
             id=uuid.uuid4(),
-            url=url,
+            url=await checked(body.url),
             secret=generate_secret(),
-            event_types=body.event_types,
-            description=body.description,
-            enabled=True,
             created_at=datetime.now(UTC),
+            **body.model_dump(exclude={"url"}, mode="json"),
         )
         async with runtime.uow.begin() as session:
             session.add(row)
@@ -84,35 +128,75 @@ def build_router(runtime: Runtime) -> APIRouter:
     @router.get("/subscriptions", response_model=list[SubscriptionOut])
     async def list_subscriptions(_auth: SubscriptionsAdmin) -> list[SubscriptionOut]:
         async with runtime.uow.begin() as session:
-            rows = (await session.scalars(select(SubscriptionRow).order_by(SubscriptionRow.created_at))).all()
+            rows = (
+                await session.scalars(
+                    select(SubscriptionRow)
+                    .where(SubscriptionRow.deleted_at.is_(None))
+                    .order_by(SubscriptionRow.created_at)
+                )
+            ).all()
         return [_out(row) for row in rows]
 
     @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
     async def get_subscription(subscription_id: uuid.UUID, _auth: SubscriptionsAdmin) -> SubscriptionOut:
         async with runtime.uow.begin() as session:
-            row = await session.get(SubscriptionRow, subscription_id)
-        if row is None:
-            raise ProblemError(404, "Not Found", f"no subscription {subscription_id}")
-        return _out(row)
+            return _out(await _subscription(session, subscription_id))
+
+    @router.patch("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
+    async def update_subscription(
+        subscription_id: uuid.UUID, body: SubscriptionPatch, _auth: SubscriptionsAdmin
+    ) -> SubscriptionOut:
+        """Change what is given; enabling again clears the disabled reason and the failure streak."""
+        changes = body.model_dump(exclude_unset=True, mode="json")
+        if body.url is not None:
+            changes["url"] = await checked(body.url)
+        async with runtime.uow.begin() as session:
+            row = await _subscription(session, subscription_id)
+            for name, value in changes.items():
+                setattr(row, name, value)
+            if changes.get("enabled"):
+                row.disabled_reason, row.failing_since = None, None
+            return _out(row)
 
     @router.delete("/subscriptions/{subscription_id}", status_code=204)
-    async def disable_subscription(subscription_id: uuid.UUID, _auth: SubscriptionsAdmin) -> Response:
-        """Disables (keeps the delivery log); nothing more is sent to it."""
+    async def delete_subscription(subscription_id: uuid.UUID, _auth: SubscriptionsAdmin) -> Response:
+        """Stops all deliveries to it; its delivery log stays readable under /v1/deliveries."""
         async with runtime.uow.begin() as session:
-            row = await session.get(SubscriptionRow, subscription_id)
-            if row is None:
-                raise ProblemError(404, "Not Found", f"no subscription {subscription_id}")
-            row.enabled = False
+            row = await _subscription(session, subscription_id)
+            row.enabled, row.deleted_at = False, datetime.now(UTC)
         return Response(status_code=204)
+
+    @router.post("/subscriptions/{subscription_id}/secret/rotate", response_model=RotatedOut)
+    async def rotate_secret(subscription_id: uuid.UUID, _auth: SubscriptionsAdmin) -> RotatedOut:
+        """New secret now; the old one stays valid (both signatures are sent) for the grace period."""
+        now = datetime.now(UTC)
+        until = now + timedelta(seconds=runtime.settings.webhook_secret_grace_s)
+        async with runtime.uow.begin() as session:
+            row = await _subscription(session, subscription_id)
+            row.previous_secret, row.previous_secret_expires_at = row.secret, until
+            row.secret = generate_secret()
+            return RotatedOut(secret=row.secret, previous_secret_valid_until=until)
+
+    @router.get("/subscriptions/{subscription_id}/notices", response_model=list[NoticeOut])
+    async def list_notices(subscription_id: uuid.UUID, _auth: SubscriptionsAdmin) -> list[NoticeOut]:
+        async with runtime.uow.begin() as session:
+            await _subscription(session, subscription_id)
+            rows = (
+                await session.scalars(
+                    select(NoticeRow).where(NoticeRow.subscription_id == subscription_id).order_by(NoticeRow.id)
+                )
+            ).all()
+        return [NoticeOut(type=row.type, at=row.at, detail=row.detail) for row in rows]
 
     @router.get("/deliveries", response_model=list[DeliveryOut])
     async def list_deliveries(
         _auth: SubscriptionsAdmin,
         subscription_id: uuid.UUID | None = None,
-        status: str | None = None,
+        status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[DeliveryOut]:
-        query = select(DeliveryRow).order_by(DeliveryRow.created_at.desc()).limit(limit)
+        """Newest first, each with every attempt (status, duration, truncated response or error)."""
+        query = select(DeliveryRow).order_by(DeliveryRow.created_at.desc(), DeliveryRow.sequence.desc()).limit(limit)
         if subscription_id is not None:
             query = query.where(DeliveryRow.subscription_id == subscription_id)
         if status is not None:
@@ -131,21 +215,32 @@ def build_router(runtime: Runtime) -> APIRouter:
             by_delivery.setdefault(attempt.delivery_id, []).append(
                 AttemptOut.model_validate(attempt, from_attributes=True)
             )
-        return [
-            DeliveryOut(
-                id=d.id,
-                msg_id=d.msg_id,
-                subscription_id=d.subscription_id,
-                event_type=d.event_type,
-                status=d.status,
-                attempt_count=d.attempt_count,
-                next_attempt_at=d.next_attempt_at,
-                attempts=by_delivery.get(d.id, []),
-            )
-            for d in deliveries
-        ]
+        return [_delivery_out(d, by_delivery.get(d.id, [])) for d in deliveries]
+
+    @router.post("/deliveries/{delivery_id}/resend", status_code=202, response_model=DeliveryOut)
+    async def resend(delivery_id: uuid.UUID, _auth: SubscriptionsAdmin) -> DeliveryOut:
+        """Send a failed delivery again now, with the same `webhook-id` and a fresh retry schedule."""
+        async with runtime.uow.begin() as session:
+            delivery = await session.get(DeliveryRow, delivery_id)
+            if delivery is None:
+                raise ProblemError(404, "Not Found", f"no delivery {delivery_id}")
+            subscription = await _subscription(session, delivery.subscription_id)
+            if delivery.status != FAILED:
+                raise ProblemError(409, "Conflict", f"delivery is {delivery.status}; only failed ones are resent")
+            if not subscription.enabled:
+                raise ProblemError(409, "Conflict", "the subscription is disabled; enable it first")
+            delivery.status, delivery.next_attempt_at, delivery.attempt_count = PENDING, datetime.now(UTC), 0
+            delivery.locked_until = None
+            return _delivery_out(delivery, [])
 
     return router
+
+
+async def _subscription(session: AsyncSession, subscription_id: uuid.UUID) -> SubscriptionRow:
+    row = await session.get(SubscriptionRow, subscription_id)
+    if row is None or row.deleted_at is not None:
+        raise ProblemError(404, "Not Found", f"no subscription {subscription_id}")
+    return row
 
 
 def _out(row: SubscriptionRow) -> SubscriptionOut:
@@ -153,7 +248,29 @@ def _out(row: SubscriptionRow) -> SubscriptionOut:
         id=row.id,
         url=row.url,
         event_types=row.event_types,
+        categories=row.categories,
+        severities=row.severities,
+        scopes=row.scopes,
         description=row.description,
         enabled=row.enabled,
+        disabled_reason=row.disabled_reason,
+        rate_limit_per_s=row.rate_limit_per_s,
         created_at=row.created_at,
+        previous_secret_expires_at=row.previous_secret_expires_at,
+    )
+
+
+def _delivery_out(delivery: DeliveryRow, attempts: list[AttemptOut]) -> DeliveryOut:
+    return DeliveryOut(
+        id=delivery.id,
+        msg_id=delivery.msg_id,
+        subscription_id=delivery.subscription_id,
+        event_type=delivery.event_type,
+        review_id=delivery.review_id,
+        sequence=delivery.sequence,
+        status=delivery.status,
+        attempt_count=delivery.attempt_count,
+        next_attempt_at=delivery.next_attempt_at,
+        created_at=delivery.created_at,
+        attempts=attempts,
     )
