@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     delivery_poll_interval_s: float = Field(default=0.1, gt=0)
     delivery_batch_size: int = Field(default=50, ge=1)
     delivery_timeout_s: float = Field(default=15.0, gt=0)
+    delivery_lease_s: float = Field(default=60.0, gt=0)
+    """How long a claimed delivery stays reserved; a crashed notifier's claims are retried after it."""
     delivery_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
     webhook_secret_grace_s: float = Field(default=86_400.0, ge=0)
     webhook_disable_after_s: float = Field(default=5 * 86_400.0, gt=0)
@@ -67,6 +69,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
+        if self.delivery_lease_s <= self.delivery_timeout_s:
+            raise ValueError("SMITS_DELIVERY_LEASE_S must exceed SMITS_DELIVERY_TIMEOUT_S")
         if not self.delivery_retry_schedule:
             raise ValueError("SMITS_DELIVERY_RETRY_SCHEDULE needs at least one delay")
         if any(delay < 0 for delay in self.delivery_retry_schedule):

@@ -30,7 +30,6 @@ from services.notifier.signing import signature_header
 
 log = get_logger(__name__)
 
-LEASE = timedelta(seconds=60)
 RESPONSE_KEEP = 1000
 
 Clock = Callable[[], datetime]
@@ -101,7 +100,7 @@ class DeliveryWorker:
                 query = query.with_for_update(of=DeliveryRow, skip_locked=True)
             claims = []
             for delivery, subscription in (await session.execute(query)).all():
-                delivery.locked_until = now + LEASE
+                delivery.locked_until = now + timedelta(seconds=self._settings.delivery_lease_s)
                 claims.append(
                     Claim(
                         delivery.id,

@@ -1,28 +1,38 @@
-"""A real HTTP webhook receiver on 127.0.0.1 that records what it gets and answers as told."""
+"""A real HTTP webhook receiver on 127.0.0.1 that records what it gets and answers as scripted."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+
+Answer = int | tuple[int, dict[str, str]]
 
 
 @dataclass(frozen=True)
 class Received:
     headers: dict[str, str]
     body: bytes
+    path: str
+    at: float  # time.monotonic() on arrival
 
 
 @dataclass
 class Receiver:
-    """Answers with queued status codes (then `default_status`), recording every request."""
+    """Answers with the scripted answers in order (then `default`), recording every request.
 
-    default_status: int = 204
-    scripted: deque[int] = field(default_factory=deque)
+    `delay_s` slows every answer down, to keep work in flight when a test kills the sender.
+    """
+
+    default: Answer = 204
+    scripted: deque[Answer] = field(default_factory=deque)
+    delay_s: float = 0.0
     received: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
@@ -30,16 +40,31 @@ class Receiver:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}/hooks"
 
+    def ids(self) -> list[str]:
+        return [message.headers["webhook-id"] for message in self.received]
+
+    def script(self, *answers: Answer) -> None:
+        self.scripted.extend(answers)
+
+    def _answer(self, received: Received) -> Answer:
+        with self._lock:
+            self.received.append(received)
+            return self.scripted.popleft() if self.scripted else self.default
+
     def __enter__(self) -> Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", "0"))
-                body = self.rfile.read(length)
-                receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
-                status = receiver.scripted.popleft() if receiver.scripted else receiver.default_status
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                answer = receiver._answer(Received(headers, body, self.path, time.monotonic()))
+                status, extra = answer if isinstance(answer, tuple) else (answer, {})
+                if receiver.delay_s:
+                    time.sleep(receiver.delay_s)
                 self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

@@ -1,0 +1,51 @@
+"""Review events produced straight to `reviews.events`, to drive the notifier without the engine."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from services.contracts import topics
+from services.contracts.reviews import ReviewEventType, ReviewEventV1
+from services.core.settings import Settings
+from tests.support.kafka import Raw, produce_raw
+
+
+def review_event(
+    review_id: uuid.UUID,
+    sequence: int,
+    *,
+    type_: ReviewEventType = ReviewEventType.OPENED,
+    category: str = "regulation_update",
+    severity: str = "high",
+    scope: str = "bu-1",
+) -> ReviewEventV1:
+    data: dict[str, Any] = {"review_id": str(review_id), "title": f"review {review_id.hex[:6]} #{sequence}"}
+    return ReviewEventV1(
+        id=uuid.uuid4(),
+        type=type_,
+        review_id=review_id,
+        sequence=sequence,
+        occurred_at=datetime.now(UTC),
+        data=data,
+        category=category,
+        severity=severity,
+        scope=scope,
+    )
+
+
+async def publish(settings: Settings, events: Sequence[ReviewEventV1]) -> None:
+    await produce_raw(
+        settings,
+        topics.REVIEWS_EVENTS,
+        [Raw(orjson.dumps(e.model_dump(mode="json")), key=str(e.review_id).encode()) for e in events],
+    )
+
+
+def tuned(settings: Settings, **changes: Any) -> Settings:
+    """A copy of `settings` with some values changed (validated again)."""
+    return Settings(**{**settings.model_dump(), **changes})
