@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict
 
 class ReviewEventType(StrEnum):
     OPENED = "review.opened"
+    UPDATED = "review.updated"
     TRIGGER_ATTACHED = "review.trigger_attached"
     TRANSITIONED = "review.transitioned"
     ASSESSMENT_RECORDED = "review.assessment_recorded"
+    APPROVAL_RECORDED = "review.approval_recorded"
     DOCUMENT_PUBLISHED = "review.document_published"
     OVERDUE = "review.overdue"
     ESCALATED = "review.escalated"

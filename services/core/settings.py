@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     webhook_secret_grace_s: float = Field(default=86_400.0, ge=0)
     webhook_disable_after_s: float = Field(default=5 * 86_400.0, gt=0)
     webhook_retry_after_max_s: float = Field(default=86_400.0, gt=0)
+    timer_interval_s: float = Field(default=5.0, gt=0)
     shutdown_grace_s: float = Field(default=20.0, gt=0)
 
     @field_validator("webhook_allow_cidrs", mode="before")

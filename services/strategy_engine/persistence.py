@@ -1,4 +1,4 @@
-"""Engine tables (prefix `engine_`). Never commits."""
+"""Engine tables (prefix `engine_`) and the queries the flows need. Never commits."""
 
 from __future__ import annotations
 
@@ -6,11 +6,24 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, UniqueConstraint, Uuid, func, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core.db import Base, UTCDateTime, new_id
+from services.core.db import Base, UTCDateTime, is_postgres, new_id
 from services.core.outbox import OutboxMixin
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -25,6 +38,7 @@ class ReviewRow(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     correlation_key: Mapped[str] = mapped_column(String(600), index=True)
     open_key: Mapped[str | None] = mapped_column(String(600), unique=True)
+    policy_id: Mapped[str] = mapped_column(String(100))
     title: Mapped[str] = mapped_column(String(600))
     category: Mapped[str] = mapped_column(String(50), index=True)
     severity: Mapped[str] = mapped_column(String(20))
@@ -32,26 +46,43 @@ class ReviewRow(Base):
     state: Mapped[str] = mapped_column(String(20), index=True)
     owner: Mapped[str | None] = mapped_column(String(200))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    phase_entered_at: Mapped[datetime] = mapped_column(UTCDateTime())
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    escalate_after_s: Mapped[float] = mapped_column(default=172_800.0)
+    escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    overdue_phase: Mapped[str | None] = mapped_column(String(20))
+    escalated_phase: Mapped[str | None] = mapped_column(String(20))
+    first_trigger_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_trigger_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    merged_into: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     event_sequence: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class ReviewTriggerRow(Base):
-    """Links a trigger to its review; unique per trigger, which makes replays no-ops."""
+class TriggerRow(Base):
+    """Every trigger the engine saw, with the decision taken; unique per trigger, so replays are no-ops."""
 
-    __tablename__ = "engine_review_triggers"
-    __table_args__ = (UniqueConstraint("source", "event_id"),)
+    __tablename__ = "engine_triggers"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        Index("ix_engine_triggers_key_time", "policy_id", "correlation_key", "occurred_at"),
+    )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
-    review_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_reviews.id"), index=True)
     source: Mapped[str] = mapped_column(String(500))
     event_id: Mapped[str] = mapped_column(String(500))
-    category: Mapped[str] = mapped_column(String(50))
+    category: Mapped[str] = mapped_column(String(50), index=True)
     severity: Mapped[str] = mapped_column(String(20))
     subject: Mapped[str] = mapped_column(String(500))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    linked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    policy_id: Mapped[str] = mapped_column(String(100))
+    correlation_key: Mapped[str] = mapped_column(String(600))
+    outcome: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(1000))
+    review_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("engine_reviews.id"), index=True)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class TimelineRow(Base):
@@ -68,27 +99,131 @@ class TimelineRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class TransitionRow(Base):
+    __tablename__ = "engine_transitions"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    review_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_reviews.id"), index=True)
+    from_state: Mapped[str] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(String(1000))
+
+
+class AssessmentRow(Base):
+    __tablename__ = "engine_assessments"
+    __table_args__ = (UniqueConstraint("review_id", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    review_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_reviews.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    complete: Mapped[bool] = mapped_column(Boolean)
+    risk_score: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class ApprovalRow(Base):
+    __tablename__ = "engine_approvals"
+    __table_args__ = (UniqueConstraint("assessment_id", "approver"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    assessment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_assessments.id"), index=True)
+    approver: Mapped[str] = mapped_column(String(200))
+    verdict: Mapped[str] = mapped_column(String(20))
+    comment: Mapped[str | None] = mapped_column(String(2000))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DocumentRow(Base):
+    """An output document, organisation-wide (`org_unit` empty) or per organisational unit."""
+
+    __tablename__ = "engine_documents"
+    __table_args__ = (UniqueConstraint("kind", "org_unit"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(50))
+    org_unit: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(500))
+    current_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class DocumentVersionRow(Base):
+    __tablename__ = "engine_document_versions"
+    __table_args__ = (UniqueConstraint("document_id", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_documents.id"), index=True)
+    review_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_reviews.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    summary: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    certified_by: Mapped[str | None] = mapped_column(String(200))
+    ack_due_days: Mapped[float] = mapped_column(default=10.0)
+    distribution: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class AcknowledgementRow(Base):
+    """One recipient of one published version: due, acknowledged, reminded."""
+
+    __tablename__ = "engine_acknowledgements"
+    __table_args__ = (UniqueConstraint("version_id", "recipient"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_document_versions.id"), index=True)
+    recipient: Mapped[str] = mapped_column(String(200))
+    org_unit: Mapped[str | None] = mapped_column(String(200))
+    required: Mapped[bool] = mapped_column(Boolean, default=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class EngineOutboxRow(OutboxMixin, Base):
     __tablename__ = "engine_outbox"
 
 
-async def linked_triggers(session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+async def known_triggers(session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
     if not keys:
         return set()
-    sources = {source for source, _ in keys}
-    ids = {event_id for _, event_id in keys}
     rows = await session.execute(
-        select(ReviewTriggerRow.source, ReviewTriggerRow.event_id).where(
-            ReviewTriggerRow.source.in_(sources), ReviewTriggerRow.event_id.in_(ids)
+        select(TriggerRow.source, TriggerRow.event_id).where(
+            TriggerRow.source.in_({s for s, _ in keys}), TriggerRow.event_id.in_({i for _, i in keys})
         )
     )
     return {(source, event_id) for source, event_id in rows.all()} & set(keys)
 
 
-async def open_review(session: AsyncSession, key: str) -> ReviewRow | None:
-    row: ReviewRow | None = await session.scalar(select(ReviewRow).where(ReviewRow.open_key == key))
+async def open_review(session: AsyncSession, key: str, *, lock: bool = False) -> ReviewRow | None:
+    query = select(ReviewRow).where(ReviewRow.open_key == key)
+    if lock and is_postgres(session):
+        query = query.with_for_update()
+    row: ReviewRow | None = await session.scalar(query)
     return row
 
 
-async def count_reviews(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(ReviewRow)) or 0)
+async def count_in_window(session: AsyncSession, *, policy_id: str, key: str, start: datetime, end: datetime) -> int:
+    query = select(func.count()).where(
+        TriggerRow.policy_id == policy_id,
+        TriggerRow.correlation_key == key,
+        TriggerRow.occurred_at >= start,
+        TriggerRow.occurred_at <= end,
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def waiting_triggers(session: AsyncSession, *, policy_id: str, key: str, start: datetime) -> list[TriggerRow]:
+    """Recorded (below-threshold) triggers of this policy and key since `start`, to link to a new review."""
+    rows = await session.scalars(
+        select(TriggerRow).where(
+            TriggerRow.policy_id == policy_id,
+            TriggerRow.correlation_key == key,
+            TriggerRow.review_id.is_(None),
+            TriggerRow.occurred_at >= start,
+        )
+    )
+    return list(rows.all())

@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+from fastapi import APIRouter
+
+from services.core.observability import get_logger
 from services.core.outbox import OutboxRelay
 from services.core.runtime import Runtime, ServiceUnit
 from services.strategy_engine.persistence import EngineOutboxRow
+from services.strategy_engine.policies import load
+from services.strategy_engine.timers import TimerLoop
+from services.strategy_engine.transport import cycle, dashboard, documents, policies
 from services.strategy_engine.transport.consumer import accepted_consumer
-from services.strategy_engine.transport.http import build_router
+
+log = get_logger(__name__)
 
 
 def build(runtime: Runtime) -> ServiceUnit:
+    policy_set = load(runtime.settings.policies)  # an invalid file stops the start with a clear message
+    log.info(
+        "policies loaded",
+        source=str(runtime.settings.policies or "bundled defaults"),
+        policies=[p.id for p in policy_set.policies],
+    )
     relay = OutboxRelay(uow=runtime.uow, row=EngineOutboxRow, producer=runtime.producer, settings=runtime.settings)
-    consumer = accepted_consumer(settings=runtime.settings, uow=runtime.uow, relay=relay)
+    consumer = accepted_consumer(settings=runtime.settings, uow=runtime.uow, relay=relay, policies=policy_set)
+    timers = TimerLoop(uow=runtime.uow, relay=relay, interval_s=runtime.settings.timer_interval_s)
+    router = APIRouter()
+    router.include_router(dashboard.build_router(runtime))
+    router.include_router(cycle.build_router(runtime, policy_set))
+    router.include_router(documents.build_router(runtime))
+    router.include_router(policies.build_router(runtime, policy_set))
     return ServiceUnit(
         name="engine",
-        router=build_router(runtime),
-        workers=[consumer.run, relay.run],
+        router=router,
+        workers=[consumer.run, relay.run, timers.run],
         ready_checks=[consumer.is_assigned],
     )

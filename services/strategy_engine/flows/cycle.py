@@ -1,0 +1,265 @@
+"""The review cycle: guarded transitions, assessments and approvals, merging reviews."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.contracts.reviews import ReviewEventType
+from services.core.http import ProblemError
+from services.strategy_engine.assessments import AssessmentIn, Verdict, decision, missing, next_in_sequence
+from services.strategy_engine.flows.events import lock_review, record_event
+from services.strategy_engine.lifecycle import TERMINAL, Refusal, ReviewFacts, ReviewState, check
+from services.strategy_engine.persistence import (
+    ApprovalRow,
+    AssessmentRow,
+    DocumentVersionRow,
+    ReviewRow,
+    TransitionRow,
+    TriggerRow,
+)
+from services.strategy_engine.policies import PolicySet
+
+
+async def latest_assessment(session: AsyncSession, review_id: uuid.UUID) -> AssessmentRow | None:
+    row: AssessmentRow | None = await session.scalar(
+        select(AssessmentRow)
+        .where(AssessmentRow.review_id == review_id)
+        .order_by(AssessmentRow.version.desc())
+        .limit(1)
+    )
+    return row
+
+
+async def _verdicts(session: AsyncSession, assessment_id: uuid.UUID) -> list[tuple[str, Verdict]]:
+    rows = await session.scalars(
+        select(ApprovalRow).where(ApprovalRow.assessment_id == assessment_id).order_by(ApprovalRow.id)
+    )
+    return [(row.approver, Verdict(row.verdict)) for row in rows.all()]
+
+
+async def facts(session: AsyncSession, review: ReviewRow, *, reason: str | None = None) -> ReviewFacts:
+    """The snapshot the lifecycle guards read, from the current assessment version and documents."""
+    published = int(
+        await session.scalar(
+            select(func.count()).where(
+                DocumentVersionRow.review_id == review.id, DocumentVersionRow.published_at >= review.phase_entered_at
+            )
+        )
+        or 0
+    )
+    current = await latest_assessment(session, review.id)
+    if current is None:
+        return ReviewFacts(owner=review.owner, documents_published_in_phase=published, reason=reason)
+    body = AssessmentIn.model_validate(current.body)
+    verdict, waiting = decision(body.approvers, await _verdicts(session, current.id))
+    return ReviewFacts(
+        owner=review.owner,
+        assessment_complete=current.complete,
+        assessment_missing=tuple(missing(body)),
+        has_recommendation=body.recommendation is not None,
+        approvals_complete=verdict == "approved",
+        approvals_missing=waiting or f"the decision is {verdict}",
+        decision=verdict,
+        documents_published_in_phase=published,
+        reason=reason,
+    )
+
+
+async def transition(
+    session: AsyncSession,
+    *,
+    review_id: uuid.UUID,
+    target: ReviewState,
+    actor: str | None,
+    reason: str | None,
+    policies: PolicySet,
+    now: datetime,
+) -> ReviewRow | Refusal:
+    review = await lock_review(session, review_id)
+    current = ReviewState(review.state)
+    refusal = check(current, target, await facts(session, review, reason=reason))
+    if refusal is not None:
+        return refusal
+    enter(review, target, policies, now)
+    session.add(
+        TransitionRow(
+            review_id=review.id, from_state=current.value, to_state=target.value, at=now, actor=actor, reason=reason
+        )
+    )
+    record_event(
+        session,
+        review,
+        ReviewEventType.TRANSITIONED,
+        now,
+        {
+            "from": current.value,
+            "to": target.value,
+            "actor": actor,
+            "reason": reason,
+            "due_at": review.due_at.isoformat() if review.due_at else None,
+        },
+    )
+    if target is ReviewState.CLOSED:
+        record_event(session, review, ReviewEventType.CLOSED, now, {"actor": actor})
+    return review
+
+
+def enter(review: ReviewRow, target: ReviewState, policies: PolicySet, now: datetime) -> None:
+    """Move to `target`: new phase clock and due date; a terminal state frees the correlation key."""
+    review.state, review.phase_entered_at = target.value, now
+    review.overdue_phase = review.escalated_phase = None
+    due = None if target in TERMINAL else policies.get(review.policy_id).due_in(target)
+    review.due_at = now + due if due else None
+    review.escalate_at = review.due_at + timedelta(seconds=review.escalate_after_s) if review.due_at else None
+    if target in TERMINAL:
+        review.open_key, review.closed_at = None, now
+
+
+async def record_assessment(
+    session: AsyncSession, *, review_id: uuid.UUID, body: AssessmentIn, actor: str | None, now: datetime
+) -> AssessmentRow:
+    """A new version; approvals given to earlier versions no longer count."""
+    review = await lock_review(session, review_id)
+    if ReviewState(review.state) in TERMINAL:
+        raise ProblemError(409, "Review closed", f"the review is {review.state}", guard="review_open")
+    previous = await latest_assessment(session, review.id)
+    gaps = missing(body)
+    row = AssessmentRow(
+        id=uuid.uuid4(),
+        review_id=review.id,
+        version=(previous.version + 1) if previous else 1,
+        body=body.model_dump(mode="json"),
+        complete=not gaps,
+        risk_score=body.risk.score if body.risk else None,
+        created_at=now,
+        created_by=actor,
+    )
+    session.add(row)
+    record_event(
+        session,
+        review,
+        ReviewEventType.ASSESSMENT_RECORDED,
+        now,
+        {
+            "version": row.version,
+            "complete": row.complete,
+            "missing": gaps,
+            "risk_score": row.risk_score,
+            "supersedes_approvals": previous is not None,
+        },
+    )
+    return row
+
+
+async def record_approval(
+    session: AsyncSession,
+    *,
+    review_id: uuid.UUID,
+    version: int,
+    approver: str,
+    verdict: Verdict,
+    comment: str | None,
+    now: datetime,
+) -> str:
+    """Record one approver's verdict on the current assessment version; returns the resulting decision."""
+    review = await lock_review(session, review_id)
+    if review.state != ReviewState.APPROVAL.value:
+        raise ProblemError(409, "Not in approval", f"the review is in {review.state}", guard="in_approval")
+    current = await latest_assessment(session, review.id)
+    if current is None or current.version != version:
+        latest = current.version if current else None
+        raise ProblemError(
+            409,
+            "Superseded assessment",
+            f"version {version} is not the current one ({latest})",
+            guard="current_version",
+        )
+    body = AssessmentIn.model_validate(current.body)
+    if body.approvers is None or approver not in body.approvers.names:
+        raise ProblemError(
+            409, "Not an approver", f"{approver!r} is not an approver of version {version}", guard="named_approver"
+        )
+    given = await _verdicts(session, current.id)
+    if any(name == approver for name, _ in given):
+        raise ProblemError(409, "Already decided", f"{approver!r} already gave a verdict", guard="single_verdict")
+    expected = next_in_sequence(body.approvers, [n for n, v in given if v is Verdict.APPROVE])
+    if body.approvers.mode == "sequence" and verdict is Verdict.APPROVE and approver != expected:
+        raise ProblemError(409, "Out of sequence", f"waiting for {expected!r}", guard="approval_sequence")
+    session.add(
+        ApprovalRow(assessment_id=current.id, approver=approver, verdict=verdict.value, comment=comment, at=now)
+    )
+    outcome, _ = decision(body.approvers, [*given, (approver, verdict)])
+    record_event(
+        session,
+        review,
+        ReviewEventType.APPROVAL_RECORDED,
+        now,
+        {"version": version, "approver": approver, "verdict": verdict.value, "decision": outcome},
+    )
+    return outcome
+
+
+async def merge(
+    session: AsyncSession,
+    *,
+    source_id: uuid.UUID,
+    into_id: uuid.UUID,
+    actor: str | None,
+    now: datetime,
+    policies: PolicySet,
+) -> ReviewRow:
+    """Close `source` as merged into `into`; its triggers are re-linked to `into`."""
+    if source_id == into_id:
+        raise ProblemError(409, "Cannot merge", "a review cannot be merged into itself", guard="distinct_reviews")
+    first, second = sorted([source_id, into_id])  # lock in a fixed order: two opposite merges cannot deadlock
+    locked = {first: await lock_review(session, first), second: await lock_review(session, second)}
+    source, target = locked[source_id], locked[into_id]
+    for review in (source, target):
+        if ReviewState(review.state) in TERMINAL:
+            raise ProblemError(409, "Cannot merge", f"review {review.id} is {review.state}", guard="review_open")
+    moved = list((await session.scalars(select(TriggerRow).where(TriggerRow.review_id == source.id))).all())
+    await session.execute(update(TriggerRow).where(TriggerRow.review_id == source.id).values(review_id=target.id))
+    previous = source.state
+    enter(source, ReviewState.MERGED, policies, now)
+    source.merged_into = target.id
+    target.first_trigger_at = min(target.first_trigger_at, source.first_trigger_at)
+    target.last_trigger_at = max(target.last_trigger_at, source.last_trigger_at)
+    session.add(
+        TransitionRow(
+            review_id=source.id,
+            from_state=previous,
+            to_state=ReviewState.MERGED.value,
+            at=now,
+            actor=actor,
+            reason=f"merged into {target.id}",
+        )
+    )
+    record_event(
+        session,
+        source,
+        ReviewEventType.TRANSITIONED,
+        now,
+        {"from": previous, "to": ReviewState.MERGED.value, "actor": actor, "merged_into": str(target.id)},
+    )
+    for row in moved:
+        record_event(
+            session,
+            target,
+            ReviewEventType.TRIGGER_ATTACHED,
+            now,
+            {
+                "merged_from": str(source.id),
+                "trigger": {
+                    "source": row.source,
+                    "id": row.event_id,
+                    "category": row.category,
+                    "severity": row.severity,
+                    "subject": row.subject,
+                },
+            },
+        )
+    return target

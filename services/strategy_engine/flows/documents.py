@@ -1,0 +1,156 @@
+"""Document versions: draft → in review → approved → published; publishing supersedes the previous
+published version (no rollback) and resolves its distribution list into acknowledgements with due dates."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.contracts.reviews import ReviewEventType
+from services.core.http import ProblemError
+from services.strategy_engine.documents import PER_ORG_UNIT, Kind, Recipient, Status, may_move
+from services.strategy_engine.flows.events import lock_review, record_event
+from services.strategy_engine.lifecycle import TERMINAL, ReviewState
+from services.strategy_engine.persistence import AcknowledgementRow, DocumentRow, DocumentVersionRow
+
+ORG_WIDE = ""
+
+
+async def add_version(
+    session: AsyncSession,
+    *,
+    review_id: uuid.UUID,
+    kind: Kind,
+    org_unit: str | None,
+    title: str,
+    summary: str,
+    distribution: Sequence[Recipient],
+    ack_due_days: float,
+    now: datetime,
+) -> DocumentVersionRow:
+    """A new draft version of the (kind, org unit) document, produced by this review."""
+    review = await lock_review(session, review_id)
+    if ReviewState(review.state) in TERMINAL:
+        raise ProblemError(409, "Review closed", f"the review is {review.state}", guard="review_open")
+    if kind in PER_ORG_UNIT and not org_unit:
+        raise ProblemError(
+            422, "Organisational unit required", f"a {kind.value} is per organisational unit", field="org_unit"
+        )
+    unit = org_unit or ORG_WIDE
+    document = await session.scalar(
+        select(DocumentRow).where(DocumentRow.kind == kind.value, DocumentRow.org_unit == unit)
+    )
+    if document is None:
+        document = DocumentRow(id=uuid.uuid4(), kind=kind.value, org_unit=unit, title=title, current_version=None)
+        session.add(document)
+        await session.flush()
+    last = await session.scalar(
+        select(func.max(DocumentVersionRow.version)).where(DocumentVersionRow.document_id == document.id)
+    )
+    version = DocumentVersionRow(
+        id=uuid.uuid4(),
+        document_id=document.id,
+        review_id=review.id,
+        version=(last or 0) + 1,
+        status=Status.DRAFT.value,
+        summary=summary,
+        created_at=now,
+        ack_due_days=ack_due_days,
+        distribution=[recipient.model_dump() for recipient in distribution],
+    )
+    document.title = title
+    session.add(version)
+    return version
+
+
+async def move_version(
+    session: AsyncSession, *, version: DocumentVersionRow, target: Status, certified_by: str | None, now: datetime
+) -> DocumentVersionRow:
+    current = Status(version.status)
+    if not may_move(current, target):
+        raise ProblemError(
+            409, "Status change refused", f"{current.value} → {target.value} is not allowed", guard="document_status"
+        )
+    if target is Status.PUBLISHED:
+        await _publish(session, version, certified_by, now)
+    else:
+        version.status = target.value
+    return version
+
+
+async def _publish(session: AsyncSession, version: DocumentVersionRow, certified_by: str | None, now: datetime) -> None:
+    if not certified_by:
+        raise ProblemError(422, "Certification required", "publishing needs `certified_by`", field="certified_by")
+    document = await session.get(DocumentRow, version.document_id, with_for_update=True)
+    assert document is not None
+    if document.current_version is not None and document.current_version > version.version:
+        raise ProblemError(
+            409, "Older version", f"version {document.current_version} is already published", guard="no_rollback"
+        )
+    previous = await session.scalar(
+        select(DocumentVersionRow).where(
+            DocumentVersionRow.document_id == document.id, DocumentVersionRow.status == Status.PUBLISHED.value
+        )
+    )
+    if previous is not None:
+        previous.status = Status.SUPERSEDED.value
+    version.status, version.published_at, version.certified_by = Status.PUBLISHED.value, now, certified_by
+    document.current_version = version.version
+    due = now + timedelta(days=version.ack_due_days)
+    for recipient in map(Recipient.model_validate, version.distribution):
+        session.add(
+            AcknowledgementRow(
+                version_id=version.id,
+                recipient=recipient.name,
+                org_unit=recipient.org_unit,
+                required=recipient.required,
+                due_at=due,
+            )
+        )
+    review = await lock_review(session, version.review_id)
+    record_event(
+        session,
+        review,
+        ReviewEventType.DOCUMENT_PUBLISHED,
+        now,
+        {
+            "document_id": str(document.id),
+            "kind": document.kind,
+            "org_unit": document.org_unit or None,
+            "version": version.version,
+            "supersedes": previous.version if previous else None,
+            "certified_by": certified_by,
+            "recipients": [r["name"] for r in version.distribution],
+            "acknowledge_by": due.isoformat(),
+        },
+    )
+
+
+async def acknowledge(
+    session: AsyncSession, *, document_id: uuid.UUID, recipient: str, version: int | None, now: datetime
+) -> AcknowledgementRow:
+    """Record that `recipient` holds a published version (the current one unless `version` is given)."""
+    document = await session.get(DocumentRow, document_id)
+    if document is None:
+        raise ProblemError(404, "Not Found", f"no document {document_id}")
+    wanted = version if version is not None else document.current_version
+    if wanted is None:
+        raise ProblemError(409, "Nothing published", "the document has no published version", guard="published")
+    row = await session.scalar(
+        select(AcknowledgementRow)
+        .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
+        .where(
+            DocumentVersionRow.document_id == document_id,
+            DocumentVersionRow.version == wanted,
+            AcknowledgementRow.recipient == recipient,
+        )
+    )
+    if row is None:
+        raise ProblemError(404, "Not a recipient", f"{recipient!r} is not on version {wanted}'s distribution list")
+    if row.acknowledged_at is None:
+        row.acknowledged_at = now
+    return row

@@ -1,0 +1,82 @@
+"""Recording review events: the timeline row and the outbox row, in the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.contracts import topics
+from services.contracts.reviews import ReviewEventType, ReviewEventV1
+from services.core.db import is_postgres
+from services.core.http import ProblemError
+from services.core.observability import REVIEWS
+from services.core.outbox import outbox_values
+from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow
+
+
+async def lock_review(session: AsyncSession, review_id: uuid.UUID) -> ReviewRow:
+    """The review, locked for this transaction (its event sequence is read-modify-write)."""
+    query = select(ReviewRow).where(ReviewRow.id == review_id)
+    if is_postgres(session):
+        query = query.with_for_update()
+    review = await session.scalar(query)
+    if review is None:
+        raise ProblemError(404, "Not Found", f"no review {review_id}")
+    return review
+
+
+def record_event(
+    session: AsyncSession, review: ReviewRow, type_: ReviewEventType, now: datetime, data: dict[str, Any]
+) -> ReviewEventV1:
+    """Append to the review's timeline and to the outbox (published to `reviews.events`, keyed by review)."""
+    review.event_sequence += 1
+    event = ReviewEventV1(
+        id=uuid.uuid4(),
+        type=type_,
+        review_id=review.id,
+        sequence=review.event_sequence,
+        occurred_at=now,
+        data={"review_id": str(review.id), **data},
+        category=review.category,
+        severity=review.severity,
+        scope=review.scope,
+    )
+    session.add(
+        TimelineRow(
+            id=event.id,
+            review_id=review.id,
+            sequence=event.sequence,
+            type=type_.value,
+            occurred_at=now,
+            data=event.data,
+        )
+    )
+    session.add(
+        EngineOutboxRow(
+            **outbox_values(
+                topic=topics.REVIEWS_EVENTS,
+                key=str(review.id).encode(),
+                value=orjson.dumps(event.model_dump(mode="json")),
+                headers=[("content-type", b"application/json"), ("smits-schema", b"ReviewEvent.v1")],
+            )
+        )
+    )
+    REVIEWS.labels(type_.value).inc()
+    return event
+
+
+def review_summary(review: ReviewRow) -> dict[str, Any]:
+    return {
+        "title": review.title,
+        "category": review.category,
+        "severity": review.severity,
+        "state": review.state,
+        "owner": review.owner,
+        "correlation_key": review.correlation_key,
+        "due_at": review.due_at.isoformat() if review.due_at else None,
+    }

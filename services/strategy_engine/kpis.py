@@ -1,0 +1,185 @@
+"""Dashboard KPIs (DOMAIN.md), each one SQL aggregate: no rows are loaded into Python."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, and_, case, cast, distinct, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from services.strategy_engine.documents import Kind, Status
+from services.strategy_engine.lifecycle import TERMINAL, ReviewState
+from services.strategy_engine.persistence import (
+    AcknowledgementRow,
+    DocumentRow,
+    DocumentVersionRow,
+    ReviewRow,
+    TransitionRow,
+    TriggerRow,
+)
+
+
+class seconds_between(FunctionElement[float]):
+    """`later - earlier` in seconds, on Postgres and SQLite."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(seconds_between, "postgresql")
+def _pg(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)
+    return f"EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - {compiler.process(earlier, **kw)}))"
+
+
+@compiles(seconds_between, "sqlite")
+def _sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)
+    return f"((julianday({compiler.process(later, **kw)}) - julianday({compiler.process(earlier, **kw)})) * 86400.0)"
+
+
+def _pct(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case((whole > 0, cast(part, Float) * 100.0 / whole), else_=None)
+
+
+_TERMINAL = [state.value for state in TERMINAL]
+
+
+async def compute(session: AsyncSession, now: datetime) -> dict[str, Any]:
+    return {
+        **await _lead_times(session),
+        **await _overdue(session, now),
+        **await _copies(session),
+        "approval_rework_rate_pct": await _rework(session),
+        **await _volumes(session),
+    }
+
+
+async def _lead_times(session: AsyncSession) -> dict[str, float | None]:
+    opening = (
+        select(func.avg(seconds_between(ReviewRow.opened_at, TriggerRow.received_at)))
+        .join(ReviewRow, ReviewRow.id == TriggerRow.review_id)
+        .where(TriggerRow.outcome == "opened")
+    )
+    assessed = (
+        select(TransitionRow.review_id, func.min(TransitionRow.at).label("at"))
+        .where(
+            TransitionRow.from_state == ReviewState.ASSESS.value, TransitionRow.to_state == ReviewState.GENERATE.value
+        )
+        .group_by(TransitionRow.review_id)
+        .subquery()
+    )
+    to_assessed = select(func.avg(seconds_between(assessed.c.at, ReviewRow.opened_at))).join(
+        ReviewRow, ReviewRow.id == assessed.c.review_id
+    )
+    published = (
+        select(DocumentVersionRow.review_id, func.min(DocumentVersionRow.published_at).label("at"))
+        .where(DocumentVersionRow.published_at.is_not(None))
+        .group_by(DocumentVersionRow.review_id)
+        .subquery()
+    )
+    first = (
+        select(TriggerRow.review_id, func.min(TriggerRow.received_at).label("at"))
+        .where(TriggerRow.review_id.is_not(None))
+        .group_by(TriggerRow.review_id)
+        .subquery()
+    )
+    to_published = select(func.avg(seconds_between(published.c.at, first.c.at))).join(
+        first, first.c.review_id == published.c.review_id
+    )
+    return {
+        "trigger_to_review_opened_s": await session.scalar(opening),
+        "opened_to_assessment_complete_s": await session.scalar(to_assessed),
+        "trigger_to_strategy_published_s": await session.scalar(to_published),
+    }
+
+
+async def _overdue(session: AsyncSession, now: datetime) -> dict[str, int]:
+    reviews = select(func.count()).where(ReviewRow.due_at < now, ReviewRow.state.not_in(_TERMINAL))
+    acks = (
+        select(func.count())
+        .select_from(AcknowledgementRow)
+        .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
+        .where(
+            DocumentVersionRow.status == Status.PUBLISHED.value,
+            AcknowledgementRow.due_at < now,
+            AcknowledgementRow.acknowledged_at.is_(None),
+        )
+    )
+    return {
+        "overdue_reviews": int(await session.scalar(reviews) or 0),
+        "overdue_acknowledgements": int(await session.scalar(acks) or 0),
+    }
+
+
+async def _copies(session: AsyncSession) -> dict[str, float | None]:
+    """Holders of the current copy among required recipients; org units whose tactical plan is current."""
+    holders = (
+        select(_pct(func.count(AcknowledgementRow.acknowledged_at), func.count()))
+        .select_from(AcknowledgementRow)
+        .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
+        .where(DocumentVersionRow.status == Status.PUBLISHED.value, AcknowledgementRow.required)
+    )
+    strategy_published = (
+        select(func.max(DocumentVersionRow.published_at))
+        .join(DocumentRow, DocumentRow.id == DocumentVersionRow.document_id)
+        .where(DocumentRow.kind == Kind.STRATEGY_PLAN.value, DocumentVersionRow.status == Status.PUBLISHED.value)
+    ).scalar_subquery()
+    current_tactical = and_(
+        DocumentRow.kind == Kind.TACTICAL_PLAN.value,
+        DocumentVersionRow.status == Status.PUBLISHED.value,
+        or_(strategy_published.is_(None), DocumentVersionRow.published_at >= strategy_published),
+    )
+    units = (
+        select(
+            _pct(
+                func.count(distinct(case((current_tactical, DocumentRow.org_unit)))),
+                func.count(distinct(DocumentRow.org_unit)),
+            )
+        )
+        .select_from(DocumentRow)
+        .outerjoin(DocumentVersionRow, DocumentVersionRow.document_id == DocumentRow.id)
+        .where(DocumentRow.org_unit != "")
+    )
+    return {
+        "current_copy_holders_pct": await session.scalar(holders),
+        "org_units_with_current_tactical_plan_pct": await session.scalar(units),
+    }
+
+
+async def _rework(session: AsyncSession) -> float | None:
+    into_approval = func.count(case((TransitionRow.to_state == ReviewState.APPROVAL.value, 1)))
+    sent_back = func.count(
+        case(
+            (
+                and_(
+                    TransitionRow.from_state == ReviewState.APPROVAL.value,
+                    TransitionRow.to_state.in_([ReviewState.GENERATE.value, ReviewState.ASSESS.value]),
+                ),
+                1,
+            )
+        )
+    )
+    value: float | None = await session.scalar(select(_pct(sent_back, into_approval)))
+    return value
+
+
+async def _volumes(session: AsyncSession) -> dict[str, Any]:
+    by_category = await session.execute(
+        select(TriggerRow.category, func.count()).group_by(TriggerRow.category).order_by(TriggerRow.category)
+    )
+    outcomes = dict(
+        (await session.execute(select(TriggerRow.outcome, func.count()).group_by(TriggerRow.outcome))).tuples().all()
+    )
+    merged = await session.scalar(select(func.count()).where(ReviewRow.state == ReviewState.MERGED.value))
+    opened, attached = outcomes.get("opened", 0), outcomes.get("attached", 0)
+    return {
+        "trigger_volume_by_category": dict(by_category.tuples().all()),
+        "triggers_by_outcome": {"opened": opened, "attached": attached, "recorded": outcomes.get("recorded", 0)},
+        "attach_ratio_pct": (attached * 100.0 / (opened + attached)) if opened + attached else None,
+        "merged_reviews": int(merged or 0),
+    }

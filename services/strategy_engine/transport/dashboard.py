@@ -1,0 +1,233 @@
+"""Dashboard reads: reviews (filters, cursor pagination), detail, timeline and KPIs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlalchemy import and_, or_, select
+
+from services.core.auth import ReviewsRead
+from services.core.http import ProblemError, decode_cursor, encode_cursor
+from services.core.runtime import Runtime
+from services.strategy_engine import kpis
+from services.strategy_engine.flows.cycle import facts, latest_assessment
+from services.strategy_engine.lifecycle import TERMINAL, ReviewState
+from services.strategy_engine.persistence import DocumentRow, DocumentVersionRow, ReviewRow, TimelineRow, TriggerRow
+
+
+class ReviewOut(BaseModel):
+    id: uuid.UUID
+    title: str
+    category: str
+    severity: str
+    scope: str | None
+    state: str
+    owner: str | None
+    policy_id: str
+    correlation_key: str
+    opened_at: datetime
+    phase_entered_at: datetime
+    due_at: datetime | None
+    overdue: bool
+    merged_into: uuid.UUID | None
+    closed_at: datetime | None
+
+
+class ReviewPage(BaseModel):
+    items: list[ReviewOut]
+    next_cursor: str | None
+
+
+class DecisionOut(BaseModel):
+    source: str
+    id: str
+    category: str
+    severity: str
+    subject: str
+    occurred_at: datetime
+    policy_id: str
+    correlation_key: str
+    outcome: str
+    reason: str
+    review_id: uuid.UUID | None
+    decided_at: datetime
+
+
+class AssessmentOut(BaseModel):
+    version: int
+    complete: bool
+    risk_score: int | None
+    created_at: datetime
+    created_by: str | None
+    body: dict[str, Any]
+
+
+class DocumentVersionOut(BaseModel):
+    document_id: uuid.UUID
+    kind: str
+    org_unit: str | None
+    version: int
+    status: str
+    published_at: datetime | None
+
+
+class ReviewDetailOut(ReviewOut):
+    triggers: list[DecisionOut]
+    assessment: AssessmentOut | None
+    decision: str
+    documents: list[DocumentVersionOut]
+
+
+class TimelineEntryOut(BaseModel):
+    id: uuid.UUID
+    sequence: int
+    type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+def review_out(row: ReviewRow, now: datetime) -> ReviewOut:
+    overdue = row.due_at is not None and row.due_at < now and ReviewState(row.state) not in TERMINAL
+    return ReviewOut(
+        id=row.id,
+        title=row.title,
+        category=row.category,
+        severity=row.severity,
+        scope=row.scope,
+        state=row.state,
+        owner=row.owner,
+        policy_id=row.policy_id,
+        correlation_key=row.correlation_key,
+        opened_at=row.opened_at,
+        phase_entered_at=row.phase_entered_at,
+        due_at=row.due_at,
+        overdue=overdue,
+        merged_into=row.merged_into,
+        closed_at=row.closed_at,
+    )
+
+
+def decision_out(row: TriggerRow) -> DecisionOut:
+    return DecisionOut(
+        source=row.source,
+        id=row.event_id,
+        category=row.category,
+        severity=row.severity,
+        subject=row.subject,
+        occurred_at=row.occurred_at,
+        policy_id=row.policy_id,
+        correlation_key=row.correlation_key,
+        outcome=row.outcome,
+        reason=row.reason,
+        review_id=row.review_id,
+        decided_at=row.decided_at,
+    )
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["reviews"])
+
+    @router.get("/reviews", response_model=ReviewPage)
+    async def list_reviews(
+        _auth: ReviewsRead,
+        state: ReviewState | None = None,
+        category: str | None = None,
+        severity: str | None = None,
+        owner: str | None = None,
+        overdue: bool | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> ReviewPage:
+        """Newest first. Pass `next_cursor` back as `cursor` for the next page; null means the end."""
+        now = datetime.now(UTC)
+        query = select(ReviewRow)
+        for column, value in (
+            (ReviewRow.state, state),
+            (ReviewRow.category, category),
+            (ReviewRow.severity, severity),
+            (ReviewRow.owner, owner),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        late = and_(ReviewRow.due_at < now, ReviewRow.state.not_in([s.value for s in TERMINAL]))
+        if overdue is not None:
+            query = query.where(late if overdue else ~late | ReviewRow.due_at.is_(None))
+        if cursor:
+            opened_at, last_id = decode_cursor(cursor, parse_id=uuid.UUID)
+            query = query.where(
+                or_(ReviewRow.opened_at < opened_at, and_(ReviewRow.opened_at == opened_at, ReviewRow.id < last_id))
+            )
+        query = query.order_by(ReviewRow.opened_at.desc(), ReviewRow.id.desc()).limit(limit + 1)
+        async with runtime.uow.begin() as session:
+            rows = list((await session.scalars(query)).all())
+        page = rows[:limit]
+        return ReviewPage(
+            items=[review_out(row, now) for row in page],
+            next_cursor=encode_cursor(page[-1].opened_at, page[-1].id) if len(rows) > limit else None,
+        )
+
+    @router.get("/reviews/{review_id}", response_model=ReviewDetailOut)
+    async def get_review(review_id: uuid.UUID, _auth: ReviewsRead) -> ReviewDetailOut:
+        async with runtime.uow.begin() as session:
+            review = await session.get(ReviewRow, review_id)
+            if review is None:
+                raise ProblemError(404, "Not Found", f"no review {review_id}")
+            triggers = (
+                await session.scalars(
+                    select(TriggerRow)
+                    .where(TriggerRow.review_id == review_id)
+                    .order_by(TriggerRow.occurred_at, TriggerRow.id)
+                )
+            ).all()
+            current = await latest_assessment(session, review_id)
+            snapshot = await facts(session, review)
+            versions = (
+                await session.execute(
+                    select(DocumentVersionRow, DocumentRow)
+                    .join(DocumentRow, DocumentRow.id == DocumentVersionRow.document_id)
+                    .where(DocumentVersionRow.review_id == review_id)
+                    .order_by(DocumentVersionRow.created_at)
+                )
+            ).all()
+        return ReviewDetailOut(
+            **review_out(review, datetime.now(UTC)).model_dump(),
+            triggers=[decision_out(row) for row in triggers],
+            assessment=AssessmentOut.model_validate(current, from_attributes=True) if current else None,
+            decision=snapshot.decision,
+            documents=[
+                DocumentVersionOut(
+                    document_id=d.id,
+                    kind=d.kind,
+                    org_unit=d.org_unit or None,
+                    version=v.version,
+                    status=v.status,
+                    published_at=v.published_at,
+                )
+                for v, d in versions
+            ],
+        )
+
+    @router.get("/reviews/{review_id}/timeline", response_model=list[TimelineEntryOut])
+    async def get_timeline(review_id: uuid.UUID, _auth: ReviewsRead) -> list[TimelineEntryOut]:
+        """Append-only: every event the review emitted, in order."""
+        async with runtime.uow.begin() as session:
+            if await session.get(ReviewRow, review_id) is None:
+                raise ProblemError(404, "Not Found", f"no review {review_id}")
+            rows = (
+                await session.scalars(
+                    select(TimelineRow).where(TimelineRow.review_id == review_id).order_by(TimelineRow.sequence)
+                )
+            ).all()
+        return [TimelineEntryOut.model_validate(row, from_attributes=True) for row in rows]
+
+    @router.get("/kpis")
+    async def get_kpis(_auth: ReviewsRead) -> dict[str, Any]:
+        """Lead times in seconds (averages), overdue counts, current-copy coverage, rework and volumes."""
+        async with runtime.uow.begin() as session:
+            return await kpis.compute(session, datetime.now(UTC))
+
+    return router

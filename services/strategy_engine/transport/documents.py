@@ -1,0 +1,183 @@
+"""Documents: new versions from a review, status changes, acknowledgements (scope reviews:write)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.core.auth import ReviewsRead, ReviewsWrite
+from services.core.http import ProblemError
+from services.core.runtime import Runtime
+from services.strategy_engine.documents import Kind, Recipient, Status
+from services.strategy_engine.flows import documents
+from services.strategy_engine.persistence import AcknowledgementRow, DocumentRow, DocumentVersionRow
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class DocumentIn(BaseModel):
+    kind: Kind
+    org_unit: Name | None = Field(default=None, description="required for tactical and operational plans")
+    title: Annotated[str, Field(min_length=1, max_length=500)]
+    summary: Annotated[str, Field(max_length=20_000)] = ""
+    distribution: list[Recipient] = []
+    ack_due_days: Annotated[float, Field(gt=0, le=365)] = 10
+    publish: bool = Field(default=False, description="walk draft → in review → approved → published at once")
+    certified_by: Name | None = Field(default=None, description="who certifies the update; needed to publish")
+
+
+class StatusIn(BaseModel):
+    to: Status
+    certified_by: Name | None = None
+
+
+class AcknowledgementIn(BaseModel):
+    recipient: Name
+    version: Annotated[int, Field(ge=1)] | None = Field(default=None, description="default: the current version")
+
+
+class RecipientOut(BaseModel):
+    recipient: str
+    org_unit: str | None
+    required: bool
+    due_at: datetime
+    acknowledged_at: datetime | None
+
+
+class VersionOut(BaseModel):
+    document_id: uuid.UUID
+    kind: str
+    org_unit: str | None
+    title: str
+    version: int
+    status: str
+    review_id: uuid.UUID
+    published_at: datetime | None
+    certified_by: str | None
+    recipients: list[RecipientOut]
+
+
+class DocumentOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    org_unit: str | None
+    title: str
+    current_version: int | None
+    versions: list[VersionOut]
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["documents"])
+
+    @router.post("/reviews/{review_id}/documents", status_code=201, response_model=VersionOut)
+    async def add_document(review_id: uuid.UUID, body: DocumentIn, _auth: ReviewsWrite) -> VersionOut:
+        """A new version of the (kind, org unit) document; publishing supersedes the previous version."""
+        now = datetime.now(UTC)
+        async with runtime.uow.begin() as session:
+            version = await documents.add_version(
+                session,
+                review_id=review_id,
+                kind=body.kind,
+                org_unit=body.org_unit,
+                title=body.title,
+                summary=body.summary,
+                distribution=body.distribution,
+                ack_due_days=body.ack_due_days,
+                now=now,
+            )
+            if body.publish:
+                for step in (Status.IN_REVIEW, Status.APPROVED, Status.PUBLISHED):
+                    await documents.move_version(
+                        session, version=version, target=step, certified_by=body.certified_by, now=now
+                    )
+            await session.flush()
+            return await _version_out(session, version)
+
+    @router.post("/documents/{document_id}/versions/{number}/status", response_model=VersionOut)
+    async def change_status(document_id: uuid.UUID, number: int, body: StatusIn, _auth: ReviewsWrite) -> VersionOut:
+        async with runtime.uow.begin() as session:
+            version = await session.scalar(
+                select(DocumentVersionRow).where(
+                    DocumentVersionRow.document_id == document_id, DocumentVersionRow.version == number
+                )
+            )
+            if version is None:
+                raise ProblemError(404, "Not Found", f"no version {number} of document {document_id}")
+            await documents.move_version(
+                session, version=version, target=body.to, certified_by=body.certified_by, now=datetime.now(UTC)
+            )
+            await session.flush()
+            return await _version_out(session, version)
+
+    @router.get("/documents/{document_id}", response_model=DocumentOut)
+    async def get_document(document_id: uuid.UUID, _auth: ReviewsRead) -> DocumentOut:
+        async with runtime.uow.begin() as session:
+            document = await session.get(DocumentRow, document_id)
+            if document is None:
+                raise ProblemError(404, "Not Found", f"no document {document_id}")
+            versions = (
+                await session.scalars(
+                    select(DocumentVersionRow)
+                    .where(DocumentVersionRow.document_id == document_id)
+                    .order_by(DocumentVersionRow.version)
+                )
+            ).all()
+            return DocumentOut(
+                id=document.id,
+                kind=document.kind,
+                org_unit=document.org_unit or None,
+                title=document.title,
+                current_version=document.current_version,
+                versions=[await _version_out(session, v) for v in versions],
+            )
+
+    @router.post("/documents/{document_id}/acknowledgements", response_model=RecipientOut)
+    async def acknowledge(document_id: uuid.UUID, body: AcknowledgementIn, _auth: ReviewsWrite) -> RecipientOut:
+        """The recipient now holds this version (the current one by default); repeating it changes nothing."""
+        async with runtime.uow.begin() as session:
+            row = await documents.acknowledge(
+                session, document_id=document_id, recipient=body.recipient, version=body.version, now=datetime.now(UTC)
+            )
+            return _recipient(row)
+
+    return router
+
+
+def _recipient(row: AcknowledgementRow) -> RecipientOut:
+    return RecipientOut(
+        recipient=row.recipient,
+        org_unit=row.org_unit,
+        required=row.required,
+        due_at=row.due_at,
+        acknowledged_at=row.acknowledged_at,
+    )
+
+
+async def _version_out(session: AsyncSession, version: DocumentVersionRow) -> VersionOut:
+    document = await session.get(DocumentRow, version.document_id)
+    assert document is not None
+    acks = (
+        await session.scalars(
+            select(AcknowledgementRow)
+            .where(AcknowledgementRow.version_id == version.id)
+            .order_by(AcknowledgementRow.id)
+        )
+    ).all()
+    return VersionOut(
+        document_id=document.id,
+        kind=document.kind,
+        org_unit=document.org_unit or None,
+        title=document.title,
+        version=version.version,
+        status=version.status,
+        review_id=version.review_id,
+        published_at=version.published_at,
+        certified_by=version.certified_by,
+        recipients=[_recipient(a) for a in acks],
+    )
