@@ -42,6 +42,10 @@ def _sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
     return f"((julianday({compiler.process(later, **kw)}) - julianday({compiler.process(earlier, **kw)})) * 86400.0)"
 
 
+def _avg(seconds: ColumnElement[Any]) -> ColumnElement[Any]:
+    return cast(func.avg(seconds), Float)  # Postgres averages intervals as numeric; report plain floats
+
+
 def _pct(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[Any]:
     return case((whole > 0, cast(part, Float) * 100.0 / whole), else_=None)
 
@@ -61,7 +65,8 @@ async def compute(session: AsyncSession, now: datetime) -> dict[str, Any]:
 
 async def _lead_times(session: AsyncSession) -> dict[str, float | None]:
     opening = (
-        select(func.avg(seconds_between(ReviewRow.opened_at, TriggerRow.received_at)))
+        select(_avg(seconds_between(ReviewRow.opened_at, TriggerRow.received_at)))
+        .select_from(TriggerRow)
         .join(ReviewRow, ReviewRow.id == TriggerRow.review_id)
         .where(TriggerRow.outcome == "opened")
     )
@@ -73,8 +78,10 @@ async def _lead_times(session: AsyncSession) -> dict[str, float | None]:
         .group_by(TransitionRow.review_id)
         .subquery()
     )
-    to_assessed = select(func.avg(seconds_between(assessed.c.at, ReviewRow.opened_at))).join(
-        ReviewRow, ReviewRow.id == assessed.c.review_id
+    to_assessed = (
+        select(_avg(seconds_between(assessed.c.at, ReviewRow.opened_at)))
+        .select_from(assessed)
+        .join(ReviewRow, ReviewRow.id == assessed.c.review_id)
     )
     published = (
         select(DocumentVersionRow.review_id, func.min(DocumentVersionRow.published_at).label("at"))
@@ -88,8 +95,10 @@ async def _lead_times(session: AsyncSession) -> dict[str, float | None]:
         .group_by(TriggerRow.review_id)
         .subquery()
     )
-    to_published = select(func.avg(seconds_between(published.c.at, first.c.at))).join(
-        first, first.c.review_id == published.c.review_id
+    to_published = (
+        select(_avg(seconds_between(published.c.at, first.c.at)))
+        .select_from(published)
+        .join(first, first.c.review_id == published.c.review_id)
     )
     return {
         "trigger_to_review_opened_s": await session.scalar(opening),
@@ -172,13 +181,12 @@ async def _volumes(session: AsyncSession) -> dict[str, Any]:
     by_category = await session.execute(
         select(TriggerRow.category, func.count()).group_by(TriggerRow.category).order_by(TriggerRow.category)
     )
-    outcomes = dict(
-        (await session.execute(select(TriggerRow.outcome, func.count()).group_by(TriggerRow.outcome))).tuples().all()
-    )
+    counted = await session.execute(select(TriggerRow.outcome, func.count()).group_by(TriggerRow.outcome))
+    outcomes: dict[str, int] = {outcome: count for outcome, count in counted.all()}
     merged = await session.scalar(select(func.count()).where(ReviewRow.state == ReviewState.MERGED.value))
     opened, attached = outcomes.get("opened", 0), outcomes.get("attached", 0)
     return {
-        "trigger_volume_by_category": dict(by_category.tuples().all()),
+        "trigger_volume_by_category": {category: count for category, count in by_category.all()},
         "triggers_by_outcome": {"opened": opened, "attached": attached, "recorded": outcomes.get("recorded", 0)},
         "attach_ratio_pct": (attached * 100.0 / (opened + attached)) if opened + attached else None,
         "merged_reviews": int(merged or 0),

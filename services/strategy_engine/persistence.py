@@ -30,8 +30,9 @@ _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class ReviewRow(Base):
-    """A strategy review cycle. `open_key` equals `correlation_key` while open and is NULL after, so the
-    unique constraint on it allows one open review per key even with several engine replicas."""
+    """A strategy review cycle. `open_key` equals `correlation_key` while the review collects related
+    triggers, and is NULL once it is terminal or a newer review took over the key (its windows passed); the
+    unique constraint on it allows one collecting review per key even with several engine replicas."""
 
     __tablename__ = "engine_reviews"
 

@@ -49,3 +49,36 @@ async def publish(settings: Settings, events: Sequence[ReviewEventV1]) -> None:
 def tuned(settings: Settings, **changes: Any) -> Settings:
     """A copy of `settings` with some values changed (validated again)."""
     return Settings(**{**settings.model_dump(), **changes})
+
+
+def accepted(
+    category: str,
+    event_id: str,
+    *,
+    at: datetime,
+    subject: str = "bu-1",
+    severity: str = "high",
+    **data: Any,
+) -> dict[str, Any]:
+    """A `TriggerAccepted` v1 document, as ingest would hand it to the engine."""
+    return {
+        "kind": "TriggerAccepted",
+        "version": 1,
+        "source": "/tests",
+        "id": event_id,
+        "type": f"smits.trigger.{category}.v1",
+        "category": category,
+        "severity": severity,
+        "subject": subject,
+        "occurred_at": at.isoformat(),
+        "received_at": at.isoformat(),
+        "data": data,
+    }
+
+
+async def feed_engine(settings: Settings, documents: Sequence[dict[str, Any]]) -> None:
+    await produce_raw(
+        settings,
+        topics.TRIGGERS_ACCEPTED,
+        [Raw(orjson.dumps(doc), key=doc["subject"].encode()) for doc in documents],
+    )

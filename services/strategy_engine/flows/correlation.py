@@ -72,6 +72,10 @@ async def _apply(
 ) -> None:
     review: ReviewRow | None = None
     if decision.outcome is Outcome.OPENED:
+        stale = await persistence.open_review(session, decision.correlation_key, lock=True)
+        if stale is not None:  # past its windows: it carries on, but new related triggers go to the new one
+            stale.open_key = None
+            await session.flush()
         review = _open(session, policy, trigger, decision, now)
         await session.flush()
         record_event(session, review, ReviewEventType.OPENED, now, {**review_summary(review), **_about(trigger)})

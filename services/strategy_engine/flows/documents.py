@@ -64,6 +64,7 @@ async def add_version(
     )
     document.title = title
     session.add(version)
+    await session.flush()  # acknowledgements reference it; no ORM relationship orders the inserts
     return version
 
 
