@@ -78,9 +78,11 @@ def main() -> None:
         print(f"\nreviews opened: {len(reviews)}")
         for review in reviews:
             print(f"  {review['id'][:8]}  {review['severity']:<8} {review['state']:<7} {review['correlation_key']}")
+        print(f"webhooks delivered: {len(received)}")
+        kpis = client.get("/v1/kpis").json()
+        print("KPIs:", ", ".join(f"{name}={value}" for name, value in kpis.items() if not isinstance(value, dict)))
         print(
-            f"webhooks delivered: {len(received)}\n\nAPI docs: {API}/docs   metrics: {API}/metrics   "
-            "logs: .run/smits.log\nPress Ctrl-C to stop.",
+            f"\nAPI docs: {API}/docs   metrics: {API}/metrics   logs: .run/smits.log\nPress Ctrl-C to stop.",
             flush=True,
         )
     with contextlib.suppress(KeyboardInterrupt):

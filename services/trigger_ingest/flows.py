@@ -53,8 +53,9 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     outcome.duplicates = len(repeats)
 
     outbox: list[dict[str, Any]] = []
-    for key in new_keys:
-        message, trigger = candidates[key]
+    for key, (_message, trigger) in candidates.items():  # input order: per-partition order must hold
+        if key not in new_keys:
+            continue
         outcome.accepted.append(trigger)
         outbox.append(_accepted_event(trigger, received_at=now))
     new_rejections = await persistence.insert_rejections(
