@@ -18,7 +18,7 @@ from alembic.config import Config
 from services.core.auth import Scope
 from services.core.observability import configure_logging, get_logger
 from services.core.runtime import Runtime, build_app, running
-from services.core.settings import Settings
+from services.core.settings import ConfigurationError, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="smits: strategy review triggers")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics")
@@ -86,6 +86,14 @@ async def _serve(settings: Settings, names: list[str]) -> int:
 
     if settings.auth_disabled:
         log.warning("AUTHENTICATION IS DISABLED (SMITS_AUTH_DISABLED=true): local demo only, never in production")
+    try:
+        return await _serve_until_stopped(settings, names)
+    except ConfigurationError as exc:
+        log.error("cannot start: configuration error", error=str(exc))
+        return 2
+
+
+async def _serve_until_stopped(settings: Settings, names: list[str]) -> int:
     async with running(settings, names) as (runtime, units):
         config = uvicorn.Config(
             build_app(runtime, units),

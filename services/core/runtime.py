@@ -68,9 +68,13 @@ async def running(settings: Settings, names: Sequence[str]) -> AsyncIterator[tup
     """Start the named services' workers; on exit drain them (finish in-flight batches) and close clients."""
     engine = create_engine(settings.database_url.get_secret_value())
     producer = create_producer(settings)
-    await producer.start()
     runtime = Runtime(settings=settings, engine=engine, uow=UnitOfWork(engine), producer=producer)
-    units = [load_service(name, runtime) for name in names]
+    try:
+        units = [load_service(name, runtime) for name in names]  # configuration errors surface here, first
+        await producer.start()
+    except BaseException:
+        await engine.dispose()
+        raise
     tasks = [asyncio.create_task(worker(runtime.stop), name=unit.name) for unit in units for worker in unit.workers]
     for task in tasks:
         task.add_done_callback(lambda t: _on_worker_done(t, runtime))

@@ -14,6 +14,10 @@ DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 360
 """Delivery retry delays in seconds, as Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
 
 
+class ConfigurationError(ValueError):
+    """Configuration a service cannot start with; the message names the setting or file and the problem."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMITS_", extra="ignore", frozen=True)
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from services.contracts.accepted import TriggerAcceptedV1
 from services.contracts.triggers import Category, Severity
+from services.core.settings import ConfigurationError
 from services.strategy_engine.lifecycle import PHASES, ReviewState
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -156,7 +157,7 @@ class PolicySet(_Model):
         return next((p for p in self.policies if p.id == policy_id), FALLBACK)
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigurationError):
     """A policy file that cannot be used; the message names the file, the policy and the field."""
 
 

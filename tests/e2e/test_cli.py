@@ -91,3 +91,22 @@ def test_migrate_topics_keys_and_serve_all_then_sigterm_exits_cleanly(settings: 
     assert reader not in logs
     assert writer not in logs
     assert '"event": "services stopped"' in logs
+
+
+def test_an_invalid_policy_file_stops_serve_with_a_clear_message(settings: Settings, tmp_path: Path) -> None:
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("policies:\n  - {id: broken, action: explode}\n")
+    env = {**_env(settings), "SMITS_POLICIES": str(policies)}
+    result = subprocess.run(
+        [SMITS, "serve", "engine", "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "configuration error" in result.stderr
+    assert str(policies) in result.stderr
+    assert "[0] (broken).action" in result.stderr
+    assert "Traceback" not in result.stderr
