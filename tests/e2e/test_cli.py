@@ -110,3 +110,49 @@ def test_an_invalid_policy_file_stops_serve_with_a_clear_message(settings: Setti
     assert str(policies) in result.stderr
     assert "[0] (broken).action" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_api_keys_and_webhook_secrets_never_reach_a_log_line(settings: Settings) -> None:
+    env = {**_env(settings), "SMITS_LOG_LEVEL": "debug", "SMITS_WEBHOOK_ALLOW_CIDRS": "127.0.0.0/8"}
+    _run(env, "migrate")
+    _run(env, "topics", "create")
+    key_result = subprocess.run(
+        [SMITS, "keys", "create", "--name", "ops", "--scope", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    key = key_result.stdout.strip()
+    assert key not in key_result.stderr
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([SMITS, "serve", "all", "--port", str(port)], env=env, stderr=subprocess.PIPE)
+    secrets: list[str] = []
+    try:
+        _wait_ready(base, process)
+        auth = {"authorization": f"Bearer {key}"}
+        created = httpx.post(f"{base}/v1/subscriptions", json={"url": "http://127.0.0.1:9/hook"}, headers=auth)
+        assert created.status_code == 201, created.text
+        secrets.append(created.json()["secret"])
+        rotated = httpx.post(f"{base}/v1/subscriptions/{created.json()['id']}/secret/rotate", headers=auth)
+        secrets.append(rotated.json()["secret"])
+        listed = httpx.get(f"{base}/v1/subscriptions", headers=auth)
+        assert all(secret not in listed.text for secret in secrets)  # shown once, never again
+        bogus = httpx.get(f"{base}/v1/reviews", headers={"authorization": "Bearer smits_guessed-key-value"})
+        assert "smits_guessed-key-value" not in bogus.text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    logs = stderr.decode()
+    assert process.returncode == 0
+    assert '"level": "debug"' in logs or '"level": "info"' in logs  # the logs were really captured
+    for secret in [
+        key,
+        key.removeprefix("smits_"),
+        *secrets,
+        *(s.removeprefix("whsec_") for s in secrets),
+        "smits_guessed-key-value",
+    ]:
+        assert secret not in logs
