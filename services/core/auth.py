@@ -65,6 +65,7 @@ async def _authorize(request: Request, uow: UnitOfWork, scope: Scope) -> None:
         row = await session.get(ApiKeyRow, digest)
     if row is None or not hmac.compare_digest(row.hash, digest):
         raise _unauthorized("unknown API key")
+    request.state.caller = f"key:{row.name}:{digest[:12]}"
     if scope.value not in row.scopes and Scope.ADMIN.value not in row.scopes:
         raise ProblemError(403, "Forbidden", f"this key lacks the '{scope.value}' scope", required_scope=scope.value)
 
@@ -78,6 +79,7 @@ def requires(scope: Scope) -> object:
     async def guard(request: Request) -> None:
         runtime = request.app.state.runtime
         if runtime.settings.auth_disabled:
+            request.state.caller = f"ip:{request.client.host if request.client else 'unknown'}"
             return
         await _authorize(request, runtime.uow, scope)
 

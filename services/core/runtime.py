@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.core.db import UnitOfWork, create_engine
 from services.core.http import install_problem_handlers, install_request_middleware, problem_response
 from services.core.kafka import create_producer
+from services.core.limits import BodyLimit
 from services.core.observability import get_logger
 from services.core.settings import Settings
 
@@ -55,6 +56,8 @@ class ServiceUnit:
     router: APIRouter | None = None
     workers: list[Worker] = field(default_factory=list)
     ready_checks: list[Callable[[], bool]] = field(default_factory=list)
+    body_limits: dict[str, int] = field(default_factory=dict)
+    """Path prefix → largest request body accepted there (the default is `SMITS_HTTP_MAX_BODY_BYTES`)."""
 
 
 def load_service(name: str, runtime: Runtime) -> ServiceUnit:
@@ -108,6 +111,8 @@ def build_app(runtime: Runtime, units: Sequence[ServiceUnit]) -> FastAPI:
     app.state.runtime = runtime
     install_problem_handlers(app)
     install_request_middleware(app)
+    limits = {prefix: size for unit in units for prefix, size in unit.body_limits.items()}
+    app.add_middleware(BodyLimit, default=runtime.settings.http_max_body_bytes, limits=limits)
     app.include_router(_ops_router(runtime, units))
     for unit in units:
         if unit.router is not None:

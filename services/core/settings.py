@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
+    http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    ingest_rate_limit_per_s: float = Field(default=1000.0, gt=0)
+    """Trigger events a second per API key on `POST /v1/triggers` (a batch counts each event)."""
+    ingest_rate_burst: float = Field(default=2000.0, ge=1)
     consumer_max_records: int = Field(default=500, ge=1, le=10_000)
     consumer_fetch_timeout_ms: int = Field(default=200, ge=1)
     outbox_batch_size: int = Field(default=500, ge=1)

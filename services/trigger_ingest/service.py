@@ -6,7 +6,7 @@ from services.core.outbox import OutboxRelay
 from services.core.runtime import Runtime, ServiceUnit
 from services.trigger_ingest.persistence import IngestOutboxRow
 from services.trigger_ingest.transport.consumer import trigger_consumer
-from services.trigger_ingest.transport.http import build_router
+from services.trigger_ingest.transport.http import MAX_BODY_BYTES, build_router
 
 
 def build(runtime: Runtime) -> ServiceUnit:
@@ -17,4 +17,5 @@ def build(runtime: Runtime) -> ServiceUnit:
         router=build_router(runtime),
         workers=[consumer.run, relay.run],
         ready_checks=[consumer.is_assigned],
+        body_limits={"/v1/triggers": MAX_BODY_BYTES},
     )

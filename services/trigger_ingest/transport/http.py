@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import urllib.parse
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from services.contracts import topics
 from services.core.auth import ReviewsRead, TriggersWrite
 from services.core.http import ProblemError, decode_cursor, encode_cursor
+from services.core.limits import RateLimiter
 from services.core.runtime import Runtime
 from services.trigger_ingest import persistence
 from services.trigger_ingest.domain import (
@@ -70,14 +72,24 @@ class TriggerPage(BaseModel):
 
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1/triggers", tags=["triggers"])
+    limiter = RateLimiter(rate=runtime.settings.ingest_rate_limit_per_s, burst=runtime.settings.ingest_rate_burst)
 
     @router.post("", status_code=202, response_model=AcceptedOut)
     async def post_triggers(
         request: Request, _auth: TriggersWrite, content_type: Annotated[str, Header()] = ""
     ) -> AcceptedOut:
         """Validate CloudEvents synchronously, then produce them to `triggers` (acks=all); 202 once durable."""
-        body = await _read_body(request)
+        body = await request.body()  # size capped by the BodyLimit middleware (MAX_BODY_BYTES here)
         events = _validate(body, content_type, request)
+        wait = limiter.take(request.state.caller, cost=len(events))
+        if wait:
+            error = ProblemError(
+                429,
+                "Too Many Requests",
+                f"over {runtime.settings.ingest_rate_limit_per_s:g} trigger events a second for this key; retry later",
+            )
+            error.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            raise error
         topic = runtime.settings.topic(topics.TRIGGERS)
         pending = [
             await runtime.producer.send(
@@ -129,17 +141,6 @@ def build_router(runtime: Runtime) -> APIRouter:
         raise ProblemError(404, "Not Found", f"no trigger {event_id!r} from {source!r}")
 
     return router
-
-
-async def _read_body(request: Request) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ProblemError(413, "Payload Too Large", f"request body over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _validate(body: bytes, content_type: str, request: Request) -> list[tuple[bytes, bytes, Trigger]]:

@@ -1,0 +1,47 @@
+"""Body-size caps (413) and the per-key ingest rate limit (429 with Retry-After), as problem+json."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+
+from services.core.settings import Settings
+from tests.support.events import tuned
+from tests.support.harness import smits
+
+EXAMPLE = (Path(__file__).resolve().parents[2] / "examples/triggers/goal_change.json").read_bytes()
+STRUCTURED = {"content-type": "application/cloudevents+json"}
+
+
+async def test_bodies_over_the_cap_are_refused_early_or_while_streaming(settings: Settings) -> None:
+    big = b'{"url": "http://example.com/", "description": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b" " * 65536  # 2.5 MiB without a Content-Length
+
+    async with smits(settings) as app:
+        declared = await app.api.post("/v1/subscriptions", content=big, headers={"content-type": "application/json"})
+        streamed = await app.api.post(
+            "/v1/subscriptions", content=chunks(), headers={"content-type": "application/json"}
+        )
+        batch = orjson.dumps([orjson.loads(EXAMPLE)]) + b" " * (17 * 1024 * 1024)
+        too_big_for_triggers = await app.api.post("/v1/triggers", content=batch, headers=STRUCTURED)
+        fine_for_triggers = await app.api.post(
+            "/v1/triggers", content=EXAMPLE + b" " * (1024 * 1024), headers=STRUCTURED
+        )
+    for response in (declared, streamed, too_big_for_triggers):
+        assert response.status_code == 413
+        assert response.headers["content-type"] == "application/problem+json"
+    assert fine_for_triggers.status_code == 202  # the trigger route takes larger bodies than the default cap
+
+
+async def test_ingest_is_rate_limited_per_key_with_retry_after(settings: Settings) -> None:
+    async with smits(tuned(settings, ingest_rate_limit_per_s=0.5, ingest_rate_burst=3), ["ingest"]) as app:
+        answers = [await app.api.post("/v1/triggers", content=EXAMPLE, headers=STRUCTURED) for _ in range(4)]
+    assert [a.status_code for a in answers] == [202, 202, 202, 429]
+    refused = answers[-1]
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert int(refused.headers["retry-after"]) >= 1
