@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
 from services.contracts import topics
-from services.core.observability import BATCH_SECONDS, BATCHES, get_logger
+from services.core.observability import BATCH_SECONDS, BATCHES, CONSUMER_LAG, get_logger
 from services.core.settings import Settings
 
 log = get_logger(__name__)
@@ -126,10 +126,18 @@ class BatchConsumer:
                 batch = [_message(record) for records in fetched.values() for record in records]
                 if batch and await self._process(batch, stop):
                     await self._commit(consumer, batch)
+                await self._report_lag(consumer)
         finally:
             self._consumer = None
             await consumer.stop()
             log.info("consumer stopped", consumer=self.name)
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - await consumer.position(tp))
+                CONSUMER_LAG.labels(self._group, tp.topic, str(tp.partition)).set(lag)
 
     async def _process(self, batch: Sequence[Message], stop: asyncio.Event) -> bool:
         """Run the handler until it succeeds; False if asked to stop first (nothing is committed then)."""

@@ -58,5 +58,10 @@ BATCHES = Counter("smits_consumer_batches_total", "Kafka batches committed", ["c
 BATCH_SECONDS = Histogram("smits_consumer_batch_duration_seconds", "Batch handling time", ["consumer"])
 OUTBOX_PUBLISHED = Counter("smits_outbox_published_total", "Outbox rows published", ["outbox"])
 OUTBOX_BACKLOG = Gauge("smits_outbox_backlog", "Outbox rows waiting to be published", ["outbox"])
+CONSUMER_LAG = Gauge(
+    "kafka_consumergroup_lag",
+    "Records not yet consumed (high watermark - position)",
+    ["consumergroup", "topic", "partition"],
+)
 REVIEWS = Counter("smits_reviews_events_total", "Review domain events emitted", ["type"])
 DELIVERIES = Counter("smits_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from services.core.settings import Settings
 log = get_logger(__name__)
 
 Headers = list[tuple[str, bytes]]
+BACKLOG_EVERY_S = 5.0
 
 
 class OutboxMixin:
@@ -91,7 +93,12 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("outbox relay started", outbox=self._name)
+        counted_at = 0.0
         while not stop.is_set():
+            if time.monotonic() - counted_at > BACKLOG_EVERY_S:
+                counted_at = time.monotonic()
+                with contextlib.suppress(Exception):  # a metric must never stop the relay
+                    OUTBOX_BACKLOG.labels(self._name).set(await self.backlog())
             try:
                 published = await self.publish_once()
             except Exception:
@@ -104,6 +111,10 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wake.wait(), self._settings.outbox_poll_interval_s)
         log.info("outbox relay stopped", outbox=self._name)
 
+    async def backlog(self) -> int:
+        async with self._uow.begin() as session:
+            return int(await session.scalar(select(func.count()).select_from(self._row)) or 0)
+
     async def publish_once(self) -> int:
         """Publish one batch in id order; returns how many rows went out."""
         async with self._uow.begin() as session:
@@ -115,7 +126,6 @@ class OutboxRelay:
                 await session.scalars(select(self._row).order_by(self._row.id).limit(self._settings.outbox_batch_size))
             ).all()
             if not rows:
-                OUTBOX_BACKLOG.labels(self._name).set(0)
                 return 0
             pending = [
                 await self._producer.send(

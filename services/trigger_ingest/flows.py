@@ -21,7 +21,7 @@ from services.trigger_ingest.domain import Rejection, Trigger, dead_letter_heade
 @dataclass
 class BatchOutcome:
     accepted: list[Trigger] = field(default_factory=list)
-    duplicates: int = 0
+    duplicates: list[Trigger] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
 
@@ -50,7 +50,7 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
         if first_seen.get(key) != (message.partition, message.offset):  # else: our own batch, replayed
             repeats.append((message, trigger))
     await persistence.insert_duplicates(session, [_duplicate_row(m, t, now) for m, t in repeats])
-    outcome.duplicates = len(repeats)
+    outcome.duplicates = [trigger for _, trigger in repeats]
 
     outbox: list[dict[str, Any]] = []
     for key, (_message, trigger) in candidates.items():  # input order: per-partition order must hold

@@ -27,6 +27,7 @@ async def test_regulation_update_becomes_a_signed_review_opened_webhook(settings
 
             reviews = (await app.api.get("/v1/reviews")).json()["items"]
             trigger = await app.api.get("/v1/triggers//regulatory/feed/reg-1")
+            metrics = (await app.api.get("/metrics")).text
 
     assert len(reviews) == 1
     assert reviews[0]["category"] == "regulation_update"
@@ -35,6 +36,13 @@ async def test_regulation_update_becomes_a_signed_review_opened_webhook(settings
     assert trigger.status_code == 200, trigger.text
     assert trigger.json()["status"] == "accepted"
     assert trigger.json()["severity"] in {"high", "medium"}  # depends on today vs effective date; unit-tested
+
+    group, topic = f"{settings.topic_prefix}ingest", settings.topic("triggers")
+    assert f'kafka_consumergroup_lag{{consumergroup="{group}",partition="0",topic="{topic}"}}' in metrics
+    assert 'smits_triggers_total{category="regulation_update",outcome="accepted"}' in metrics
+    assert 'smits_webhook_deliveries_total{outcome="delivered"}' in metrics
+    assert 'smits_outbox_backlog{outbox="ingest_outbox"}' in metrics
+    assert "smits_http_request_duration_seconds_bucket" in metrics
 
     message = receiver.received[0]
     payload = Webhook(secret).verify(message.body, message.headers)  # raises if the signature is wrong

@@ -48,6 +48,6 @@ async def test_every_record_is_accepted_duplicate_or_dead_lettered(
             outcome = await ingest_batch(session, messages, now=datetime.now(UTC))
             await session.flush()  # any database refusal (length, NUL, type) surfaces here, not later
             raise Rollback
-    assert len(outcome.accepted) + outcome.duplicates + len(outcome.rejected) == len(messages)
+    assert len(outcome.accepted) + len(outcome.duplicates) + len(outcome.rejected) == len(messages)
     event("some accepted" if outcome.accepted else "none accepted")
     event("some duplicates" if outcome.duplicates else "no duplicates")

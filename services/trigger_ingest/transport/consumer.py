@@ -31,12 +31,13 @@ def trigger_consumer(
         for rejection in outcome.rejected:
             log.info("trigger dead-lettered", reason=rejection.kind, detail=rejection.message)
             TRIGGERS.labels("rejected", "unknown").inc()
-        TRIGGERS.labels("duplicate", "any").inc(outcome.duplicates)
+        for trigger in outcome.duplicates:
+            TRIGGERS.labels("duplicate", trigger.category.value).inc()
         log.debug(
             "batch stored",
             size=len(batch),
             accepted=len(outcome.accepted),
-            duplicates=outcome.duplicates,
+            duplicates=len(outcome.duplicates),
             rejected=len(outcome.rejected),
         )
 
