@@ -8,12 +8,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.core.observability import HTTP_LATENCY, HTTP_REQUESTS, get_logger
@@ -21,6 +22,8 @@ from services.core.observability import HTTP_LATENCY, HTTP_REQUESTS, get_logger
 log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+PositiveInt32 = Annotated[int, Field(ge=1, le=2_147_483_647)]
+"""An integer from a client that the database stores as a 32-bit integer (a version number, say)."""
 T = TypeVar("T")
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from services.contracts.reviews import ReviewEventType
 from services.core.auth import ReviewsWrite
-from services.core.http import ProblemError
+from services.core.http import PositiveInt32, ProblemError
 from services.core.runtime import Runtime
 from services.strategy_engine.assessments import AssessmentIn, Verdict, missing
 from services.strategy_engine.flows import cycle
@@ -47,7 +47,7 @@ class AssessmentRecordedOut(BaseModel):
 
 
 class ApprovalIn(BaseModel):
-    version: Annotated[int, Field(ge=1)]
+    version: PositiveInt32
     approver: Actor
     verdict: Verdict
     comment: Annotated[str, Field(max_length=2000)] | None = None

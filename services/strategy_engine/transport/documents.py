@@ -6,13 +6,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.auth import ReviewsRead, ReviewsWrite
-from services.core.http import ProblemError
+from services.core.http import PositiveInt32, ProblemError
 from services.core.runtime import Runtime
 from services.strategy_engine.documents import Kind, Recipient, Status
 from services.strategy_engine.flows import documents
@@ -39,7 +39,7 @@ class StatusIn(BaseModel):
 
 class AcknowledgementIn(BaseModel):
     recipient: Name
-    version: Annotated[int, Field(ge=1)] | None = Field(default=None, description="default: the current version")
+    version: PositiveInt32 | None = Field(default=None, description="default: the current version")
 
 
 class RecipientOut(BaseModel):
@@ -100,7 +100,12 @@ def build_router(runtime: Runtime) -> APIRouter:
             return await _version_out(session, version)
 
     @router.post("/documents/{document_id}/versions/{number}/status", response_model=VersionOut)
-    async def change_status(document_id: uuid.UUID, number: int, body: StatusIn, _auth: ReviewsWrite) -> VersionOut:
+    async def change_status(
+        document_id: uuid.UUID,
+        number: Annotated[int, Path(ge=1, le=2_147_483_647)],
+        body: StatusIn,
+        _auth: ReviewsWrite,
+    ) -> VersionOut:
         async with runtime.uow.begin() as session:
             version = await session.scalar(
                 select(DocumentVersionRow).where(
