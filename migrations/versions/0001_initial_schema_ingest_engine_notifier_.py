@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 15:02:19.649940
+Create Date: 2026-11-22 15:28:30.616002
 """
 
 from collections.abc import Sequence
@@ -290,6 +290,7 @@ def upgrade() -> None:
         sa.Column("review_id", sa.String(length=100), nullable=True),
         sa.Column("sequence", sa.Integer(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("traceparent", sa.String(length=55), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("attempt_count", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", services.core.db.UTCDateTime(timezone=True), nullable=True),

@@ -19,6 +19,7 @@ from services.core.auth import Scope
 from services.core.observability import configure_logging, get_logger
 from services.core.runtime import Runtime, build_app, running
 from services.core.settings import ConfigurationError, Settings
+from services.core.tracing import configure_otel, shutdown_otel
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="smits: strategy review triggers")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics")
@@ -86,11 +87,15 @@ async def _serve(settings: Settings, names: list[str]) -> int:
 
     if settings.auth_disabled:
         log.warning("AUTHENTICATION IS DISABLED (SMITS_AUTH_DISABLED=true): local demo only, never in production")
+    if configure_otel("-".join(names) if len(names) == 1 else "all"):
+        log.info("OpenTelemetry tracing on (OTEL_* variables)")
     try:
         return await _serve_until_stopped(settings, names)
     except ConfigurationError as exc:
         log.error("cannot start: configuration error", error=str(exc))
         return 2
+    finally:
+        shutdown_otel()
 
 
 async def _serve_until_stopped(settings: Settings, names: list[str]) -> int:

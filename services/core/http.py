@@ -18,6 +18,7 @@ from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.core.observability import HTTP_LATENCY, HTTP_REQUESTS, get_logger
+from services.core.tracing import TRACEPARENT, child_of, trace_id_of
 
 log = get_logger(__name__)
 
@@ -101,12 +102,14 @@ def install_request_middleware(app: FastAPI) -> None:
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        incoming = request.headers.get(TRACEPARENT)
+        request.state.traceparent = incoming if trace_id_of(incoming) else child_of(None)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id_of(request.state.traceparent))
         started = time.perf_counter()
         try:
             response = await call_next(request)
         finally:
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()

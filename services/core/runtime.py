@@ -25,6 +25,7 @@ from services.core.kafka import create_producer
 from services.core.limits import BodyLimit
 from services.core.observability import get_logger
 from services.core.settings import Settings
+from services.core.tracing import instrument
 
 log = get_logger(__name__)
 
@@ -109,6 +110,7 @@ def _on_worker_done(task: asyncio.Task[None], runtime: Runtime) -> None:
 def build_app(runtime: Runtime, units: Sequence[ServiceUnit]) -> FastAPI:
     app = FastAPI(title="smits", version="0.1.0", description="Strategy Management for IT Services triggers")
     app.state.runtime = runtime
+    instrument(app)
     install_problem_handlers(app)
     install_request_middleware(app)
     limits = {prefix: size for unit in units for prefix, size in unit.body_limits.items()}

@@ -23,6 +23,7 @@ from sqlalchemy.orm import aliased
 from services.core.db import UnitOfWork, is_postgres
 from services.core.observability import DELIVERIES, get_logger
 from services.core.settings import Settings
+from services.core.tracing import TRACEPARENT, trace_id_of
 from services.notifier.egress import EgressRefused
 from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow
 from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, RateLimiter, next_step
@@ -44,6 +45,7 @@ class Claim:
     secrets: tuple[str, ...]
     body: str
     rate_limit_per_s: float | None
+    traceparent: str | None
 
 
 class DeliveryWorker:
@@ -110,6 +112,7 @@ class DeliveryWorker:
                         tuple(subscription.signing_secrets(now)),
                         delivery.body,
                         subscription.rate_limit_per_s,
+                        delivery.traceparent,
                     )
                 )
         return claims
@@ -132,6 +135,7 @@ class DeliveryWorker:
             "user-agent": "smits-webhooks/1",
             "webhook-id": claim.msg_id,
             "webhook-timestamp": str(timestamp),
+            **({TRACEPARENT: claim.traceparent} if claim.traceparent else {}),
             "webhook-signature": signature_header(
                 list(claim.secrets), msg_id=claim.msg_id, timestamp=timestamp, body=body
             ),
@@ -196,6 +200,7 @@ class DeliveryWorker:
         DELIVERIES.labels(_label(outcome, step.status)).inc()
         log.info(
             "webhook attempt",
+            trace_id=trace_id_of(claim.traceparent),
             delivery_id=str(claim.delivery_id),
             msg_id=claim.msg_id,
             status_code=outcome.status_code,

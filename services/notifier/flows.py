@@ -15,6 +15,7 @@ from services.contracts.reviews import ReviewEventV1
 from services.core.db import insert_ignore, new_id, table_of
 from services.core.kafka import Message
 from services.core.observability import get_logger
+from services.core.tracing import child_of, from_headers
 from services.notifier.matching import wants
 from services.notifier.persistence import DeliveryRow, SubscriptionRow
 from services.notifier.retries import PENDING
@@ -31,7 +32,8 @@ def webhook_body(event: ReviewEventV1) -> str:
 
 async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, now: datetime) -> int:
     """Insert one pending delivery per (event, enabled matching subscription); replays insert nothing."""
-    events = [event for event in map(_parse, batch) if event is not None]
+    parsed = [(_parse(message), from_headers(message.headers)) for message in batch]
+    events = [(event, traceparent) for event, traceparent in parsed if event is not None]
     if not events:
         return 0
     subscriptions = (
@@ -40,7 +42,7 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
         )
     ).all()
     rows: list[dict[str, Any]] = []
-    for event in events:
+    for event, traceparent in events:
         body = webhook_body(event)
         for subscription in subscriptions:
             if wants(
@@ -59,6 +61,7 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
                         "review_id": str(event.review_id),
                         "sequence": event.sequence,
                         "body": body,
+                        "traceparent": child_of(traceparent),
                         "status": PENDING,
                         "attempt_count": 0,
                         "next_attempt_at": now,

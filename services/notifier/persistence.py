@@ -70,6 +70,7 @@ class DeliveryRow(Base):
     review_id: Mapped[str | None] = mapped_column(String(100))
     sequence: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)
+    traceparent: Mapped[str | None] = mapped_column(String(55))
     status: Mapped[str] = mapped_column(String(20))
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

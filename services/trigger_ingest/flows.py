@@ -14,6 +14,7 @@ from services.contracts import topics
 from services.contracts.accepted import TriggerAcceptedV1
 from services.core.kafka import Message
 from services.core.outbox import outbox_values
+from services.core.tracing import TRACEPARENT, child_of, from_headers, trace_id_of
 from services.trigger_ingest import persistence
 from services.trigger_ingest.domain import Rejection, Trigger, dead_letter_headers, parse_kafka
 
@@ -53,11 +54,12 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     outcome.duplicates = [trigger for _, trigger in repeats]
 
     outbox: list[dict[str, Any]] = []
-    for key, (_message, trigger) in candidates.items():  # input order: per-partition order must hold
+    for key, (message, trigger) in candidates.items():  # input order: per-partition order must hold
         if key not in new_keys:
             continue
         outcome.accepted.append(trigger)
-        outbox.append(_accepted_event(trigger, received_at=now))
+        traceparent = child_of(from_headers(message.headers))
+        outbox.append(_accepted_event(trigger, received_at=now, traceparent=traceparent))
     new_rejections = await persistence.insert_rejections(
         session, [_rejection_row(message, rejection, now) for message, rejection in rejections]
     )
@@ -111,7 +113,7 @@ def _rejection_row(message: Message, rejection: Rejection, now: datetime) -> dic
     }
 
 
-def _accepted_event(trigger: Trigger, *, received_at: datetime) -> dict[str, Any]:
+def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str) -> dict[str, Any]:
     event = TriggerAcceptedV1(
         source=trigger.source,
         id=trigger.id,
@@ -122,12 +124,17 @@ def _accepted_event(trigger: Trigger, *, received_at: datetime) -> dict[str, Any
         occurred_at=trigger.occurred_at,
         received_at=received_at,
         data=trigger.data,
+        trace_id=trace_id_of(traceparent),
     )
     return outbox_values(
         topic=topics.TRIGGERS_ACCEPTED,
         key=trigger.subject.encode(),
         value=orjson.dumps(event.model_dump(mode="json")),
-        headers=[("content-type", b"application/json"), ("smits-schema", b"TriggerAccepted.v1")],
+        headers=[
+            ("content-type", b"application/json"),
+            ("smits-schema", b"TriggerAccepted.v1"),
+            (TRACEPARENT, traceparent.encode()),
+        ],
     )
 
 

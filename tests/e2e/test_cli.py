@@ -41,10 +41,10 @@ def _run(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> httpx.Response:
+def _wait_ready(base: str, process: subprocess.Popen[bytes] | None = None) -> httpx.Response:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        assert process.poll() is None, "smits serve exited early"
+        assert process is None or process.poll() is None, "smits serve exited early"
         try:
             response = httpx.get(f"{base}/readyz", timeout=2)
             if response.status_code == 200:
@@ -156,3 +156,41 @@ def test_api_keys_and_webhook_secrets_never_reach_a_log_line(settings: Settings)
         "smits_guessed-key-value",
     ]:
         assert secret not in logs
+
+
+def test_opentelemetry_spans_when_switched_on_by_otel_variables(settings: Settings) -> None:
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    env = {
+        **_env(settings),
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_SERVICE_NAME": "smits-test",
+        "SMITS_AUTH_DISABLED": "true",
+    }
+    _run(env, "migrate")
+    _run(env, "topics", "create")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [SMITS, "serve", "all", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        _wait_ready(base)
+        event = (Path(__file__).resolve().parents[2] / "examples/triggers/goal_change.json").read_bytes()
+        posted = httpx.post(
+            f"{base}/v1/triggers",
+            content=event,
+            headers={"content-type": "application/cloudevents+json", "traceparent": f"00-{trace}-00f067aa0ba902b7-01"},
+        )
+        assert posted.status_code == 202
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and httpx.get(f"{base}/v1/reviews").json()["items"] == []:
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    spans = stdout.decode()
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert "OpenTelemetry tracing on" in stderr.decode()
+    assert f'"trace_id": "0x{trace}"' in spans  # the HTTP span joined the caller's trace
+    assert '"name": "engine.decide"' in spans
+    assert '"service.name": "smits-test"' in spans

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 from standardwebhooks import Webhook
 
 from services.core.settings import Settings
+from services.core.tracing import trace_id_of
 from services.notifier.persistence import DeliveryRow
 from services.strategy_engine.persistence import ReviewRow
 from services.trigger_ingest.persistence import DuplicateRow, TriggerRow
 from tests.support.harness import produce, regulation_event, smits
+from tests.support.kafka import read_topic
 from tests.support.receiver import Receiver
 from tests.support.waiting import eventually
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "triggers"
 
 
 async def test_regulation_update_becomes_a_signed_review_opened_webhook(settings: Settings) -> None:
@@ -76,6 +82,28 @@ async def test_the_same_cloudevent_twice_opens_one_review_and_one_delivery(setti
             assert await app.count(DeliveryRow) == 2
     ids = [message.headers["webhook-id"] for message in receiver.received]
     assert len(ids) == len(set(ids)) == 2
+
+
+async def test_a_traceparent_sent_with_the_trigger_comes_back_on_the_webhook(settings: Settings) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    event = orjson.loads((EXAMPLES / "goal_change.json").read_bytes())
+    with Receiver() as receiver:
+        async with smits(settings) as app:
+            await app.api.post("/v1/subscriptions", json={"url": receiver.url})
+            posted = await app.api.post(
+                "/v1/triggers",
+                content=orjson.dumps(event),
+                headers={
+                    "content-type": "application/cloudevents+json",
+                    "traceparent": f"00-{trace}-00f067aa0ba902b7-01",
+                },
+            )
+            assert posted.status_code == 202
+            await eventually(lambda: _async(len(receiver.received)), lambda n: n >= 1, what="webhook")
+        accepted = await read_topic(settings, "triggers.accepted")
+    assert trace_id_of(receiver.received[0].headers["traceparent"]) == trace
+    assert orjson.loads(accepted[0].value)["trace_id"] == trace
+    assert trace_id_of(dict(accepted[0].headers)["traceparent"].decode()) == trace
 
 
 async def _async(value: int) -> int:

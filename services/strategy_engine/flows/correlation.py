@@ -14,6 +14,7 @@ from services.contracts.accepted import TriggerAcceptedV1
 from services.contracts.reviews import ReviewEventType
 from services.core.kafka import Message
 from services.core.observability import get_logger
+from services.core.tracing import from_headers, span
 from services.strategy_engine import persistence
 from services.strategy_engine.flows.events import record_event, review_summary
 from services.strategy_engine.lifecycle import INITIAL
@@ -53,22 +54,29 @@ async def handle_accepted_batch(
     session: AsyncSession, batch: Sequence[Message], *, policies: PolicySet, now: datetime
 ) -> list[Decision]:
     """Decide each new trigger in order; replays of known triggers change nothing."""
-    triggers = [trigger for trigger in map(_parse, batch) if trigger is not None]
-    known = await persistence.known_triggers(session, [(t.source, t.id) for t in triggers])
+    parsed = [(_parse(message), from_headers(message.headers)) for message in batch]
+    triggers = [(trigger, traceparent) for trigger, traceparent in parsed if trigger is not None]
+    known = await persistence.known_triggers(session, [(t.source, t.id) for t, _ in triggers])
     decisions = []
-    for trigger in triggers:
+    for trigger, traceparent in triggers:
         if (trigger.source, trigger.id) in known:
             continue
         known.add((trigger.source, trigger.id))
         decision = await evaluate(session, policies, trigger)
-        await _apply(session, policies.get(decision.policy_id), trigger, decision, now)
+        with span("engine.decide", traceparent, policy=decision.policy_id, outcome=decision.outcome.value):
+            await _apply(session, policies.get(decision.policy_id), trigger, decision, now, traceparent)
         await session.flush()  # later triggers of this batch must see this one's review and row
         decisions.append(decision)
     return decisions
 
 
 async def _apply(
-    session: AsyncSession, policy: Policy, trigger: TriggerAcceptedV1, decision: Decision, now: datetime
+    session: AsyncSession,
+    policy: Policy,
+    trigger: TriggerAcceptedV1,
+    decision: Decision,
+    now: datetime,
+    traceparent: str | None,
 ) -> None:
     review: ReviewRow | None = None
     if decision.outcome is Outcome.OPENED:
@@ -78,14 +86,21 @@ async def _apply(
             await session.flush()
         review = _open(session, policy, trigger, decision, now)
         await session.flush()
-        record_event(session, review, ReviewEventType.OPENED, now, {**review_summary(review), **_about(trigger)})
+        record_event(
+            session,
+            review,
+            ReviewEventType.OPENED,
+            now,
+            {**review_summary(review), **_about(trigger)},
+            traceparent=traceparent,
+        )
         if policy.threshold is not None:
             await _link_waiting(session, policy, trigger, decision, review, now)
     elif decision.outcome is Outcome.ATTACHED:
         review = await persistence.open_review(session, decision.correlation_key, lock=True)
         assert review is not None
         review.last_trigger_at = max(review.last_trigger_at, trigger.occurred_at)
-        record_event(session, review, ReviewEventType.TRIGGER_ATTACHED, now, _about(trigger))
+        record_event(session, review, ReviewEventType.TRIGGER_ATTACHED, now, _about(trigger), traceparent=traceparent)
     session.add(_row(trigger, decision, review.id if review else None, now))
 
 

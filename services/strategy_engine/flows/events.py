@@ -16,6 +16,7 @@ from services.core.db import is_postgres
 from services.core.http import ProblemError
 from services.core.observability import REVIEWS
 from services.core.outbox import outbox_values
+from services.core.tracing import TRACEPARENT, child_of
 from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow
 
 
@@ -31,9 +32,17 @@ async def lock_review(session: AsyncSession, review_id: uuid.UUID) -> ReviewRow:
 
 
 def record_event(
-    session: AsyncSession, review: ReviewRow, type_: ReviewEventType, now: datetime, data: dict[str, Any]
+    session: AsyncSession,
+    review: ReviewRow,
+    type_: ReviewEventType,
+    now: datetime,
+    data: dict[str, Any],
+    *,
+    traceparent: str | None = None,
 ) -> ReviewEventV1:
-    """Append to the review's timeline and to the outbox (published to `reviews.events`, keyed by review)."""
+    """Append to the review's timeline and to the outbox (published to `reviews.events`, keyed by review).
+
+    The outbox record carries a `traceparent` in the trace of what caused the event (e.g. the trigger)."""
     review.event_sequence += 1
     event = ReviewEventV1(
         id=uuid.uuid4(),
@@ -62,7 +71,11 @@ def record_event(
                 topic=topics.REVIEWS_EVENTS,
                 key=str(review.id).encode(),
                 value=orjson.dumps(event.model_dump(mode="json")),
-                headers=[("content-type", b"application/json"), ("smits-schema", b"ReviewEvent.v1")],
+                headers=[
+                    ("content-type", b"application/json"),
+                    ("smits-schema", b"ReviewEvent.v1"),
+                    (TRACEPARENT, child_of(traceparent).encode()),
+                ],
             )
         )
     )

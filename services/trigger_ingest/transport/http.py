@@ -16,6 +16,7 @@ from services.core.auth import ReviewsRead, TriggersWrite
 from services.core.http import ProblemError, decode_cursor, encode_cursor
 from services.core.limits import RateLimiter
 from services.core.runtime import Runtime
+from services.core.tracing import TRACEPARENT, current_traceparent
 from services.trigger_ingest import persistence
 from services.trigger_ingest.domain import (
     MAX_EVENT_BYTES,
@@ -91,11 +92,10 @@ def build_router(runtime: Runtime) -> APIRouter:
             error.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             raise error
         topic = runtime.settings.topic(topics.TRIGGERS)
+        traceparent = current_traceparent(request.state.traceparent).encode()
+        headers = [("content-type", b"application/cloudevents+json"), (TRACEPARENT, traceparent)]
         pending = [
-            await runtime.producer.send(
-                topic, value=value, key=key, headers=[("content-type", b"application/cloudevents+json")]
-            )
-            for value, key, _ in events
+            await runtime.producer.send(topic, value=value, key=key, headers=headers) for value, key, _ in events
         ]
         for future in pending:
             await future
