@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Single-node Apache Kafka (KRaft) from Maven Central jars, no Docker.
-#   deploy/kafka/kafka.sh start|stop|status [--port P] [--dir D]
+#   deploy/kafka/kafka.sh start|stop|status [--port P] [--dir D] [--advertise-port A]
 # The broker uses P and P+1 (controller); keep both below 32768, outside Linux's ephemeral port range.
 # start: resolves the jars once (mvn, cached in ./lib and ~/.m2), formats storage on first use,
 #        starts the broker on 127.0.0.1:P, waits until it answers and prints the bootstrap address.
@@ -14,10 +14,12 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --port) port="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
+    --advertise-port) advertise_port="$2"; shift 2 ;;  # clients are told to connect here (e.g. a test proxy)
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
 controller_port=$((port + 1))
+advertise_port="${advertise_port:-$port}"
 pidfile="$dir/kafka.pid"
 lib="$here/lib"
 
@@ -51,7 +53,7 @@ start() {
   done
   resolve_jars
   mkdir -p "$dir/logs" "$dir/data"
-  sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" -e "s|@DATA_DIR@|$dir/data|g" \
+  sed -e "s|@ADVERTISED_PORT@|$advertise_port|g" -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" -e "s|@DATA_DIR@|$dir/data|g" \
     "$here/server.properties" > "$dir/server.properties"
   if [ ! -f "$dir/data/meta.properties" ]; then
     cluster_id="$( (java_cmd kafka.tools.StorageTool random-uuid) | tail -n 1)"
@@ -64,7 +66,7 @@ start() {
     if ! running; then log "broker exited during start; last lines of $dir/logs:"; tail -n 30 "$dir/logs/stdout.log" "$dir/logs/server.log" >&2 || true; exit 1; fi
     if answers && grep -q "Kafka Server started" "$dir/logs/server.log" 2>/dev/null; then
       log "broker up (pid $(cat "$pidfile")), data in $dir"
-      echo "127.0.0.1:$port"; return
+      echo "127.0.0.1:$advertise_port"; return
     fi
     sleep 0.5
   done
