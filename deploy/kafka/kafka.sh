@@ -45,7 +45,7 @@ java_cmd() {
 }
 
 start() {
-  if running; then log "already running (pid $(cat "$pidfile"))"; echo "127.0.0.1:$port"; return; fi
+  if running; then log "already running (pid $(cat "$pidfile"))"; echo "127.0.0.1:$advertise_port"; return; fi
   for p in "$port" "$controller_port"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       log "port $p on 127.0.0.1 is already in use (another broker from another --dir?); choose --port"; exit 1

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster for tests and benchmarks, from Debian's packages.
-#   deploy/postgres/pg.sh start|stop|status|url [--port P] [--dir D]
+#   deploy/postgres/pg.sh start|stop|status|url|crash-restart [--port P] [--dir D]
+# crash-restart: an immediate-mode restart (no checkpoint, like a crash), for fault-injection tests.
 # start: installs postgresql with apt-get when missing, initialises a cluster in D (trust auth, loopback
 #        only) owned by the `postgres` user (Postgres refuses to run as root), starts it and prints its URL.
 set -euo pipefail
@@ -60,7 +61,10 @@ stop() {
 case "$cmd" in
   start) start ;;
   stop) stop ;;
+  crash-restart) as_owner "$(bindir)/pg_ctl" -D "$dir" -m immediate -w restart -o \
+      "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=300" \
+      >/dev/null; log "restarted (immediate)" ;;
   status) if running; then echo "running $(url)"; else echo "stopped"; exit 3; fi ;;
   url) url ;;
-  *) echo "usage: $0 start|stop|status|url [--port P] [--dir D]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|url|crash-restart [--port P] [--dir D]" >&2; exit 2 ;;
 esac

@@ -17,7 +17,7 @@ from alembic.config import Config
 
 from services.core.auth import Scope
 from services.core.observability import configure_logging, get_logger
-from services.core.runtime import Runtime, build_app, running
+from services.core.runtime import StartupAborted, build_app, running
 from services.core.settings import ConfigurationError, Settings
 from services.core.tracing import configure_otel, shutdown_otel
 
@@ -87,19 +87,24 @@ async def _serve(settings: Settings, names: list[str]) -> int:
 
     if settings.auth_disabled:
         log.warning("AUTHENTICATION IS DISABLED (SMITS_AUTH_DISABLED=true): local demo only, never in production")
+    stop = asyncio.Event()
+    _stop_on_signals(stop)  # first thing: a SIGTERM during startup stops cleanly too
     if configure_otel("-".join(names) if len(names) == 1 else "all"):
         log.info("OpenTelemetry tracing on (OTEL_* variables)")
     try:
-        return await _serve_until_stopped(settings, names)
+        return await _serve_until_stopped(settings, names, stop)
     except ConfigurationError as exc:
         log.error("cannot start: configuration error", error=str(exc))
         return 2
+    except StartupAborted:
+        log.info("stopped before startup completed")
+        return 0
     finally:
         shutdown_otel()
 
 
-async def _serve_until_stopped(settings: Settings, names: list[str]) -> int:
-    async with running(settings, names) as (runtime, units):
+async def _serve_until_stopped(settings: Settings, names: list[str], stop: asyncio.Event) -> int:
+    async with running(settings, names, stop=stop) as (runtime, units):
         config = uvicorn.Config(
             build_app(runtime, units),
             host=settings.host,
@@ -109,7 +114,6 @@ async def _serve_until_stopped(settings: Settings, names: list[str]) -> int:
             access_log=False,
         )
         server = uvicorn.Server(config)
-        _drain_on_signals(runtime)
         stopper = asyncio.create_task(_exit_when_stopped(runtime.stop, server))
         log.info("listening", host=settings.host, port=settings.port, services=names)
         await server.serve()
@@ -117,14 +121,14 @@ async def _serve_until_stopped(settings: Settings, names: list[str]) -> int:
     return 1 if runtime.failed else 0
 
 
-def _drain_on_signals(runtime: Runtime) -> None:
-    """uvicorn handles SIGTERM/SIGINT while serving, then restores these handlers and re-raises the signal
-    into them; without them the default action would kill the process before the workers drain."""
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT set `stop`. While serving, uvicorn handles them itself, then restores these handlers
+    and re-raises the signal into them; without them the default action would kill the process before
+    the workers drain."""
     loop = asyncio.get_running_loop()
 
     def drain(signum: int, _frame: object) -> None:
-        runtime.draining = True
-        loop.call_soon_threadsafe(runtime.stop.set)
+        loop.call_soon_threadsafe(stop.set)
         log.info("draining", signal=signal.Signals(signum).name)
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -114,7 +114,8 @@ class BatchConsumer:
             fetch_max_bytes=32 * MAX_MESSAGE_BYTES,
             client_id=f"smits-{self.name}",
         )
-        await consumer.start()
+        if not await start_when_reachable(consumer, self.name, stop):
+            return
         self._consumer = consumer
         log.info("consumer started", consumer=self.name, topic=self._topic, group=self._group)
         try:
@@ -200,3 +201,20 @@ async def open_reader(settings: Settings, topic: str, *, wait_s: float = 30.0) -
             raise RuntimeError(f"no partitions of {topic!r} within {wait_s}s; does it exist (`smits topics create`)?")
         await asyncio.sleep(0.05)
     return consumer
+
+
+async def start_when_reachable(client: AIOKafkaProducer | AIOKafkaConsumer, what: str, stop: asyncio.Event) -> bool:
+    """Start a Kafka client, waiting (with backoff) while the broker is unreachable; False if asked to stop.
+
+    A service started before its broker, or while it restarts, waits for it instead of exiting."""
+    delay = 0.5
+    while True:
+        try:
+            await client.start()
+            return True
+        except KafkaError as exc:
+            log.warning("kafka not reachable; waiting", client=what, error=str(exc), retry_in_s=delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+            return False
+        delay = min(delay * 2, 10.0)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core.db import UnitOfWork, create_engine
 from services.core.http import install_problem_handlers, install_request_middleware, problem_response
-from services.core.kafka import create_producer
+from services.core.kafka import create_producer, start_when_reachable
 from services.core.limits import BodyLimit
 from services.core.observability import get_logger
 from services.core.settings import Settings
@@ -67,16 +67,28 @@ def load_service(name: str, runtime: Runtime) -> ServiceUnit:
     return build(runtime)
 
 
+class StartupAborted(Exception):
+    """Asked to stop before the services were up (e.g. SIGTERM while waiting for Kafka)."""
+
+
 @asynccontextmanager
-async def running(settings: Settings, names: Sequence[str]) -> AsyncIterator[tuple[Runtime, list[ServiceUnit]]]:
-    """Start the named services' workers; on exit drain them (finish in-flight batches) and close clients."""
+async def running(
+    settings: Settings, names: Sequence[str], *, stop: asyncio.Event | None = None
+) -> AsyncIterator[tuple[Runtime, list[ServiceUnit]]]:
+    """Start the named services' workers; on exit drain them (finish in-flight batches) and close clients.
+
+    `stop`, when given, is the process's stop request (signals); setting it begins the drain."""
     engine = create_engine(settings.database_url.get_secret_value())
     producer = create_producer(settings)
-    runtime = Runtime(settings=settings, engine=engine, uow=UnitOfWork(engine), producer=producer)
+    runtime = Runtime(
+        settings=settings, engine=engine, uow=UnitOfWork(engine), producer=producer, stop=stop or asyncio.Event()
+    )
     try:
         units = [load_service(name, runtime) for name in names]  # configuration errors surface here, first
-        await producer.start()
+        if not await start_when_reachable(producer, "producer", runtime.stop):
+            raise StartupAborted
     except BaseException:
+        await producer.stop()
         await engine.dispose()
         raise
     tasks = [asyncio.create_task(worker(runtime.stop), name=unit.name) for unit in units for worker in unit.workers]
@@ -133,7 +145,7 @@ def _ops_router(runtime: Runtime, units: Sequence[ServiceUnit]) -> APIRouter:
     @router.get("/readyz", response_model=None)
     async def readyz() -> Any:
         """Readiness: the database answers, every consumer holds partitions, and we are not draining."""
-        checks: dict[str, bool] = {"draining": not runtime.draining}
+        checks: dict[str, bool] = {"draining": not (runtime.draining or runtime.stop.is_set())}
         try:
             async with runtime.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))

@@ -8,6 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 
 Answer = int | tuple[int, dict[str, str]]
 
@@ -33,6 +34,7 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _address: tuple[Any, ...] = ("127.0.0.1", 0)
 
     @property
     def url(self) -> str:
@@ -52,6 +54,21 @@ class Receiver:
             return self.scripted.popleft() if self.scripted else self.default
 
     def __enter__(self) -> Receiver:
+        self._serve(("127.0.0.1", 0))
+        return self
+
+    def down(self) -> None:
+        """Stop answering: connections are refused until `up`."""
+        assert self._server is not None
+        self._address = self._server.server_address[:2]
+        self._server.shutdown()
+        self._server.server_close()
+
+    def up(self) -> None:
+        """Answer again, on the same address."""
+        self._serve(self._address)
+
+    def _serve(self, address: tuple[Any, ...]) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,9 +88,8 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((address[0], address[1]), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
