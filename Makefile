@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 TEST_KAFKA_PORT ?= 29092  # and 29093; both below the ephemeral port range
 
-.PHONY: run test lint unit stop clean
+.PHONY: run test test-faults lint unit stop clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("smits needs Python 3.11, found " + sys.version) if sys.version_info[:2] != (3, 11) else None'
@@ -29,6 +29,15 @@ test: lint
 	kafka="$$(deploy/kafka/kafka.sh start --port $(TEST_KAFKA_PORT) --dir .run/kafka-test)"; \
 	echo "postgres: $$pg_url  kafka: $$kafka"; \
 	SMITS_TEST_PG_URL="$$pg_url" SMITS_TEST_KAFKA="$$kafka" $(BIN)/pytest
+
+# The fault-injection scenarios at full size (make test runs them at 300 triggers each).
+FAULTS_SIZE ?= 50000
+test-faults: $(INSTALLED)
+	@set -euo pipefail; \
+	kafka="$$(deploy/kafka/kafka.sh start --port $(TEST_KAFKA_PORT) --dir .run/kafka-test)"; \
+	pg_url="$$(deploy/postgres/pg.sh start)"; \
+	SMITS_FAULTS_SIZE=$(FAULTS_SIZE) SMITS_TEST_PG_URL="$$pg_url" SMITS_TEST_KAFKA="$$kafka" \
+	  $(BIN)/pytest tests/faults -s -p no:cacheprovider
 
 unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit

@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.contracts.triggers import Category, Severity
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _no_nul_inside(value: dict[str, Any]) -> dict[str, Any]:
+    if "\\u0000" in json.dumps(value):  # stdlib json: integers of any size
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def in_range(value: datetime) -> datetime:
+    """Event times from 1970 to 2200: window arithmetic on them can never overflow."""
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError("must be between 1970 and 2200")
+    return value
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(in_range)]
+
+
+Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
+"""Limits ingest enforces on CloudEvents attributes, so the engine's columns always fit."""
 
 
 class TriggerAcceptedV1(BaseModel):
@@ -15,13 +46,13 @@ class TriggerAcceptedV1(BaseModel):
 
     kind: Literal["TriggerAccepted"] = "TriggerAccepted"
     version: Literal[1] = 1
-    source: str
-    id: str
-    type: str
+    source: Name
+    id: Name
+    type: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
     category: Category
     severity: Severity
-    subject: str
-    occurred_at: datetime
-    received_at: datetime
-    data: dict[str, Any]
-    trace_id: str | None = None
+    subject: Name
+    occurred_at: EventTime
+    received_at: EventTime
+    data: Annotated[dict[str, Any], AfterValidator(_no_nul_inside)]
+    trace_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None

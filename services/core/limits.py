@@ -1,20 +1,24 @@
-"""Request limits: a body-size cap for every route and a per-caller token bucket."""
+"""Request limits: a guard on every request (body size, NUL characters) and a per-caller token bucket."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.http import problem_response
 
+NUL_PATTERNS = (b"\x00", b"\\u0000", b"%00")
 
-class BodyLimit:
-    """Refuses bodies over the limit with 413 problem+json: early by Content-Length, else while streaming.
 
-    `limits` maps path prefixes to their own cap (the longest matching prefix wins)."""
+class RequestGuard:
+    """Refuses, as problem+json: bodies over the size limit (413, early by Content-Length, else while
+    streaming) and NUL characters in the path, query or body (400; no database column can hold them).
+
+    `limits` maps path prefixes to their own size cap (the longest matching prefix wins)."""
 
     def __init__(self, app: ASGIApp, *, default: int, limits: Mapping[str, int]) -> None:
         self._app = app
@@ -29,12 +33,17 @@ class BodyLimit:
             await self._app(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])
+        target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+        if "\x00" in scope["path"] or any(pattern in target for pattern in NUL_PATTERNS):
+            await _nul_refused()(scope, receive, send)
+            return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await problem_response(413, "Payload Too Large", f"request body over {limit} bytes")(scope, receive, send)
             return
         seen = 0
         refused = False
+        tail = b""  # the end of the previous chunk, so a NUL escape split across chunks is still found
 
         async def counted() -> Message:
             # Past the cap: answer 413 ourselves, then tell the app the client went away (FastAPI would
@@ -42,14 +51,20 @@ class BodyLimit:
             nonlocal seen, refused
             if refused:
                 return {"type": "http.disconnect"}
+            nonlocal tail
             message = await receive()
-            seen += len(message.get("body", b""))
+            body = message.get("body", b"")
+            seen += len(body)
+            answer = None
             if seen > limit:
+                answer = problem_response(413, "Payload Too Large", f"request body over {limit} bytes")
+            elif any(pattern in tail + body for pattern in NUL_PATTERNS[:2]):
+                answer = _nul_refused()
+            if answer is not None:
                 refused = True
-                await problem_response(413, "Payload Too Large", f"request body over {limit} bytes")(
-                    scope, receive, send
-                )
+                await answer(scope, receive, send)
                 return {"type": "http.disconnect"}
+            tail = body[-5:]
             return message
 
         async def unless_refused(message: Message) -> None:
@@ -57,6 +72,10 @@ class BodyLimit:
                 await send(message)
 
         await self._app(scope, counted, unless_refused)
+
+
+def _nul_refused() -> Any:
+    return problem_response(400, "Bad Request", "NUL characters are not accepted in requests")
 
 
 @dataclass

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.core.db import UnitOfWork, create_engine
 from services.core.http import install_problem_handlers, install_request_middleware, problem_response
 from services.core.kafka import create_producer, start_when_reachable
-from services.core.limits import BodyLimit
+from services.core.limits import RequestGuard
 from services.core.observability import get_logger
 from services.core.settings import Settings
 from services.core.tracing import instrument
@@ -126,7 +126,7 @@ def build_app(runtime: Runtime, units: Sequence[ServiceUnit]) -> FastAPI:
     install_problem_handlers(app)
     install_request_middleware(app)
     limits = {prefix: size for unit in units for prefix, size in unit.body_limits.items()}
-    app.add_middleware(BodyLimit, default=runtime.settings.http_max_body_bytes, limits=limits)
+    app.add_middleware(RequestGuard, default=runtime.settings.http_max_body_bytes, limits=limits)
     app.include_router(_ops_router(runtime, units))
     for unit in units:
         if unit.router is not None:

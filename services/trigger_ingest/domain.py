@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from services.contracts.accepted import in_range
 from services.contracts.triggers import MODELS_BY_CATEGORY, Category, Severity, category_of
 
 MAX_EVENT_BYTES = 1024 * 1024
@@ -136,7 +137,7 @@ def _validate_event(event: Mapping[str, Any], received_at: datetime) -> Trigger 
         return Rejection("UnknownType", f"unknown trigger type {event['type']!r}", field="type")
     occurred_at = _time(event.get("time"), received_at)
     if occurred_at is None:
-        return Rejection("InvalidAttribute", "time is not an RFC 3339 timestamp", field="time")
+        return Rejection("InvalidAttribute", "time is not an RFC 3339 timestamp from 1970 to 2200", field="time")
     subject = event.get("subject", DEFAULT_SUBJECT)
     if not isinstance(subject, str) or not subject:
         return Rejection("InvalidAttribute", "subject must be a non-empty string", field="subject")
@@ -176,7 +177,12 @@ def _time(value: object, default: datetime) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else None
+    if parsed.tzinfo is None:
+        return None
+    try:
+        return in_range(parsed.astimezone(UTC))
+    except (ValueError, OverflowError):
+        return None
 
 
 def _severity(override: object, category: Category, data: Mapping[str, Any], now: datetime) -> Severity | None:

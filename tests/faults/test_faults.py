@@ -71,8 +71,8 @@ async def run(
     disrupt: Disruption,
     *,
     bootstrap: str | None = None,
-    within: float = 240,
 ) -> tuple[Scenario, dict[str, int]]:
+    within = max(240.0, size / 40)  # full-size runs need longer
     seed = int(os.environ.get("SMITS_FAULTS_SEED", random.randrange(1_000_000)))
     print(f"seed={seed} size={size}")
     database = await dedicated.new_database()

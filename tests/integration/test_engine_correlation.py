@@ -123,3 +123,30 @@ async def test_dry_run_predicts_the_decision_the_engine_then_takes(settings: Set
             assert prediction["review_id"] == str(actual.review_id)
     assert [p["outcome"] for p in predictions] == ["recorded", "opened", "attached", "opened"]
     assert predictions[0]["policy_id"] == "audit-finding-minor"
+
+
+async def test_dry_run_refuses_what_could_not_be_stored(settings: Settings) -> None:
+    base = accepted("goal_change", "g1", at=T0, objective_id="O", period="Q1", new_target="t", owner="cio")
+    async with smits(settings, ["engine"]) as app:
+        nul = await app.api.post("/v1/policies/dry-run", json={**base, "subject": "bu\x00"})
+        nul_in_data = await app.api.post("/v1/policies/dry-run", json={**base, "data": {"owner": "c\x00o"}})
+        too_long = await app.api.post("/v1/policies/dry-run", json={**base, "id": "x" * 501})
+    for response, status in ((nul, 400), (nul_in_data, 400), (too_long, 422)):  # NUL: the request guard
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_dry_run_refuses_huge_integers_only_if_invalid_and_far_away_times(settings: Settings) -> None:
+    base = accepted("goal_change", "g1", at=T0, objective_id="O", period="Q1", new_target="t", owner="cio")
+    async with smits(settings, ["engine"]) as app:
+        big = await app.api.post(
+            "/v1/policies/dry-run",
+            content=b'{"kind": "TriggerAccepted", "version": 1, '
+            b'"source": "/s", "id": "1", "type": "t", "category": "goal_change", '
+            b'"severity": "low", "subject": "s", "occurred_at": "2026-01-01T00:00:00Z", '
+            b'"received_at": "2026-01-01T00:00:00Z", "data": {"n": -36893488147419103233}}',
+            headers={"content-type": "application/json"},
+        )
+        ancient = await app.api.post("/v1/policies/dry-run", json={**base, "occurred_at": "0403-02-21T01:10:18Z"})
+    assert big.status_code == 200, big.text  # a big number in data is fine; only a crash would not be
+    assert ancient.status_code == 422

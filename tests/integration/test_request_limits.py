@@ -45,3 +45,19 @@ async def test_ingest_is_rate_limited_per_key_with_retry_after(settings: Setting
     refused = answers[-1]
     assert refused.headers["content-type"] == "application/problem+json"
     assert int(refused.headers["retry-after"]) >= 1
+
+
+async def test_nul_characters_are_refused_anywhere_in_a_request(settings: Settings) -> None:
+    async with smits(settings) as app:
+        in_query = await app.api.get("/v1/reviews", params={"owner": "a\x00b"})
+        in_path = await app.api.get("/v1/triggers//s%00x/1")
+        in_body = await app.api.post(
+            "/v1/subscriptions",
+            content=b'{"url": "http://example.com/", "description": "a\\u0000b"}',
+            headers={"content-type": "application/json"},
+        )
+        fine = await app.api.get("/v1/reviews", params={"owner": "a b"})
+    for response in (in_query, in_path, in_body):
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+    assert fine.status_code == 200

@@ -147,3 +147,10 @@ def test_dead_letter_headers_keep_the_originals_and_add_connect_errors() -> None
     assert as_dict["__connect.errors.exception.class.name"] == b"smits.UnknownType"
     assert as_dict["__connect.errors.exception.message"] == b"unknown trigger type 'x'"
     assert len([name for name, _ in headers if name == "__connect.errors.topic"]) == 1
+
+
+@pytest.mark.parametrize("when", ["0403-02-21T01:10:18Z", "9999-12-31T23:59:59Z", "2026-11-20T09:00:00"])
+def test_event_times_outside_1970_to_2200_or_without_offset_are_rejected(when: str) -> None:
+    parsed = parse_kafka(structured(time=when), STRUCTURED, received_at=NOW)
+    assert isinstance(parsed, Rejection)
+    assert parsed.field == "time"
