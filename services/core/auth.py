@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -68,9 +68,6 @@ async def _authorize(request: Request, uow: UnitOfWork, scope: Scope) -> None:
     request.state.caller = f"key:{row.name}:{digest[:12]}"
     if scope.value not in row.scopes and Scope.ADMIN.value not in row.scopes:
         raise ProblemError(403, "Forbidden", f"this key lacks the '{scope.value}' scope", required_scope=scope.value)
-
-
-Guard = Callable[[Request], Awaitable[None]]
 
 
 def requires(scope: Scope) -> object:

@@ -31,11 +31,6 @@ INITIAL = ReviewState.TRIAGE
 PHASES = tuple(state for state in ReviewState if state not in TERMINAL)
 
 
-def is_open(state: ReviewState) -> bool:
-    """An open review still accepts related triggers."""
-    return state not in TERMINAL
-
-
 @dataclass(frozen=True, slots=True)
 class ReviewFacts:
     """What the guards may look at, taken in the same transaction as the transition."""
@@ -109,7 +104,6 @@ TRANSITIONS: Mapping[tuple[ReviewState, ReviewState], tuple[Guard, ...]] = {
     (S.ADJUST, S.ASSESS): (),
     **{(state, S.CANCELLED): (_reason_given,) for state in PHASES},
 }
-REWORK = frozenset({(S.APPROVAL, S.GENERATE), (S.APPROVAL, S.ASSESS)})
 
 
 def check(current: ReviewState, target: ReviewState, facts: ReviewFacts) -> Refusal | None:
