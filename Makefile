@@ -31,7 +31,7 @@ test: lint
 	SMITS_TEST_PG_URL="$$pg_url" SMITS_TEST_KAFKA="$$kafka" $(BIN)/pytest
 
 # The fault-injection scenarios at full size (make test runs them at 300 triggers each).
-FAULTS_SIZE ?= 50000
+FAULTS_SIZE ?= 5000
 test-faults: $(INSTALLED)
 	@set -euo pipefail; \
 	kafka="$$(deploy/kafka/kafka.sh start --port $(TEST_KAFKA_PORT) --dir .run/kafka-test)"; \
