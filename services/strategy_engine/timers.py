@@ -63,60 +63,29 @@ def _claim(session: AsyncSession, query: Any) -> Any:
 
 
 async def _overdue(session: AsyncSession, now: datetime) -> int:
-    query = _claim(
-        session,
-        select(ReviewRow)
-        .where(
-            ReviewRow.due_at <= now,
-            ReviewRow.state.not_in(_TERMINAL),
-            or_(ReviewRow.overdue_phase.is_(None), ReviewRow.overdue_phase != ReviewRow.state),
-        )
-        .order_by(ReviewRow.due_at)
-        .limit(BATCH),
-    )
-    reviews = list((await session.scalars(query)).all())
-    for review in reviews:
-        review.overdue_phase = review.state
-        record_event(
-            session,
-            review,
-            ReviewEventType.OVERDUE,
-            now,
-            {
-                "phase": review.state,
-                "due_at": review.due_at.isoformat() if review.due_at else None,
-                "owner": review.owner,
-            },
-        )
-    return len(reviews)
+    return await _phase_alarm(session, now, ReviewRow.due_at, "overdue_phase", ReviewEventType.OVERDUE)
 
 
 async def _escalations(session: AsyncSession, now: datetime) -> int:
+    return await _phase_alarm(session, now, ReviewRow.escalate_at, "escalated_phase", ReviewEventType.ESCALATED)
+
+
+async def _phase_alarm(session: AsyncSession, now: datetime, deadline: Any, fired: str, type_: ReviewEventType) -> int:
+    """Fire `type_` once per phase for open reviews past `deadline`; the `fired` column remembers the
+    phase it fired for, so a new phase re-arms the alarm."""
+    marker = getattr(ReviewRow, fired)
     query = _claim(
         session,
         select(ReviewRow)
-        .where(
-            ReviewRow.escalate_at <= now,
-            ReviewRow.state.not_in(_TERMINAL),
-            or_(ReviewRow.escalated_phase.is_(None), ReviewRow.escalated_phase != ReviewRow.state),
-        )
-        .order_by(ReviewRow.escalate_at)
+        .where(deadline <= now, ReviewRow.state.not_in(_TERMINAL), or_(marker.is_(None), marker != ReviewRow.state))
+        .order_by(deadline)
         .limit(BATCH),
     )
     reviews = list((await session.scalars(query)).all())
     for review in reviews:
-        review.escalated_phase = review.state
-        record_event(
-            session,
-            review,
-            ReviewEventType.ESCALATED,
-            now,
-            {
-                "phase": review.state,
-                "due_at": review.due_at.isoformat() if review.due_at else None,
-                "owner": review.owner,
-            },
-        )
+        setattr(review, fired, review.state)
+        due_at = review.due_at.isoformat() if review.due_at else None
+        record_event(session, review, type_, now, {"phase": review.state, "due_at": due_at, "owner": review.owner})
     return len(reviews)
 
 

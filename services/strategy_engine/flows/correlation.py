@@ -16,7 +16,7 @@ from services.core.kafka import Message
 from services.core.observability import get_logger
 from services.core.tracing import from_headers, span
 from services.strategy_engine import persistence
-from services.strategy_engine.flows.events import record_event, review_summary
+from services.strategy_engine.flows.events import record_event, review_summary, stored_trigger_ref, trigger_ref
 from services.strategy_engine.lifecycle import INITIAL
 from services.strategy_engine.persistence import ReviewRow, TriggerRow
 from services.strategy_engine.policies import (
@@ -125,15 +125,7 @@ async def _link_waiting(
             review,
             ReviewEventType.TRIGGER_ATTACHED,
             now,
-            {
-                "trigger": {
-                    "source": row.source,
-                    "id": row.event_id,
-                    "category": row.category,
-                    "severity": row.severity,
-                    "subject": row.subject,
-                }
-            },
+            stored_trigger_ref(row),
         )
 
 
@@ -201,12 +193,10 @@ def _title(trigger: TriggerAcceptedV1) -> str:
 
 
 def _about(trigger: TriggerAcceptedV1) -> dict[str, Any]:
-    return {
-        "trigger": {
-            "source": trigger.source,
-            "id": trigger.id,
-            "category": trigger.category.value,
-            "severity": trigger.severity.value,
-            "subject": trigger.subject,
-        }
-    }
+    return trigger_ref(
+        source=trigger.source,
+        event_id=trigger.id,
+        category=trigger.category.value,
+        severity=trigger.severity.value,
+        subject=trigger.subject,
+    )

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.contracts.reviews import ReviewEventType
 from services.core.http import ProblemError
 from services.strategy_engine.assessments import AssessmentIn, Verdict, decision, missing, next_in_sequence
-from services.strategy_engine.flows.events import lock_review, record_event
+from services.strategy_engine.flows.events import lock_review, record_event, stored_trigger_ref
 from services.strategy_engine.lifecycle import TERMINAL, Refusal, ReviewFacts, ReviewState, check
 from services.strategy_engine.persistence import (
     ApprovalRow,
@@ -251,15 +251,6 @@ async def merge(
             target,
             ReviewEventType.TRIGGER_ATTACHED,
             now,
-            {
-                "merged_from": str(source.id),
-                "trigger": {
-                    "source": row.source,
-                    "id": row.event_id,
-                    "category": row.category,
-                    "severity": row.severity,
-                    "subject": row.subject,
-                },
-            },
+            {"merged_from": str(source.id), **stored_trigger_ref(row)},
         )
     return target

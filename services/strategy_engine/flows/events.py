@@ -17,7 +17,7 @@ from services.core.http import ProblemError
 from services.core.observability import REVIEWS
 from services.core.outbox import outbox_values
 from services.core.tracing import TRACEPARENT, child_of
-from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow
+from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
 
 
 async def lock_review(session: AsyncSession, review_id: uuid.UUID) -> ReviewRow:
@@ -81,6 +81,19 @@ def record_event(
     )
     REVIEWS.labels(type_.value).inc()
     return event
+
+
+def trigger_ref(*, source: str, event_id: str, category: str, severity: str, subject: str) -> dict[str, Any]:
+    """How review events name a trigger."""
+    return {
+        "trigger": {"source": source, "id": event_id, "category": category, "severity": severity, "subject": subject}
+    }
+
+
+def stored_trigger_ref(row: TriggerRow) -> dict[str, Any]:
+    return trigger_ref(
+        source=row.source, event_id=row.event_id, category=row.category, severity=row.severity, subject=row.subject
+    )
 
 
 def review_summary(review: ReviewRow) -> dict[str, Any]:

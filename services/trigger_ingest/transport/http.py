@@ -20,12 +20,12 @@ from services.core.tracing import TRACEPARENT, current_traceparent
 from services.trigger_ingest import persistence
 from services.trigger_ingest.domain import (
     MAX_EVENT_BYTES,
+    STRUCTURED_JSON,
     STRUCTURED_PREFIX,
     Rejection,
     Trigger,
     from_event,
     parse_binary,
-    parse_structured,
 )
 from services.trigger_ingest.flows import utcnow
 from services.trigger_ingest.persistence import DuplicateRow, RejectionRow, TriggerRow
@@ -150,8 +150,9 @@ def _validate(body: bytes, content_type: str, request: Request) -> list[tuple[by
     if media == BATCH_JSON:
         return [_structured(event, now, index) for index, event in enumerate(_batch(body))]
     if media.startswith(STRUCTURED_PREFIX):
-        _refuse(parse_structured(body, content_type, received_at=now))
-        return [_structured(orjson.loads(body), now, None)]
+        if media != STRUCTURED_JSON:
+            _refuse(Rejection("UnsupportedFormat", f"event format {media!r} is not supported; use JSON"))
+        return [_structured(_json(body), now, None)]
     attributes = _binary_attributes(request)
     trigger = _refuse(parse_binary(attributes, body, content_type or None, received_at=now))
     event: dict[str, Any] = {**attributes, "data": orjson.loads(body) if body else None}
@@ -216,11 +217,15 @@ def _binary_attributes(request: Request) -> dict[str, str]:
     return attributes
 
 
-def _batch(body: bytes) -> list[Any]:
+def _json(body: bytes) -> Any:
     try:
-        events = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ProblemError(400, "Bad Request", f"body is not JSON: {exc}") from exc
+        raise _problem(Rejection("InvalidJson", f"body is not JSON: {exc}")) from exc
+
+
+def _batch(body: bytes) -> list[Any]:
+    events = _json(body)
     if not isinstance(events, list) or not events:
         raise ProblemError(422, "Unprocessable Content", "a batch must be a non-empty JSON array", field="body")
     if len(events) > MAX_BATCH_EVENTS:
@@ -245,7 +250,12 @@ def _structured(
 def _refuse(parsed: Trigger | Rejection, index: int | None = None) -> Trigger:
     if isinstance(parsed, Trigger):
         return parsed
-    where = parsed.field if index is None else f"[{index}].{parsed.field or 'event'}"
-    raise ProblemError(
-        _STATUS.get(parsed.kind, 422), "Invalid CloudEvent", parsed.message, field=where, reason=parsed.kind
+    raise _problem(parsed, index)
+
+
+def _problem(rejection: Rejection, index: int | None = None) -> ProblemError:
+    """The 4xx problem+json for a rejection; `field` names it, with the event's index in a batch."""
+    where = rejection.field if index is None else f"[{index}].{rejection.field or 'event'}"
+    return ProblemError(
+        _STATUS.get(rejection.kind, 422), "Invalid CloudEvent", rejection.message, field=where, reason=rejection.kind
     )
