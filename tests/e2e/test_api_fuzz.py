@@ -6,14 +6,10 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -22,8 +18,7 @@ from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.support import infra
-
-SMITS = str(Path(sys.executable).with_name("smits"))
+from tests.support.processes import SMITS, free_port, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -46,38 +41,17 @@ def served(pg_server: str, pg_template: str, kafka: str) -> Iterator[tuple[str, 
         text=True,
         timeout=60,
     ).stdout.strip()
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([SMITS, "serve", "all", "--port", str(port)], env=env, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base)
+        wait_ready(base, process)
         yield base, key
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
         crashes = [line for line in stderr.decode().splitlines() if "unhandled error" in line]
         assert not crashes, crashes[:3]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("smits serve all never became ready")
 
 
 def test_no_server_errors_and_responses_match_the_schema(served: tuple[str, str]) -> None:

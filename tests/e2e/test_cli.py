@@ -2,57 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from services.core.settings import Settings
-
-SMITS = str(Path(sys.executable).with_name("smits"))
+from tests.support.processes import SMITS, free_port, service_env, wait_ready
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SMITS_DATABASE_URL": settings.database_url.get_secret_value(),
-        "SMITS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "SMITS_TOPIC_PREFIX": settings.topic_prefix + "cli.",
-        "SMITS_SHUTDOWN_GRACE_S": "10",
-    }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return service_env(settings, SMITS_TOPIC_PREFIX=settings.topic_prefix + "cli.", SMITS_SHUTDOWN_GRACE_S="10")
 
 
 def _run(env: dict[str, str], *args: str) -> str:
     result = subprocess.run([SMITS, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes] | None = None) -> httpx.Response:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process is None or process.poll() is None, "smits serve exited early"
-        try:
-            response = httpx.get(f"{base}/readyz", timeout=2)
-            if response.status_code == 200:
-                return response
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("smits serve all never became ready")
 
 
 def test_migrate_topics_keys_and_serve_all_then_sigterm_exits_cleanly(settings: Settings) -> None:
@@ -65,11 +33,11 @@ def test_migrate_topics_keys_and_serve_all_then_sigterm_exits_cleanly(settings: 
     assert reader.startswith("smits_")
     assert reader != writer
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen([SMITS, "serve", "all", "--port", str(port)], env=env, stderr=subprocess.PIPE)
     try:
-        ready = _wait_ready(base, process)
+        ready = wait_ready(base, process)
         assert ready.json()["checks"] == {"draining": True, "database": True, "kafka_assignment": True}
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
         assert "smits_http_requests_total" in httpx.get(f"{base}/metrics").text
@@ -98,7 +66,7 @@ def test_an_invalid_policy_file_stops_serve_with_a_clear_message(settings: Setti
     policies.write_text("policies:\n  - {id: broken, action: explode}\n")
     env = {**_env(settings), "SMITS_POLICIES": str(policies)}
     result = subprocess.run(
-        [SMITS, "serve", "engine", "--port", str(_free_port())],
+        [SMITS, "serve", "engine", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,
@@ -126,12 +94,12 @@ def test_api_keys_and_webhook_secrets_never_reach_a_log_line(settings: Settings)
     )
     key = key_result.stdout.strip()
     assert key not in key_result.stderr
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen([SMITS, "serve", "all", "--port", str(port)], env=env, stderr=subprocess.PIPE)
     secrets: list[str] = []
     try:
-        _wait_ready(base, process)
+        wait_ready(base, process)
         auth = {"authorization": f"Bearer {key}"}
         created = httpx.post(f"{base}/v1/subscriptions", json={"url": "http://127.0.0.1:9/hook"}, headers=auth)
         assert created.status_code == 201, created.text
@@ -168,13 +136,13 @@ def test_opentelemetry_spans_when_switched_on_by_otel_variables(settings: Settin
     }
     _run(env, "migrate")
     _run(env, "topics", "create")
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [SMITS, "serve", "all", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        _wait_ready(base)
+        wait_ready(base)
         event = (Path(__file__).resolve().parents[2] / "examples/triggers/goal_change.json").read_bytes()
         posted = httpx.post(
             f"{base}/v1/triggers",

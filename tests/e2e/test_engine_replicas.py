@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import func, select
 
 from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
 from services.strategy_engine.persistence import ReviewRow, TimelineRow
+from tests.support.processes import SMITS, service_env
 from tests.support.waiting import eventually
 
-SMITS = str(Path(sys.executable).with_name("smits"))
 REVIEWS = 300
 
 
@@ -54,13 +51,7 @@ async def test_two_engines_fire_each_due_timer_exactly_once(settings: Settings) 
                     event_sequence=0,
                 )
             )
-    env = {
-        **os.environ,
-        "SMITS_DATABASE_URL": settings.database_url.get_secret_value(),
-        "SMITS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "SMITS_TOPIC_PREFIX": settings.topic_prefix,
-        "SMITS_TIMER_INTERVAL_S": "0.05",
-    }
+    env = service_env(settings, SMITS_TIMER_INTERVAL_S="0.05")
     processes = [_spawn(env) for _ in range(2)]
 
     async def fired() -> int:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -18,9 +15,9 @@ from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
 from services.trigger_ingest.persistence import TriggerRow
 from tests.support.kafka import Raw, produce_raw
+from tests.support.processes import SMITS, service_env
 from tests.support.waiting import eventually
 
-SMITS = str(Path(sys.executable).with_name("smits"))
 TOTAL = 20_000
 GRACE_S = 20
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
@@ -40,14 +37,7 @@ def _event(n: int) -> Raw:
 
 
 def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SMITS_DATABASE_URL": settings.database_url.get_secret_value(),
-        "SMITS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "SMITS_TOPIC_PREFIX": settings.topic_prefix,
-        "SMITS_CONSUMER_MAX_RECORDS": "2000",
-        "SMITS_SHUTDOWN_GRACE_S": str(GRACE_S),
-    }
+    env = service_env(settings, SMITS_CONSUMER_MAX_RECORDS="2000", SMITS_SHUTDOWN_GRACE_S=str(GRACE_S))
     return subprocess.Popen([SMITS, "serve", "ingest", "--port", "0"], env=env, stderr=subprocess.PIPE)
 
 

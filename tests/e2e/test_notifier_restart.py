@@ -2,63 +2,41 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from pathlib import Path
 
 from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
-from services.notifier.persistence import SubscriptionRow
-from services.notifier.signing import generate_secret
 from tests.support.events import publish, review_event
+from tests.support.processes import SMITS, service_env
 from tests.support.receiver import Receiver
+from tests.support.subscriptions import subscribe_directly
 from tests.support.verify import verify_both
 from tests.support.waiting import eventually
 
-SMITS = str(Path(sys.executable).with_name("smits"))
 REVIEWS, PER_REVIEW = 30, 10
 
 
 async def _subscribe(settings: Settings, url: str) -> str:
     engine = create_engine(settings.database_url.get_secret_value())
-    secret = generate_secret()
-    async with UnitOfWork(engine).begin() as session:
-        session.add(
-            SubscriptionRow(
-                id=uuid.uuid4(),
-                url=url,
-                secret=secret,
-                event_types=["review.*"],
-                categories=[],
-                severities=[],
-                scopes=[],
-                description=None,
-                enabled=True,
-                created_at=datetime.now(UTC),
-            )
-        )
-    await engine.dispose()
-    return secret
+    try:
+        return await subscribe_directly(UnitOfWork(engine), url)
+    finally:
+        await engine.dispose()
 
 
 def _start(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SMITS_DATABASE_URL": settings.database_url.get_secret_value(),
-        "SMITS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "SMITS_TOPIC_PREFIX": settings.topic_prefix,
-        "SMITS_WEBHOOK_ALLOW_CIDRS": "127.0.0.0/8",
-        "SMITS_DELIVERY_RETRY_SCHEDULE": "0,0.2,0.2,0.2,0.2",
-        "SMITS_DELIVERY_TIMEOUT_S": "2",
-        "SMITS_DELIVERY_LEASE_S": "3",
-        "SMITS_DELIVERY_BATCH_SIZE": "20",
-    }
+    env = service_env(
+        settings,
+        SMITS_WEBHOOK_ALLOW_CIDRS="127.0.0.0/8",
+        SMITS_DELIVERY_RETRY_SCHEDULE="0,0.2,0.2,0.2,0.2",
+        SMITS_DELIVERY_TIMEOUT_S="2",
+        SMITS_DELIVERY_LEASE_S="3",
+        SMITS_DELIVERY_BATCH_SIZE="20",
+    )
     return subprocess.Popen([SMITS, "serve", "notifier", "--port", "0"], env=env, stderr=subprocess.DEVNULL)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SMITS = str(Path(sys.executable).with_name("smits"))
+from tests.support.processes import SMITS
+
 SERVICES = ("ingest", "engine", "notifier")
 
 

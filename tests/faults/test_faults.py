@@ -20,11 +20,13 @@ from sqlalchemy import select
 from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
 from services.notifier.persistence import AttemptRow
-from tests.faults.cluster import SERVICES, SMITS, Cluster
+from tests.faults.cluster import SERVICES, Cluster
 from tests.faults.conftest import ROOT, Infra
 from tests.faults.proxy import StallingProxy
-from tests.faults.workload import Workload, build, produce, progress, subscribe, verify, wait_until_done
+from tests.faults.workload import Workload, build, produce, progress, verify, wait_until_done
+from tests.support.processes import SMITS
 from tests.support.receiver import Receiver
+from tests.support.subscriptions import subscribe_directly
 from tests.support.waiting import eventually
 
 SCHEDULE = "0,0.2,0.5,1,1,2,2,2,2,2,2,2,2,2,2"
@@ -94,7 +96,7 @@ async def run(
     engine = create_engine(database)
     uow = UnitOfWork(engine)
     with Receiver(delay_s=0.002) as receiver:
-        await subscribe(uow, receiver.url)
+        await subscribe_directly(uow, receiver.url, description="faults")
         cluster = Cluster(env=env, logs=tmp_path)
         scenario = Scenario(dedicated, cluster, receiver, uow, random.Random(seed))
         cluster.start_all()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +17,6 @@ from sqlalchemy import func, select
 from services.contracts import topics
 from services.core.db import UnitOfWork
 from services.core.settings import Settings
-from services.notifier.persistence import SubscriptionRow
-from services.notifier.signing import generate_secret
 from services.strategy_engine.persistence import ReviewRow, TimelineRow
 from services.strategy_engine.persistence import TriggerRow as DecisionRow
 from services.trigger_ingest.persistence import TriggerRow
@@ -99,26 +96,6 @@ async def produce(settings: Settings, workload: Workload, seed: int) -> set[tupl
         return positions
     finally:
         await producer.stop()
-
-
-async def subscribe(uow: UnitOfWork, url: str) -> str:
-    secret = generate_secret()
-    async with uow.begin() as session:
-        session.add(
-            SubscriptionRow(
-                id=uuid.uuid4(),
-                url=url,
-                secret=secret,
-                event_types=["review.*"],
-                categories=[],
-                severities=[],
-                scopes=[],
-                description="faults",
-                enabled=True,
-                created_at=datetime.now(UTC),
-            )
-        )
-    return secret
 
 
 async def count(uow: UnitOfWork, model: type) -> int:
