@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.core.observability import HTTP_LATENCY, HTTP_REQUESTS, get_logger
@@ -26,6 +27,17 @@ PROBLEM_JSON = "application/problem+json"
 PositiveInt32 = Annotated[int, Field(ge=1, le=2_147_483_647)]
 """An integer from a client that the database stores as a 32-bit integer (a version number, say)."""
 T = TypeVar("T")
+
+
+M = TypeVar("M")
+
+
+async def get_or_404(session: AsyncSession, model: type[M], key: object, *, what: str) -> M:
+    """The row with primary key `key`, or a 404 problem naming `what` was not found."""
+    row = await session.get(model, key)
+    if row is None:
+        raise ProblemError(404, "Not Found", f"no {what} {key}")
+    return row
 
 
 class ProblemError(Exception):

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.triggers import Category, Severity
 from services.core.auth import SubscriptionsAdmin
-from services.core.http import ProblemError
+from services.core.http import ProblemError, get_or_404
 from services.core.runtime import Runtime
 from services.notifier.egress import EgressRefused, check_url
 from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow
@@ -221,9 +221,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def resend(delivery_id: uuid.UUID, _auth: SubscriptionsAdmin) -> DeliveryOut:
         """Send a failed delivery again now, with the same `webhook-id` and a fresh retry schedule."""
         async with runtime.uow.begin() as session:
-            delivery = await session.get(DeliveryRow, delivery_id)
-            if delivery is None:
-                raise ProblemError(404, "Not Found", f"no delivery {delivery_id}")
+            delivery = await get_or_404(session, DeliveryRow, delivery_id, what="delivery")
             subscription = await _subscription(session, delivery.subscription_id)
             if delivery.status != FAILED:
                 raise ProblemError(409, "Conflict", f"delivery is {delivery.status}; only failed ones are resent")
@@ -244,20 +242,7 @@ async def _subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Su
 
 
 def _out(row: SubscriptionRow) -> SubscriptionOut:
-    return SubscriptionOut(
-        id=row.id,
-        url=row.url,
-        event_types=row.event_types,
-        categories=row.categories,
-        severities=row.severities,
-        scopes=row.scopes,
-        description=row.description,
-        enabled=row.enabled,
-        disabled_reason=row.disabled_reason,
-        rate_limit_per_s=row.rate_limit_per_s,
-        created_at=row.created_at,
-        previous_secret_expires_at=row.previous_secret_expires_at,
-    )
+    return SubscriptionOut.model_validate(row, from_attributes=True)
 
 
 def _delivery_out(delivery: DeliveryRow, attempts: list[AttemptOut]) -> DeliveryOut:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.reviews import ReviewEventType
-from services.core.http import ProblemError
+from services.core.http import ProblemError, get_or_404
 from services.strategy_engine.documents import PER_ORG_UNIT, Kind, Recipient, Status, may_move
 from services.strategy_engine.flows.events import lock_review, record_event
 from services.strategy_engine.lifecycle import TERMINAL, ReviewState
@@ -135,9 +135,7 @@ async def acknowledge(
     session: AsyncSession, *, document_id: uuid.UUID, recipient: str, version: int | None, now: datetime
 ) -> AcknowledgementRow:
     """Record that `recipient` holds a published version (the current one unless `version` is given)."""
-    document = await session.get(DocumentRow, document_id)
-    if document is None:
-        raise ProblemError(404, "Not Found", f"no document {document_id}")
+    document = await get_or_404(session, DocumentRow, document_id, what="document")
     wanted = version if version is not None else document.current_version
     if wanted is None:
         raise ProblemError(409, "Nothing published", "the document has no published version", guard="published")

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import and_, or_, select
 
 from services.core.auth import ReviewsRead
-from services.core.http import ProblemError, decode_cursor, encode_cursor
+from services.core.http import decode_cursor, encode_cursor, get_or_404
 from services.core.runtime import Runtime
 from services.strategy_engine import kpis
 from services.strategy_engine.flows.cycle import facts, latest_assessment
@@ -173,9 +173,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     @router.get("/reviews/{review_id}", response_model=ReviewDetailOut)
     async def get_review(review_id: uuid.UUID, _auth: ReviewsRead) -> ReviewDetailOut:
         async with runtime.uow.begin() as session:
-            review = await session.get(ReviewRow, review_id)
-            if review is None:
-                raise ProblemError(404, "Not Found", f"no review {review_id}")
+            review = await get_or_404(session, ReviewRow, review_id, what="review")
             triggers = (
                 await session.scalars(
                     select(TriggerRow)
@@ -215,8 +213,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def get_timeline(review_id: uuid.UUID, _auth: ReviewsRead) -> list[TimelineEntryOut]:
         """Append-only: every event the review emitted, in order."""
         async with runtime.uow.begin() as session:
-            if await session.get(ReviewRow, review_id) is None:
-                raise ProblemError(404, "Not Found", f"no review {review_id}")
+            await get_or_404(session, ReviewRow, review_id, what="review")
             rows = (
                 await session.scalars(
                     select(TimelineRow).where(TimelineRow.review_id == review_id).order_by(TimelineRow.sequence)
