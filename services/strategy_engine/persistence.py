@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -200,11 +201,17 @@ async def known_triggers(session: AsyncSession, keys: list[tuple[str, str]]) -> 
 
 
 async def open_review(session: AsyncSession, key: str, *, lock: bool = False) -> ReviewRow | None:
-    query = select(ReviewRow).where(ReviewRow.open_key == key)
+    return (await open_reviews(session, {key}, lock=lock)).get(key)
+
+
+async def open_reviews(session: AsyncSession, keys: Collection[str], *, lock: bool = False) -> dict[str, ReviewRow]:
+    """The reviews collecting triggers for `keys`, by key (locked for the transaction when `lock`)."""
+    if not keys:
+        return {}
+    query = select(ReviewRow).where(ReviewRow.open_key.in_(sorted(keys))).order_by(ReviewRow.open_key)  # lock order
     if lock and is_postgres(session):
         query = query.with_for_update()
-    row: ReviewRow | None = await session.scalar(query)
-    return row
+    return {row.open_key: row for row in (await session.scalars(query)).all() if row.open_key is not None}
 
 
 async def count_in_window(session: AsyncSession, *, policy_id: str, key: str, start: datetime, end: datetime) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,59 +35,83 @@ from services.strategy_engine.policies import (
 log = get_logger(__name__)
 
 
+@dataclass
+class _Seen:
+    """What correlation knows within one batch: the collecting review per key (loaded, locked, or opened in
+    this batch) and this batch's trigger rows per (policy, key), which are not flushed until the end."""
+
+    reviews: dict[str, ReviewRow]
+    rows: dict[tuple[str, str], list[TriggerRow]] = field(default_factory=lambda: defaultdict(list))
+
+
 async def evaluate(session: AsyncSession, policies: PolicySet, trigger: TriggerAcceptedV1) -> Decision:
-    """The decision for one trigger given the database as it is (used by the batch flow and the dry-run)."""
+    """The decision for one trigger given the database as it is (the dry-run; reads only)."""
     policy = select_policy(policies, trigger)
     key = correlation_key(policy, trigger)
-    review = await persistence.open_review(session, key)
-    earlier = 0
-    if policy.threshold is not None:
-        window = policy.threshold.window
-        earlier = await persistence.count_in_window(
-            session, policy_id=policy.id, key=key, start=trigger.occurred_at - window, end=trigger.occurred_at
-        )
-    seen = (
+    return await _decide(session, _Seen(await persistence.open_reviews(session, {key})), policy, trigger, key)
+
+
+async def _decide(session: AsyncSession, seen: _Seen, policy: Policy, trigger: TriggerAcceptedV1, key: str) -> Decision:
+    review = seen.reviews.get(key)
+    open_review = (
         OpenReview(first_trigger_at=review.first_trigger_at, last_trigger_at=review.last_trigger_at) if review else None
     )
-    return decide(policy, trigger, key=key, open_review=seen, matching_in_window=earlier)
+    threshold = policy.threshold
+    assumed = threshold.count if threshold else 0
+    decision = decide(policy, trigger, key=key, open_review=open_review, matching_in_window=assumed)
+    if threshold is None or decision.outcome is not Outcome.OPENED:
+        return decision
+    # Only a trigger that would open a review needs the count of earlier ones in the threshold window.
+    start, end = trigger.occurred_at - threshold.window, trigger.occurred_at
+    stored = await persistence.count_in_window(session, policy_id=policy.id, key=key, start=start, end=end)
+    pending = sum(1 for row in seen.rows[(policy.id, key)] if start <= row.occurred_at <= end)
+    return decide(policy, trigger, key=key, open_review=open_review, matching_in_window=stored + pending)
 
 
 async def handle_accepted_batch(
     session: AsyncSession, batch: Sequence[Message], *, policies: PolicySet, now: datetime
 ) -> list[Decision]:
-    """Decide each new trigger in order; replays of known triggers change nothing."""
+    """Decide each new trigger in order; replays of known triggers change nothing.
+
+    The batch's open reviews are read (and locked) in one query; decisions are taken in memory in input
+    order, each seeing the reviews and rows of the earlier ones, and everything is flushed once."""
     parsed = [(_parse(message), from_headers(message.headers)) for message in batch]
     triggers = [(trigger, traceparent) for trigger, traceparent in parsed if trigger is not None]
     known = await persistence.known_triggers(session, [(t.source, t.id) for t, _ in triggers])
-    decisions = []
+    planned = []
     for trigger, traceparent in triggers:
         if (trigger.source, trigger.id) in known:
             continue
         known.add((trigger.source, trigger.id))
-        decision = await evaluate(session, policies, trigger)
+        policy = select_policy(policies, trigger)
+        planned.append((trigger, traceparent, policy, correlation_key(policy, trigger)))
+    seen = _Seen(await persistence.open_reviews(session, {key for *_, key in planned}, lock=True))
+    decisions = []
+    for trigger, traceparent, policy, key in planned:
+        decision = await _decide(session, seen, policy, trigger, key)
         with span("engine.decide", traceparent, policy=decision.policy_id, outcome=decision.outcome.value):
-            await _apply(session, policies.get(decision.policy_id), trigger, decision, now, traceparent)
-        await session.flush()  # later triggers of this batch must see this one's review and row
+            await _apply(session, seen, policy, trigger, decision, now, traceparent)
         decisions.append(decision)
+    await session.flush()
     return decisions
 
 
 async def _apply(
     session: AsyncSession,
+    seen: _Seen,
     policy: Policy,
     trigger: TriggerAcceptedV1,
     decision: Decision,
     now: datetime,
     traceparent: str | None,
 ) -> None:
+    key = decision.correlation_key
     review: ReviewRow | None = None
     if decision.outcome is Outcome.OPENED:
-        stale = await persistence.open_review(session, decision.correlation_key, lock=True)
+        stale = seen.reviews.get(key)
         if stale is not None:  # past its windows: it carries on, but new related triggers go to the new one
-            stale.open_key = None
-            await session.flush()
-        review = _open(session, policy, trigger, decision, now)
-        await session.flush()
+            stale.open_key = None  # flushed as an UPDATE before the new review's INSERT
+        review = seen.reviews[key] = _open(session, policy, trigger, decision, now)
         record_event(
             session,
             review,
@@ -95,43 +121,35 @@ async def _apply(
             traceparent=traceparent,
         )
         if policy.threshold is not None:
-            await _link_waiting(session, policy, trigger, decision, review, now)
+            await _link_waiting(session, seen, policy, trigger, review, now)
     elif decision.outcome is Outcome.ATTACHED:
-        review = await persistence.open_review(session, decision.correlation_key, lock=True)
-        assert review is not None
+        review = seen.reviews[key]
         review.last_trigger_at = max(review.last_trigger_at, trigger.occurred_at)
         record_event(session, review, ReviewEventType.TRIGGER_ATTACHED, now, _about(trigger), traceparent=traceparent)
-    session.add(_row(trigger, decision, review.id if review else None, now))
+    row = _row(trigger, decision, review.id if review else None, now)
+    session.add(row)
+    seen.rows[(policy.id, key)].append(row)
 
 
 async def _link_waiting(
-    session: AsyncSession,
-    policy: Policy,
-    trigger: TriggerAcceptedV1,
-    decision: Decision,
-    review: ReviewRow,
-    now: datetime,
+    session: AsyncSession, seen: _Seen, policy: Policy, trigger: TriggerAcceptedV1, review: ReviewRow, now: datetime
 ) -> None:
     """The triggers that counted towards the threshold belong to the review they made open."""
     assert policy.threshold is not None
+    key = review.correlation_key
     start = trigger.occurred_at - policy.threshold.window
-    for row in await persistence.waiting_triggers(
-        session, policy_id=policy.id, key=decision.correlation_key, start=start
-    ):
+    stored = await persistence.waiting_triggers(session, policy_id=policy.id, key=key, start=start)
+    pending = [row for row in seen.rows[(policy.id, key)] if row.review_id is None and row.occurred_at >= start]
+    for row in [*stored, *pending]:
         row.review_id = review.id
         review.first_trigger_at = min(review.first_trigger_at, row.occurred_at)
-        record_event(
-            session,
-            review,
-            ReviewEventType.TRIGGER_ATTACHED,
-            now,
-            stored_trigger_ref(row),
-        )
+        record_event(session, review, ReviewEventType.TRIGGER_ATTACHED, now, stored_trigger_ref(row))
 
 
 def _open(
     session: AsyncSession, policy: Policy, trigger: TriggerAcceptedV1, decision: Decision, now: datetime
 ) -> ReviewRow:
+    """A new review, added to the session (inserted at the batch's flush)."""
     due = policy.due_in(INITIAL)
     review = ReviewRow(
         id=uuid.uuid4(),
