@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=0.05, gt=0)
     delivery_poll_interval_s: float = Field(default=0.1, gt=0)
     delivery_batch_size: int = Field(default=50, ge=1)
+    delivery_concurrency: int = Field(default=10, ge=1)
+    """Webhook POSTs in flight at once per notifier (httpx's pool slows down past about ten)."""
     delivery_timeout_s: float = Field(default=15.0, gt=0)
     delivery_lease_s: float = Field(default=60.0, gt=0)
     """How long a claimed delivery stays reserved; a crashed notifier's claims are retried after it."""

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from services.core.db import UnitOfWork, is_postgres
@@ -26,7 +27,7 @@ from services.core.settings import Settings
 from services.core.tracing import TRACEPARENT, trace_id_of
 from services.notifier.egress import EgressRefused
 from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow
-from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, RateLimiter, next_step
+from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, RateLimiter, Step, next_step
 from services.notifier.signing import signature_header
 
 log = get_logger(__name__)
@@ -57,20 +58,27 @@ class DeliveryWorker:
         self._client = client
         self._clock = clock or (lambda: datetime.now(UTC))
         self._limiters: dict[uuid.UUID, RateLimiter] = {}
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look for due deliveries now (e.g. the consumer just planned some) instead of at the next poll."""
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivery worker started")
         try:
             while not stop.is_set():
+                self._wake.clear()
                 try:
                     claims = await self.claim()
-                    await asyncio.gather(*(self.deliver(claim) for claim in claims))
+                    if claims:
+                        await self.deliver(claims)
                 except Exception:
                     log.exception("delivery round failed; will retry")
                     claims = []
                 if not claims:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self._settings.delivery_poll_interval_s)
+                        await asyncio.wait_for(self._wake.wait(), self._settings.delivery_poll_interval_s)
         finally:
             await self._client.aclose()
             log.info("delivery worker stopped")
@@ -117,14 +125,21 @@ class DeliveryWorker:
                 )
         return claims
 
-    async def deliver(self, claim: Claim) -> None:
-        if claim.rate_limit_per_s:
-            limiter = self._limiters.get(claim.subscription_id)
-            if limiter is None or limiter.rate != claim.rate_limit_per_s:
-                limiter = self._limiters[claim.subscription_id] = RateLimiter(claim.rate_limit_per_s)
-            await limiter.acquire()
-        outcome = await self._post(claim)
-        await self._record(claim, outcome)
+    async def deliver(self, claims: Sequence[Claim]) -> None:
+        """POST the claimed deliveries (`delivery_concurrency` at a time), then record every outcome in one
+        transaction."""
+        gate = asyncio.Semaphore(self._settings.delivery_concurrency)
+
+        async def post(claim: Claim) -> tuple[Claim, Outcome]:
+            async with gate:
+                if claim.rate_limit_per_s:
+                    limiter = self._limiters.get(claim.subscription_id)
+                    if limiter is None or limiter.rate != claim.rate_limit_per_s:
+                        limiter = self._limiters[claim.subscription_id] = RateLimiter(claim.rate_limit_per_s)
+                    await limiter.acquire()
+                return claim, await self._post(claim)
+
+        await self._record(await asyncio.gather(*(post(claim) for claim in claims)))
 
     async def _post(self, claim: Claim) -> Outcome:
         started = time.perf_counter()
@@ -154,59 +169,85 @@ class DeliveryWorker:
             response.headers.get("retry-after"),
         )
 
-    async def _record(self, claim: Claim, outcome: Outcome) -> None:
+    async def _record(self, results: Sequence[tuple[Claim, Outcome]]) -> None:
         now = self._clock()
+        logged = []
         async with self._uow.begin() as session:
-            delivery = await session.get(DeliveryRow, claim.delivery_id)
-            subscription = await session.get(SubscriptionRow, claim.subscription_id)
-            if delivery is None or subscription is None:
-                return
-            session.add(
-                AttemptRow(
-                    delivery_id=delivery.id,
-                    attempted_at=now,
-                    status_code=outcome.status_code,
-                    duration_ms=outcome.duration_ms,
-                    response=outcome.response,
-                    error=outcome.error,
+            deliveries = {
+                row.id: row
+                for row in await session.scalars(
+                    select(DeliveryRow).where(DeliveryRow.id.in_([claim.delivery_id for claim, _ in results]))
                 )
-            )
-            delivery.attempt_count += 1
-            delivery.last_status_code = outcome.status_code
-            delivery.locked_until = None
-            step = next_step(
-                outcome,
-                attempts=delivery.attempt_count,
-                schedule=self._settings.delivery_retry_schedule,
-                failing_since=subscription.failing_since,
-                now=now,
-                disable_after=timedelta(seconds=self._settings.webhook_disable_after_s),
-                retry_after_max=timedelta(seconds=self._settings.webhook_retry_after_max_s),
-            )
-            delivery.status, delivery.next_attempt_at = step.status, step.next_attempt_at
-            subscription.failing_since = None if outcome.ok else (subscription.failing_since or now)
-            if step.disable_reason and subscription.enabled:
-                subscription.enabled = False
-                subscription.disabled_reason = step.disable_reason
-                session.add(
-                    NoticeRow(
-                        subscription_id=subscription.id,
-                        type="subscription.disabled",
-                        at=now,
-                        detail=step.disable_reason,
+            }
+            subscriptions = {
+                row.id: row
+                for row in await session.scalars(
+                    select(SubscriptionRow).where(
+                        SubscriptionRow.id.in_({claim.subscription_id for claim, _ in results})
                     )
                 )
-                log.warning("subscription disabled", subscription_id=str(subscription.id), reason=step.disable_reason)
-        DELIVERIES.labels(_label(outcome, step.status)).inc()
-        log.info(
-            "webhook attempt",
-            trace_id=trace_id_of(claim.traceparent),
-            delivery_id=str(claim.delivery_id),
-            msg_id=claim.msg_id,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            outcome=step.status,
+            }
+            for claim, outcome in results:
+                delivery = deliveries.get(claim.delivery_id)
+                subscription = subscriptions.get(claim.subscription_id)
+                if delivery is not None and subscription is not None:
+                    step = self._apply(session, delivery, subscription, outcome, now)
+                    session.add(
+                        AttemptRow(
+                            delivery_id=delivery.id,
+                            attempted_at=now,
+                            status_code=outcome.status_code,
+                            duration_ms=outcome.duration_ms,
+                            response=outcome.response,
+                            error=outcome.error,
+                        )
+                    )
+                    logged.append((claim, outcome, step.status))
+        for claim, outcome, status in logged:
+            DELIVERIES.labels(_label(outcome, status)).inc()
+            log.info(
+                "webhook attempt",
+                trace_id=trace_id_of(claim.traceparent),
+                delivery_id=str(claim.delivery_id),
+                msg_id=claim.msg_id,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                outcome=status,
+            )
+
+    def _apply(
+        self,
+        session: AsyncSession,
+        delivery: DeliveryRow,
+        subscription: SubscriptionRow,
+        outcome: Outcome,
+        now: datetime,
+    ) -> Step:
+        """One attempt's effect on its delivery (and on its subscription's failure streak or enabled flag)."""
+        delivery.attempt_count += 1
+        delivery.last_status_code = outcome.status_code
+        delivery.locked_until = None
+        step = next_step(
+            outcome,
+            attempts=delivery.attempt_count,
+            schedule=self._settings.delivery_retry_schedule,
+            failing_since=subscription.failing_since,
+            now=now,
+            disable_after=timedelta(seconds=self._settings.webhook_disable_after_s),
+            retry_after_max=timedelta(seconds=self._settings.webhook_retry_after_max_s),
         )
+        delivery.status, delivery.next_attempt_at = step.status, step.next_attempt_at
+        subscription.failing_since = None if outcome.ok else (subscription.failing_since or now)
+        if step.disable_reason and subscription.enabled:
+            subscription.enabled = False
+            subscription.disabled_reason = step.disable_reason
+            session.add(
+                NoticeRow(
+                    subscription_id=subscription.id, type="subscription.disabled", at=now, detail=step.disable_reason
+                )
+            )
+            log.warning("subscription disabled", subscription_id=str(subscription.id), reason=step.disable_reason)
+        return step
 
 
 def _label(outcome: Outcome, status: str) -> str:

@@ -10,9 +10,9 @@ from services.notifier.transport.http import build_router
 
 
 def build(runtime: Runtime) -> ServiceUnit:
-    consumer = review_events_consumer(settings=runtime.settings, uow=runtime.uow)
     client = webhook_client(runtime.settings.allow_networks)
     worker = DeliveryWorker(uow=runtime.uow, settings=runtime.settings, client=client)
+    consumer = review_events_consumer(settings=runtime.settings, uow=runtime.uow, planned=worker.wake)
     return ServiceUnit(
         name="notifier",
         router=build_router(runtime),
