@@ -122,8 +122,9 @@ class OutboxRelay:
                 locked = await session.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key)))
                 if not locked:
                     return 0
+            table = self._row.__table__
             rows = (
-                await session.scalars(select(self._row).order_by(self._row.id).limit(self._settings.outbox_batch_size))
+                await session.execute(select(table).order_by(table.c.id).limit(self._settings.outbox_batch_size))
             ).all()
             if not rows:
                 return 0
@@ -137,6 +138,6 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*pending)
-            await session.execute(delete(self._row).where(self._row.id.in_([row.id for row in rows])))
+            await session.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
         OUTBOX_PUBLISHED.labels(self._name).inc(len(rows))
         return len(rows)

@@ -18,9 +18,9 @@ from services.core.kafka import Message
 from services.core.observability import get_logger
 from services.core.tracing import from_headers, span
 from services.strategy_engine import persistence
-from services.strategy_engine.flows.events import record_event, review_summary, stored_trigger_ref, trigger_ref
+from services.strategy_engine.flows.events import event_rows, review_summary, stored_trigger_ref, trigger_ref
 from services.strategy_engine.lifecycle import INITIAL
-from services.strategy_engine.persistence import ReviewRow, TriggerRow
+from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
 from services.strategy_engine.policies import (
     Decision,
     OpenReview,
@@ -38,10 +38,25 @@ log = get_logger(__name__)
 @dataclass
 class _Seen:
     """What correlation knows within one batch: the collecting review per key (loaded, locked, or opened in
-    this batch) and this batch's trigger rows per (policy, key), which are not flushed until the end."""
+    this batch) and this batch's new rows (column values, inserted in bulk at the end): trigger rows by
+    (policy, key), timeline and outbox rows in order."""
 
     reviews: dict[str, ReviewRow]
-    rows: dict[tuple[str, str], list[TriggerRow]] = field(default_factory=lambda: defaultdict(list))
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def event(
+        self,
+        review: ReviewRow,
+        type_: ReviewEventType,
+        now: datetime,
+        data: dict[str, Any],
+        traceparent: str | None = None,
+    ) -> None:
+        _, timeline, outbox = event_rows(review, type_, now, data, traceparent=traceparent)
+        self.timeline.append(timeline)
+        self.outbox.append(outbox)
 
 
 async def evaluate(session: AsyncSession, policies: PolicySet, trigger: TriggerAcceptedV1) -> Decision:
@@ -64,7 +79,7 @@ async def _decide(session: AsyncSession, seen: _Seen, policy: Policy, trigger: T
     # Only a trigger that would open a review needs the count of earlier ones in the threshold window.
     start, end = trigger.occurred_at - threshold.window, trigger.occurred_at
     stored = await persistence.count_in_window(session, policy_id=policy.id, key=key, start=start, end=end)
-    pending = sum(1 for row in seen.rows[(policy.id, key)] if start <= row.occurred_at <= end)
+    pending = sum(1 for row in seen.rows[(policy.id, key)] if start <= row["occurred_at"] <= end)
     return decide(policy, trigger, key=key, open_review=open_review, matching_in_window=stored + pending)
 
 
@@ -74,7 +89,8 @@ async def handle_accepted_batch(
     """Decide each new trigger in order; replays of known triggers change nothing.
 
     The batch's open reviews are read (and locked) in one query; decisions are taken in memory in input
-    order, each seeing the reviews and rows of the earlier ones, and everything is flushed once."""
+    order, each seeing the reviews and rows of the earlier ones; reviews are flushed once, then the
+    trigger, timeline and outbox rows are inserted in bulk."""
     parsed = [(_parse(message), from_headers(message.headers)) for message in batch]
     triggers = [(trigger, traceparent) for trigger, traceparent in parsed if trigger is not None]
     known = await persistence.known_triggers(session, [(t.source, t.id) for t, _ in triggers])
@@ -92,7 +108,10 @@ async def handle_accepted_batch(
         with span("engine.decide", traceparent, policy=decision.policy_id, outcome=decision.outcome.value):
             await _apply(session, seen, policy, trigger, decision, now, traceparent)
         decisions.append(decision)
-    await session.flush()
+    await session.flush()  # reviews first: the rows below refer to them
+    await persistence.insert_rows(session, TriggerRow, [row for rows in seen.rows.values() for row in rows])
+    await persistence.insert_rows(session, TimelineRow, seen.timeline)
+    await persistence.insert_rows(session, EngineOutboxRow, seen.outbox)
     return decisions
 
 
@@ -112,23 +131,14 @@ async def _apply(
         if stale is not None:  # past its windows: it carries on, but new related triggers go to the new one
             stale.open_key = None  # flushed as an UPDATE before the new review's INSERT
         review = seen.reviews[key] = _open(session, policy, trigger, decision, now)
-        record_event(
-            session,
-            review,
-            ReviewEventType.OPENED,
-            now,
-            {**review_summary(review), **_about(trigger)},
-            traceparent=traceparent,
-        )
+        seen.event(review, ReviewEventType.OPENED, now, {**review_summary(review), **_about(trigger)}, traceparent)
         if policy.threshold is not None:
             await _link_waiting(session, seen, policy, trigger, review, now)
     elif decision.outcome is Outcome.ATTACHED:
         review = seen.reviews[key]
         review.last_trigger_at = max(review.last_trigger_at, trigger.occurred_at)
-        record_event(session, review, ReviewEventType.TRIGGER_ATTACHED, now, _about(trigger), traceparent=traceparent)
-    row = _row(trigger, decision, review.id if review else None, now)
-    session.add(row)
-    seen.rows[(policy.id, key)].append(row)
+        seen.event(review, ReviewEventType.TRIGGER_ATTACHED, now, _about(trigger), traceparent)
+    seen.rows[(policy.id, key)].append(_row(trigger, decision, review.id if review else None, now))
 
 
 async def _link_waiting(
@@ -138,12 +148,15 @@ async def _link_waiting(
     assert policy.threshold is not None
     key = review.correlation_key
     start = trigger.occurred_at - policy.threshold.window
-    stored = await persistence.waiting_triggers(session, policy_id=policy.id, key=key, start=start)
-    pending = [row for row in seen.rows[(policy.id, key)] if row.review_id is None and row.occurred_at >= start]
-    for row in [*stored, *pending]:
-        row.review_id = review.id
-        review.first_trigger_at = min(review.first_trigger_at, row.occurred_at)
-        record_event(session, review, ReviewEventType.TRIGGER_ATTACHED, now, stored_trigger_ref(row))
+    for stored in await persistence.waiting_triggers(session, policy_id=policy.id, key=key, start=start):
+        stored.review_id = review.id
+        review.first_trigger_at = min(review.first_trigger_at, stored.occurred_at)
+        seen.event(review, ReviewEventType.TRIGGER_ATTACHED, now, stored_trigger_ref(stored))
+    for row in seen.rows[(policy.id, key)]:
+        if row["review_id"] is None and row["occurred_at"] >= start:
+            row["review_id"] = review.id
+            review.first_trigger_at = min(review.first_trigger_at, row["occurred_at"])
+            seen.event(review, ReviewEventType.TRIGGER_ATTACHED, now, _ref(row))
 
 
 def _open(
@@ -175,22 +188,33 @@ def _open(
     return review
 
 
-def _row(trigger: TriggerAcceptedV1, decision: Decision, review_id: uuid.UUID | None, now: datetime) -> TriggerRow:
-    return TriggerRow(
-        source=trigger.source,
-        event_id=trigger.id,
-        category=trigger.category.value,
-        severity=trigger.severity.value,
-        subject=trigger.subject,
-        occurred_at=trigger.occurred_at,
-        received_at=trigger.received_at,
-        data=trigger.data,
-        policy_id=decision.policy_id,
-        correlation_key=decision.correlation_key,
-        outcome=decision.outcome.value,
-        reason=decision.reason[:1000],
-        review_id=review_id,
-        decided_at=now,
+def _row(trigger: TriggerAcceptedV1, decision: Decision, review_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:
+    """Column values of the trigger's `engine_triggers` row."""
+    return {
+        "source": trigger.source,
+        "event_id": trigger.id,
+        "category": trigger.category.value,
+        "severity": trigger.severity.value,
+        "subject": trigger.subject,
+        "occurred_at": trigger.occurred_at,
+        "received_at": trigger.received_at,
+        "data": trigger.data,
+        "policy_id": decision.policy_id,
+        "correlation_key": decision.correlation_key,
+        "outcome": decision.outcome.value,
+        "reason": decision.reason[:1000],
+        "review_id": review_id,
+        "decided_at": now,
+    }
+
+
+def _ref(row: dict[str, Any]) -> dict[str, Any]:
+    return trigger_ref(
+        source=row["source"],
+        event_id=row["event_id"],
+        category=row["category"],
+        severity=row["severity"],
+        subject=row["subject"],
     )
 
 

@@ -40,7 +40,22 @@ def record_event(
     *,
     traceparent: str | None = None,
 ) -> ReviewEventV1:
-    """Append to the review's timeline and to the outbox (published to `reviews.events`, keyed by review).
+    """Append to the review's timeline and to the outbox (published to `reviews.events`, keyed by review)."""
+    event, timeline, outbox = event_rows(review, type_, now, data, traceparent=traceparent)
+    session.add(TimelineRow(**timeline))
+    session.add(EngineOutboxRow(**outbox))
+    return event
+
+
+def event_rows(
+    review: ReviewRow,
+    type_: ReviewEventType,
+    now: datetime,
+    data: dict[str, Any],
+    *,
+    traceparent: str | None = None,
+) -> tuple[ReviewEventV1, dict[str, Any], dict[str, Any]]:
+    """The review's next event with its timeline and outbox column values (for bulk inserts).
 
     The outbox record carries a `traceparent` in the trace of what caused the event (e.g. the trigger)."""
     review.event_sequence += 1
@@ -55,32 +70,26 @@ def record_event(
         severity=review.severity,
         scope=review.scope,
     )
-    session.add(
-        TimelineRow(
-            id=event.id,
-            review_id=review.id,
-            sequence=event.sequence,
-            type=type_.value,
-            occurred_at=now,
-            data=event.data,
-        )
-    )
-    session.add(
-        EngineOutboxRow(
-            **outbox_values(
-                topic=topics.REVIEWS_EVENTS,
-                key=str(review.id).encode(),
-                value=orjson.dumps(event.model_dump(mode="json")),
-                headers=[
-                    ("content-type", b"application/json"),
-                    ("smits-schema", b"ReviewEvent.v1"),
-                    (TRACEPARENT, child_of(traceparent).encode()),
-                ],
-            )
-        )
+    timeline = {
+        "id": event.id,
+        "review_id": review.id,
+        "sequence": event.sequence,
+        "type": type_.value,
+        "occurred_at": now,
+        "data": event.data,
+    }
+    outbox = outbox_values(
+        topic=topics.REVIEWS_EVENTS,
+        key=str(review.id).encode(),
+        value=orjson.dumps(event.model_dump(mode="json")),
+        headers=[
+            ("content-type", b"application/json"),
+            ("smits-schema", b"ReviewEvent.v1"),
+            (TRACEPARENT, child_of(traceparent).encode()),
+        ],
     )
     REVIEWS.labels(type_.value).inc()
-    return event
+    return event, timeline, outbox
 
 
 def trigger_ref(*, source: str, event_id: str, category: str, severity: str, subject: str) -> dict[str, Any]:
