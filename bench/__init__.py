@@ -1,0 +1,1 @@
+"""Benchmarks of smits against the raw limits of its own stack; see BENCHMARKS.md."""

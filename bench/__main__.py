@@ -1,0 +1,247 @@
+"""`python -m bench [--quick]`: raw limits and smits figures from one run, printed as a Markdown table.
+
+Starts its own Kafka broker and PostgreSQL cluster (ports 29392/29393 and 25435, below the ephemeral range),
+runs every stage on fresh topics (a per-run prefix) and fresh databases, and writes the table and the raw
+numbers to `.run/bench/`. Timings are reported, never asserted; counts are checked exactly, so a stage that
+loses or duplicates anything fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from bench import infra, raw, stages
+from bench.infra import log
+from bench.stages import Database, StageResult
+from bench.workload import build
+from services.core.settings import Settings
+
+KAFKA_PORT = 29392
+PG_PORT = 25435
+
+
+@dataclass(frozen=True)
+class Plan:
+    triggers: int
+    posts: int
+    latencies: tuple[tuple[int, float], ...]  # (triggers per second, seconds)
+    soak: int
+    soak_rate: int
+    latency: bool = True
+
+
+FULL = Plan(triggers=200_000, posts=10_000, latencies=((1000, 60), (200, 30)), soak=1_000_000, soak_rate=1000)
+QUICK = Plan(triggers=5_000, posts=2_000, latencies=((200, 10),), soak=20_000, soak_rate=2000)
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    quick: Annotated[bool, typer.Option(help="small sizes (< 2 min), to catch a collapse")] = False,
+    triggers: Annotated[int | None, typer.Option(help="records pre-produced for ingest")] = None,
+    soak: Annotated[int | None, typer.Option(help="triggers in the soak (0 skips it)")] = None,
+    soak_rate: Annotated[int | None, typer.Option(help="soak production rate per second")] = None,
+    keep_running: Annotated[bool, typer.Option(help="leave Kafka and Postgres up afterwards")] = False,
+    latency: Annotated[bool, typer.Option(help="run the end-to-end latency stage")] = True,
+    profile: Annotated[bool, typer.Option(help="py-spy profiles of every service into .run/bench/profiles")] = False,
+) -> None:
+    base = QUICK if quick else FULL
+    plan = Plan(
+        triggers=triggers or base.triggers,
+        posts=base.posts,
+        latencies=base.latencies,
+        soak=base.soak if soak is None else soak,
+        soak_rate=soak_rate or base.soak_rate,
+        latency=latency,
+    )
+    if profile:
+        infra.profile_dir = infra.RUN / "profiles" / time.strftime("%Y%m%d-%H%M%S")
+    kafka = infra.start_kafka(KAFKA_PORT)
+    pg = infra.start_postgres(PG_PORT)
+    log(f"kafka {kafka}, postgres {pg}")
+    try:
+        results = asyncio.run(run(plan, kafka, pg))
+    finally:
+        if not keep_running:
+            infra.stop_kafka(KAFKA_PORT)
+            infra.stop_postgres(PG_PORT)
+    table = report(results)
+    print(table)
+    infra.RUN.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (infra.RUN / f"results-{stamp}.md").write_text(table)
+    (infra.RUN / f"results-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
+    log(f"written to .run/bench/results-{stamp}.md and .json")
+
+
+async def run(plan: Plan, kafka: str, pg: str) -> dict[str, Any]:
+    run_id = time.strftime("r%H%M%S")
+    settings = Settings()
+    results: dict[str, Any] = {"machine": infra.machine(), "plan": plan.__dict__}
+    results["postgres"] = await Database(pg).value("SELECT version()")
+
+    # Throughput: ingest on a pre-filled topic, then the engine on what ingest published, then the notifier
+    # on what the engine published; each service alone, on one database.
+    prefix = f"bench-{run_id}."
+    url = await infra.fresh_database(pg, f"bench_{run_id}")
+    env = infra.smits_env(url, kafka, prefix)
+    infra.prepare(env)
+    db = Database(url)
+    workload = build(plan.triggers, run=run_id)
+    log(f"pre-filling {prefix}triggers with {len(workload.records):,} records")
+    results["producer_rate"] = await raw.produce(kafka, prefix + "triggers", workload)
+    batch = settings.consumer_max_records
+    results["raw_consume"] = await raw.consume(kafka, prefix + "triggers", len(workload.records), batch=batch)
+    results["raw_copy"] = await raw.copy(url, workload, batch=batch)
+    log(f"raw: consume {results['raw_consume']:,.0f}/s, COPY {results['raw_copy']:,.0f} rows/s")
+
+    receiver = infra.Receiver(stages.free_port())
+    try:
+        body = orjson.dumps(_sample_webhook())
+        # The raw limit is the loop's best over a few concurrencies (one httpx client slows down past ~10).
+        by_concurrency = {
+            n: await raw.post_loop(receiver.url + "/raw", body, plan.posts, concurrency=n) for n in (1, 10, 50)
+        }
+        results["raw_post_by_concurrency"] = by_concurrency
+        results["raw_post_concurrency"], results["raw_post"] = max(by_concurrency.items(), key=lambda item: item[1])
+        log(f"raw: POST loop {by_concurrency}")
+
+        timeout = max(300.0, plan.triggers / 500)
+        ingest = await stages.ingest(env, db, workload, timeout_s=timeout)
+        log(f"ingest: {ingest.rate:,.0f} records/s")
+        engine = await stages.engine(env, db, workload.unique, timeout_s=timeout)
+        log(f"engine: {engine.rate:,.0f} triggers/s, {engine.extra['events']:,} review events")
+        notifier = await stages.notifier(env, db, receiver, timeout_s=timeout * 4)
+        log(f"notifier: {notifier.rate:,.0f} deliveries/s")
+        results["stages"] = {s.name: _stage(s) for s in (ingest, engine, notifier)}
+        _save(results, "partial")
+
+        # Latency: all three services at once on fresh topics and database, at a steady rate.
+        for rate, seconds in plan.latencies if plan.latency else ():
+            prefix = f"bench-{run_id}-lat{rate}."
+            env = infra.smits_env(await infra.fresh_database(pg, f"bench_{run_id}_lat{rate}"), kafka, prefix)
+            infra.prepare(env)
+            latency = await stages.latency(
+                env, kafka, receiver, rate=rate, seconds=seconds, run=f"{run_id}-{rate}", timeout_s=900
+            )
+            log(f"latency at {rate}/s: p50 {latency.extra['p50']:.0f} ms, p99 {latency.extra['p99']:.0f} ms")
+            results["stages"][f"latency_{rate}"] = {**_stage(latency), "rate_per_s": rate, "for_s": seconds}
+            _save(results, "partial")
+
+        if plan.soak:
+            prefix = f"bench-{run_id}-soak."
+            url = await infra.fresh_database(pg, f"bench_{run_id}_soak")
+            env = infra.smits_env(url, kafka, prefix)
+            infra.prepare(env)
+            log(f"soak: {plan.soak:,} triggers at {plan.soak_rate:,}/s")
+            soaked = await stages.soak(
+                env,
+                kafka,
+                Database(url),
+                receiver,
+                total=plan.soak,
+                rate=plan.soak_rate,
+                run=run_id,
+                timeout_s=max(600.0, plan.soak / 1000),
+            )
+            results["stages"]["soak"] = _stage(soaked)
+            _save(results, "partial")
+    finally:
+        receiver.stop()
+    return results
+
+
+def _save(results: dict[str, Any], name: str) -> None:
+    """What has been measured so far (a failure later in the run keeps it)."""
+    infra.RUN.mkdir(parents=True, exist_ok=True)
+    (infra.RUN / f"results-{name}.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+def _stage(result: StageResult) -> dict[str, Any]:
+    return {
+        "items": result.items,
+        "seconds": result.seconds,
+        "rate": result.rate,
+        "peak_rss_mib": result.peak_rss_mib,
+        **result.extra,
+    }
+
+
+def _sample_webhook() -> dict[str, Any]:
+    """A `review.trigger_attached` body of the size smits sends."""
+    return {
+        "type": "review.trigger_attached",
+        "timestamp": "2026-11-22T10:00:00+00:00",
+        "data": {
+            "review_id": "0b0f8a53-5d0e-4d55-b3b1-0d2c5e8a7f41",
+            "trigger": {
+                "source": "/bench",
+                "id": "r101010-12345",
+                "category": "regulation_update",
+                "severity": "high",
+                "subject": "bu-payments",
+            },
+        },
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    s = results["stages"]
+    consume, copy = results["raw_consume"], results["raw_copy"]
+    limit = 1 / (1 / consume + 1 / copy)  # consume every record, then COPY it: the two in series
+    post = results["raw_post"]
+    ingest, engine, notifier = s["ingest"], s["engine"], s["notifier"]
+
+    def ratio(value: float, of: float) -> str:
+        return f"{value / of:.0%}"
+
+    lines = [
+        f"Machine: {results['machine']}; {results['postgres'].split(',')[0]}",
+        "",
+        "| Figure | smits | Raw limit (same run) | Ratio | Target |",
+        "|---|---|---|---|---|",
+        f"| Ingest, {ingest['items']:,} records (5% dup, 1% invalid) | {ingest['rate']:,.0f}/s "
+        f"| {limit:,.0f}/s (consume {consume:,.0f}/s + COPY {copy:,.0f}/s) | {ratio(ingest['rate'], limit)} "
+        "| >= 15,000/s and >= 50% |",
+        f"| Engine, {engine['items']:,} triggers.accepted ({engine['events']:,} review events) "
+        f"| {engine['rate']:,.0f}/s | {limit:,.0f}/s (consume + COPY) | {ratio(engine['rate'], limit)} | >= 8,000/s |",
+        f"| Notifier, {notifier['items']:,} signed webhooks (review.opened, of {engine['events']:,} events) "
+        f"| {notifier['rate']:,.0f}/s "
+        f"| {post:,.0f}/s (httpx POST loop, {results['raw_post_concurrency']} at a time, same receiver) "
+        f"| {ratio(notifier['rate'], post)} | >= 70% |",
+        f"| Peak RSS under throughput load | ingest {ingest['peak_rss_mib']:.0f} MiB, engine "
+        f"{engine['peak_rss_mib']:.0f} MiB, notifier {notifier['peak_rss_mib']:.0f} MiB | | | |",
+    ]
+    for name, latency in s.items():
+        if name.startswith("latency_"):
+            lines.append(
+                f"| End-to-end latency at {latency['rate_per_s']:,}/s for {latency['for_s']:.0f} s "
+                f"({latency['items']:,} webhooks) | p50 {latency['p50']:,.0f} ms, p95 {latency['p95']:,.0f} ms, "
+                f"p99 {latency['p99']:,.0f} ms (max {latency['max']:,.0f} ms) | | | p99 <= 250 ms at 1,000/s |"
+            )
+    if "soak" in s:
+        soak = s["soak"]
+        samples = soak["samples"]
+        marks = [samples[0], samples[len(samples) // 2], samples[-1]]
+        cells = []
+        for name in ("ingest", "engine", "notifier"):
+            cells.append(f"{name} " + " → ".join(f"{mark[name] / 1024:.0f}" for mark in marks) + " MiB")
+        lines.append(
+            f"| Soak, {soak['items']:,} triggers in {soak['seconds']:.0f} s: RSS at start → middle → end "
+            f"| {'; '.join(cells)} | | | flat |"
+        )
+    lines.append("")
+    lines.append(f"Prefill producer: {results['producer_rate']:,.0f} records/s (not a smits figure).")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    app()
