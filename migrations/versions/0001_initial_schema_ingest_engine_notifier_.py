@@ -297,6 +297,7 @@ def upgrade() -> None:
         sa.Column("locked_until", services.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", services.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
+        sa.Column("ready", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["subscription_id"],
             ["notifier_subscriptions.id"],
@@ -306,7 +307,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("msg_id", "subscription_id", name=op.f("uq_notifier_deliveries_msg_id_subscription_id")),
     )
     with op.batch_alter_table("notifier_deliveries", schema=None) as batch_op:
-        batch_op.create_index("ix_notifier_deliveries_due", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index("ix_notifier_deliveries_due", ["status", "ready", "next_attempt_at"], unique=False)
         batch_op.create_index(
             "ix_notifier_deliveries_order", ["subscription_id", "review_id", "sequence"], unique=False
         )

@@ -2,8 +2,10 @@
 
 Claims are leases (`locked_until`) taken in a short transaction (`FOR UPDATE SKIP LOCKED` on Postgres), so
 notifier replicas never send the same attempt at once and a crashed one's leases simply expire. A delivery
-is claimable only when no earlier event of the same review is still pending for the same subscription, so
-one review's webhooks reach a subscriber in event order. The HTTP call happens outside any transaction.
+is claimable only when `ready`: no earlier event of the same review is still pending for the same
+subscription (set when planned; the next one is made ready when its predecessor stops being pending, in
+the transaction that records that), so one review's webhooks reach a subscriber in event order. The HTTP
+calls happen outside any transaction; a round's outcomes are recorded in one.
 """
 
 from __future__ import annotations
@@ -17,16 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from services.core.db import UnitOfWork, is_postgres
 from services.core.observability import DELIVERIES, get_logger
 from services.core.settings import Settings
 from services.core.tracing import TRACEPARENT, trace_id_of
 from services.notifier.egress import EgressRefused
-from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow
+from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, Pair, SubscriptionRow, promote_next
 from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, RateLimiter, Step, next_step
 from services.notifier.signing import signature_header
 
@@ -85,22 +86,15 @@ class DeliveryWorker:
 
     async def claim(self) -> list[Claim]:
         now = self._clock()
-        earlier = aliased(DeliveryRow)
-        waiting_for_earlier = exists().where(
-            earlier.subscription_id == DeliveryRow.subscription_id,
-            earlier.review_id == DeliveryRow.review_id,
-            earlier.sequence < DeliveryRow.sequence,
-            earlier.status == PENDING,
-        )
         query = (
             select(DeliveryRow, SubscriptionRow)
             .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
             .where(
                 DeliveryRow.status == PENDING,
+                DeliveryRow.ready,
                 DeliveryRow.next_attempt_at <= now,
                 or_(DeliveryRow.locked_until.is_(None), DeliveryRow.locked_until < now),
                 and_(SubscriptionRow.enabled, SubscriptionRow.deleted_at.is_(None)),
-                ~waiting_for_earlier,
             )
             .order_by(DeliveryRow.next_attempt_at, DeliveryRow.sequence)
             .limit(self._settings.delivery_batch_size)
@@ -172,6 +166,7 @@ class DeliveryWorker:
     async def _record(self, results: Sequence[tuple[Claim, Outcome]]) -> None:
         now = self._clock()
         logged = []
+        finished: set[Pair] = set()
         async with self._uow.begin() as session:
             deliveries = {
                 row.id: row
@@ -203,6 +198,10 @@ class DeliveryWorker:
                         )
                     )
                     logged.append((claim, outcome, step.status))
+                    if step.status != PENDING and delivery.review_id is not None:
+                        finished.add((delivery.subscription_id, delivery.review_id))
+            await session.flush()
+            await promote_next(session, finished)
         for claim, outcome, status in logged:
             DELIVERIES.labels(_label(outcome, status)).inc()
             log.info(

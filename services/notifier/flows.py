@@ -17,7 +17,7 @@ from services.core.kafka import Message
 from services.core.observability import get_logger
 from services.core.tracing import child_of, from_headers
 from services.notifier.matching import wants
-from services.notifier.persistence import DeliveryRow, SubscriptionRow
+from services.notifier.persistence import DeliveryRow, SubscriptionRow, pending_pairs
 from services.notifier.retries import PENDING
 
 log = get_logger(__name__)
@@ -70,10 +70,21 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
                         "last_status_code": None,
                     }
                 )
+    await _order(session, rows)
     if rows:
         table = table_of(DeliveryRow)
         await session.execute(insert_ignore(session, table, ["msg_id", "subscription_id"]), rows)
     return len(rows)
+
+
+async def _order(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Only the first pending delivery of a (subscription, review) is ready; the others wait their turn."""
+    pairs = {(row["subscription_id"], row["review_id"]) for row in rows if row["review_id"] is not None}
+    taken = await pending_pairs(session, pairs)
+    for row in rows:  # event order
+        pair = (row["subscription_id"], row["review_id"])
+        row["ready"] = row["review_id"] is None or pair not in taken
+        taken.add(pair)
 
 
 def _parse(message: Message) -> ReviewEventV1 | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import (
@@ -17,7 +18,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    select,
+    tuple_,
+    update,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.db import Base, UTCDateTime, new_id
@@ -59,7 +64,7 @@ class DeliveryRow(Base):
     __tablename__ = "notifier_deliveries"
     __table_args__ = (
         UniqueConstraint("msg_id", "subscription_id"),
-        Index("ix_notifier_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_notifier_deliveries_due", "status", "ready", "next_attempt_at"),
         Index("ix_notifier_deliveries_order", "subscription_id", "review_id", "sequence"),
     )
 
@@ -77,6 +82,10 @@ class DeliveryRow(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_status_code: Mapped[int | None] = mapped_column(Integer)
+    ready: Mapped[bool] = mapped_column(Boolean, default=True)
+    """False while an earlier event of the same review is pending for the same subscription: one review's
+    webhooks reach a subscriber in event order. The earliest pending one is made ready when its
+    predecessor stops being pending (`promote_next`)."""
 
 
 class NoticeRow(Base):
@@ -101,3 +110,41 @@ class AttemptRow(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     response: Mapped[str | None] = mapped_column(String(1000))
     error: Mapped[str | None] = mapped_column(String(1000))
+
+
+Pair = tuple[uuid.UUID, str | None]
+"""(subscription id, review id): the unit within which webhooks keep event order."""
+
+
+async def pending_pairs(session: AsyncSession, pairs: Collection[Pair]) -> set[Pair]:
+    """The pairs that already have a pending delivery."""
+    if not pairs:
+        return set()
+    query = (
+        select(DeliveryRow.subscription_id, DeliveryRow.review_id)
+        .where(DeliveryRow.status == "pending", tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs))
+        .distinct()
+    )
+    return {(subscription_id, review_id) for subscription_id, review_id in (await session.execute(query)).all()}
+
+
+async def promote_next(session: AsyncSession, pairs: Collection[Pair]) -> None:
+    """Make the earliest pending delivery of each pair ready (its predecessor is no longer pending)."""
+    if not pairs:
+        return
+    query = (
+        select(DeliveryRow.id, DeliveryRow.subscription_id, DeliveryRow.review_id, DeliveryRow.ready)
+        .where(DeliveryRow.status == "pending", tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs))
+        .order_by(DeliveryRow.subscription_id, DeliveryRow.review_id, DeliveryRow.sequence)
+    )
+    earliest: dict[Pair, tuple[uuid.UUID, bool]] = {}
+    for delivery_id, subscription_id, review_id, ready in (await session.execute(query)).all():
+        earliest.setdefault((subscription_id, review_id), (delivery_id, ready))
+    waiting = [delivery_id for delivery_id, ready in earliest.values() if not ready]
+    if waiting:
+        await session.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.id.in_(waiting))
+            .values(ready=True)
+            .execution_options(synchronize_session=False)
+        )

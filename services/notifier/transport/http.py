@@ -229,6 +229,7 @@ def build_router(runtime: Runtime) -> APIRouter:
                 raise ProblemError(409, "Conflict", "the subscription is disabled; enable it first")
             delivery.status, delivery.next_attempt_at, delivery.attempt_count = PENDING, datetime.now(UTC), 0
             delivery.locked_until = None
+            delivery.ready = True  # an explicit replay: it does not wait for later events of its review
             return _delivery_out(delivery, [])
 
     return router
