@@ -34,6 +34,16 @@ async def produce(kafka: str, topic: str, workload: Workload) -> float:
     return len(workload.records) / (time.perf_counter() - started)
 
 
+async def produce_events(kafka: str, topic: str, events: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=20, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        headers = [("content-type", b"application/json"), ("smits-schema", b"ReviewEvent.v1")]
+        await asyncio.gather(*[await producer.send(topic, value=v, key=k, headers=headers) for k, v in events])
+    finally:
+        await producer.stop()
+
+
 async def consume(kafka: str, topic: str, total: int, *, batch: int) -> float:
     """aiokafka `getmany` over the whole pre-filled topic, as smits' consumer is configured; records/s."""
     consumer = AIOKafkaConsumer(

@@ -21,8 +21,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from standardwebhooks.webhooks import Webhook
 
+from bench import raw
 from bench.infra import Receiver, Service, asyncpg_dsn, log, wait_for
-from bench.workload import STRUCTURED, Workload, regulation
+from bench.workload import STRUCTURED, Workload, regulation, regulation_in_fives, review_events
 from services.notifier.signing import generate_secret
 
 
@@ -138,28 +139,30 @@ async def ready(base: str, service: Service, *, timeout_s: float = 60) -> None:
     await wait_for(check, what=f"smits serve {service.name} ready", timeout_s=timeout_s)
 
 
-async def notifier(env: dict[str, str], db: Database, receiver: Receiver, *, timeout_s: float) -> StageResult:
-    """Deliver the engine stage's `review.opened` events (one per review) to a subscription made before the
-    notifier starts (written to its table); the other review events are consumed and matched, not sent."""
+async def notifier(
+    env: dict[str, str], kafka: str, db: Database, receiver: Receiver, *, events: int, timeout_s: float
+) -> StageResult:
+    """Deliver `events` pre-produced review events (five per review, in order) to one subscription made
+    before the notifier starts (written to its table)."""
     await receiver.reset()
-    expected = await db.count("engine_reviews")
+    await raw.produce_events(kafka, env["SMITS_TOPIC_PREFIX"] + "reviews.events", review_events(events))
+    await _subscribe_directly(db, receiver.url + "/webhooks", ["review.*"])
     service = Service("notifier", env, tag="throughput")
-    await _subscribe_directly(db, receiver.url + "/webhooks", ["review.opened"])
     service.start()
 
     async def done() -> bool:
-        return (await receiver.stats())["count"] >= expected
+        return (await receiver.stats())["count"] >= events
 
     try:
-        await watched([service], done, what="notifier delivering every review.opened", timeout_s=timeout_s)
+        await watched([service], done, what="notifier delivering every review event", timeout_s=timeout_s)
     finally:
         service.stop()
     stats = await receiver.stats()
     started = await db.first("notifier_deliveries", "created_at")
     delivered = int(await db.value("SELECT count(*) FROM notifier_deliveries WHERE status = 'delivered'"))
-    if int(stats["count"]) != expected or delivered != expected:
-        raise RuntimeError(f"expected {expected} webhooks, receiver got {stats['count']}, {delivered} delivered")
-    return StageResult("notifier", expected, stats["last"] - started, service.peak_kib / 1024)
+    if int(stats["count"]) != events or delivered != events:
+        raise RuntimeError(f"expected {events} webhooks, receiver got {stats['count']}, {delivered} delivered")
+    return StageResult("notifier", events, stats["last"] - started, service.peak_kib / 1024)
 
 
 async def _subscribe_directly(db: Database, url: str, event_types: list[str]) -> str:
@@ -308,12 +311,11 @@ async def soak(
         producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=20, max_batch_size=512 * 1024)
         await producer.start()
         at = datetime.now(UTC).replace(microsecond=0)
-        regulations = max(1, total // 5)
         try:
             for second in range(0, (total + rate - 1) // rate):
                 begin = time.monotonic()
                 for n in range(second * rate, min(total, (second + 1) * rate)):
-                    event = regulation(run, n, regulations=regulations, at=at)
+                    event = regulation_in_fives(run, n, at=at)
                     await producer.send(
                         topic, value=orjson.dumps(event), key=event["subject"].encode(), headers=STRUCTURED
                     )

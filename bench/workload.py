@@ -9,12 +9,15 @@ single review (and its strictly ordered webhooks) the subject of the benchmark.
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from services.contracts.reviews import ReviewEventType, ReviewEventV1
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "triggers"
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
@@ -99,6 +102,38 @@ def build(
 
 
 def regulation(run: str, n: int, *, regulations: int, at: datetime) -> dict[str, Any]:
-    """A regulation update: each one opens a review or attaches to one, so each yields one webhook."""
+    """The n-th regulation update over `regulations` regulations, taken in turn: each opens a review (the
+    first for its regulation) or attaches to one, so each yields one webhook."""
     template, where, prefix = _templates()[0]
     return trigger(template, where, prefix, run=run, n=n, key=n % regulations, at=at)
+
+
+def regulation_in_fives(run: str, n: int, *, at: datetime) -> dict[str, Any]:
+    """Five consecutive updates per regulation: one `review.opened`, then four `review.trigger_attached`."""
+    template, where, prefix = _templates()[0]
+    return trigger(template, where, prefix, run=run, n=n, key=n // 5, at=at)
+
+
+def review_events(count: int) -> list[tuple[bytes, bytes]]:
+    """`count` review events (key, value) over count / 5 reviews, five each in sequence, reviews interleaved:
+    one review's webhooks must keep their order, different reviews' need not wait for each other."""
+    reviews = [uuid.uuid4() for _ in range(max(1, count // 5))]
+    now = datetime.now(UTC)
+    events: list[tuple[bytes, bytes]] = []
+    for sequence in range(1, 6):
+        for review in reviews:
+            if len(events) == count:
+                break
+            event = ReviewEventV1(
+                id=uuid.uuid4(),
+                type=ReviewEventType.OPENED if sequence == 1 else ReviewEventType.TRIGGER_ATTACHED,
+                review_id=review,
+                sequence=sequence,
+                occurred_at=now,
+                data={"review_id": str(review), "trigger": {"source": "/bench", "id": f"{review.hex}-{sequence}"}},
+                category="regulation_update",
+                severity="high",
+                scope="bu-payments",
+            )
+            events.append((str(review).encode(), orjson.dumps(event.model_dump(mode="json"))))
+    return events
