@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core.db import Base, UTCDateTime, new_id
+from services.core.db import Base, UTCDateTime, is_postgres, new_id
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -117,14 +117,21 @@ Pair = tuple[uuid.UUID, str | None]
 
 
 async def pending_pairs(session: AsyncSession, pairs: Collection[Pair]) -> set[Pair]:
-    """The pairs that already have a pending delivery."""
+    """The pairs that already have a pending delivery.
+
+    On Postgres those deliveries are locked: a concurrent transaction that ends one of them (and then makes
+    its successor ready, `promote_next`) either finishes first, so it is not seen as pending here, or waits
+    for this one to commit, so it sees the successors planned here. Without the lock a successor planned
+    while its predecessor is being recorded could stay waiting for ever."""
     if not pairs:
         return set()
     query = (
         select(DeliveryRow.subscription_id, DeliveryRow.review_id)
         .where(DeliveryRow.status == "pending", tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs))
-        .distinct()
+        .order_by(DeliveryRow.id)
     )
+    if is_postgres(session):
+        query = query.with_for_update()
     return {(subscription_id, review_id) for subscription_id, review_id in (await session.execute(query)).all()}
 
 

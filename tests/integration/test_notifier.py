@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import standardwebhooks
 import svix.webhooks
 
+from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
-from services.notifier.persistence import DeliveryRow
+from services.notifier.persistence import DeliveryRow, SubscriptionRow, pending_pairs, promote_next
+from services.notifier.retries import DELIVERED, PENDING
 from tests.support.events import publish, review_event, tuned
 from tests.support.harness import Harness, smits
 from tests.support.receiver import Receiver
@@ -230,3 +233,66 @@ async def test_rate_limit_spaces_deliveries(settings: Settings) -> None:
             await _received(receiver, 6)
     arrivals = sorted(message.at for message in receiver.received)
     assert arrivals[-1] - arrivals[0] >= 5 * 0.2 * 0.9  # six sends at 5/s span at least five intervals
+
+
+async def test_a_successor_planned_while_its_predecessor_is_recorded_does_not_wait_for_ever(settings: Settings) -> None:
+    """Planning locks the pending predecessors it saw, so recording one of them waits and then sees (and
+    makes ready) the successor; without the lock the successor would stay not ready, never sent."""
+    engine = create_engine(settings.database_url.get_secret_value())
+    uow = UnitOfWork(engine)
+    now = datetime.now(UTC)
+    subscription_id, review = uuid.uuid4(), str(uuid.uuid4())
+    pair = (subscription_id, review)
+
+    def delivery(sequence: int, *, ready: bool) -> DeliveryRow:
+        return DeliveryRow(
+            id=uuid.uuid4(),
+            msg_id=f"msg_{uuid.uuid4().hex}",
+            subscription_id=subscription_id,
+            event_type="review.trigger_attached",
+            review_id=review,
+            sequence=sequence,
+            body="{}",
+            status=PENDING,
+            attempt_count=0,
+            next_attempt_at=now,
+            created_at=now,
+            ready=ready,
+        )
+
+    async def record_delivered(delivery_id: uuid.UUID) -> None:  # what the delivery worker does
+        async with uow.begin() as session:
+            row = await session.get(DeliveryRow, delivery_id)
+            assert row is not None
+            row.status = DELIVERED
+            await session.flush()
+            await promote_next(session, {pair})
+
+    try:
+        first, second = delivery(1, ready=True), delivery(2, ready=False)
+        async with uow.begin() as session:
+            session.add(
+                SubscriptionRow(
+                    id=subscription_id,
+                    url="http://127.0.0.1:9/",
+                    secret="whsec_x",
+                    event_types=[],
+                    enabled=True,
+                    created_at=now,
+                )
+            )
+            await session.flush()
+            session.add(first)
+        async with uow.begin() as planning:
+            assert await pending_pairs(planning, {pair}) == {pair}
+            recording = asyncio.create_task(record_delivered(first.id))
+            await asyncio.sleep(0.5)
+            assert not recording.done(), "recording the predecessor must wait for the planning transaction"
+            planning.add(second)
+        await recording
+        async with uow.begin() as session:
+            stored = await session.get(DeliveryRow, second.id)
+            assert stored is not None
+            assert stored.ready
+    finally:
+        await engine.dispose()
