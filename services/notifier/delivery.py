@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.db import UnitOfWork, is_postgres
@@ -48,6 +48,7 @@ class Claim:
     body: str
     rate_limit_per_s: float | None
     traceparent: str | None
+    review_id: str | None
 
 
 class DeliveryWorker:
@@ -115,6 +116,7 @@ class DeliveryWorker:
                         delivery.body,
                         subscription.rate_limit_per_s,
                         delivery.traceparent,
+                        delivery.review_id,
                     )
                 )
         return claims
@@ -168,12 +170,7 @@ class DeliveryWorker:
         logged = []
         finished: set[Pair] = set()
         async with self._uow.begin() as session:
-            deliveries = {
-                row.id: row
-                for row in await session.scalars(
-                    select(DeliveryRow).where(DeliveryRow.id.in_([claim.delivery_id for claim, _ in results]))
-                )
-            }
+            deliveries = await _lock_for_record(session, [claim for claim, _ in results])
             subscriptions = {
                 row.id: row
                 for row in await session.scalars(
@@ -247,6 +244,26 @@ class DeliveryWorker:
             )
             log.warning("subscription disabled", subscription_id=str(subscription.id), reason=step.disable_reason)
         return step
+
+
+async def _lock_for_record(session: AsyncSession, claims: Sequence[Claim]) -> dict[uuid.UUID, DeliveryRow]:
+    """The claimed deliveries, locked together with the other pending deliveries of their reviews (the
+    successors `promote_next` may make ready), all at once in id order, as planning locks them: the two
+    cannot deadlock."""
+    pairs = {(claim.subscription_id, claim.review_id) for claim in claims if claim.review_id is not None}
+    query = select(DeliveryRow).where(
+        or_(
+            DeliveryRow.id.in_([claim.delivery_id for claim in claims]),
+            and_(
+                DeliveryRow.status == PENDING,
+                tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs),
+            ),
+        )
+    )
+    if is_postgres(session):
+        query = query.order_by(DeliveryRow.id).with_for_update()
+    wanted = {claim.delivery_id for claim in claims}
+    return {row.id: row for row in await session.scalars(query) if row.id in wanted}
 
 
 def _label(outcome: Outcome, status: str) -> str:
