@@ -17,7 +17,7 @@ from services.core.kafka import Message
 from services.core.observability import get_logger
 from services.core.tracing import child_of, from_headers
 from services.notifier.matching import wants
-from services.notifier.persistence import DeliveryRow, SubscriptionRow, pending_pairs
+from services.notifier.persistence import DeliveryRow, SubscriptionRow, pending_pairs, planned
 from services.notifier.retries import PENDING
 
 log = get_logger(__name__)
@@ -70,6 +70,8 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
                         "last_status_code": None,
                     }
                 )
+    stored = await planned(session, {(row["msg_id"], row["subscription_id"]) for row in rows})
+    rows = [row for row in rows if (row["msg_id"], row["subscription_id"]) not in stored]  # a replayed batch
     await _order(session, rows)
     if rows:
         table = table_of(DeliveryRow)
@@ -78,7 +80,10 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
 
 
 async def _order(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Only the first pending delivery of a (subscription, review) is ready; the others wait their turn."""
+    """Only the first pending delivery of a (subscription, review) is ready; the others wait their turn.
+
+    `rows` must hold new deliveries only: one already stored (and perhaps delivered) must not count as
+    the predecessor that a new one waits for."""
     pairs = {(row["subscription_id"], row["review_id"]) for row in rows if row["review_id"] is not None}
     taken = await pending_pairs(session, pairs)
     for row in rows:  # event order

@@ -116,6 +116,16 @@ Pair = tuple[uuid.UUID, str | None]
 """(subscription id, review id): the unit within which webhooks keep event order."""
 
 
+async def planned(session: AsyncSession, keys: Collection[tuple[str, uuid.UUID]]) -> set[tuple[str, uuid.UUID]]:
+    """The (msg_id, subscription_id) among `keys` that already have a delivery."""
+    if not keys:
+        return set()
+    query = select(DeliveryRow.msg_id, DeliveryRow.subscription_id).where(
+        tuple_(DeliveryRow.msg_id, DeliveryRow.subscription_id).in_(keys)
+    )
+    return {(msg_id, subscription_id) for msg_id, subscription_id in (await session.execute(query)).all()}
+
+
 async def pending_pairs(session: AsyncSession, pairs: Collection[Pair]) -> set[Pair]:
     """The pairs that already have a pending delivery.
 

@@ -8,12 +8,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 import standardwebhooks
 import svix.webhooks
+from sqlalchemy import select
 
 from services.core.db import UnitOfWork, create_engine
+from services.core.kafka import Message
 from services.core.settings import Settings
+from services.notifier.flows import plan_deliveries
 from services.notifier.persistence import DeliveryRow, SubscriptionRow, pending_pairs, promote_next
 from services.notifier.retries import DELIVERED, PENDING
 from tests.support.events import publish, review_event, tuned
@@ -294,5 +298,45 @@ async def test_a_successor_planned_while_its_predecessor_is_recorded_does_not_wa
             stored = await session.get(DeliveryRow, second.id)
             assert stored is not None
             assert stored.ready
+    finally:
+        await engine.dispose()
+
+
+async def test_a_replayed_batch_does_not_leave_a_new_event_waiting_for_a_delivered_one(settings: Settings) -> None:
+    """After a crash between the DB commit and the offset commit a batch comes again, possibly longer: an
+    event whose predecessor was planned the first time and has been delivered since is ready at once."""
+    engine = create_engine(settings.database_url.get_secret_value())
+    uow = UnitOfWork(engine)
+    now = datetime.now(UTC)
+    review = uuid.uuid4()
+    messages = [
+        Message("reviews.events", 0, offset, str(review).encode(), orjson.dumps(event.model_dump(mode="json")), (), 0)
+        for offset, event in enumerate([review_event(review, 1), review_event(review, 2)])
+    ]
+    try:
+        async with uow.begin() as session:
+            session.add(
+                SubscriptionRow(
+                    id=uuid.uuid4(),
+                    url="http://127.0.0.1:9/",
+                    secret="whsec_x",
+                    event_types=[],
+                    enabled=True,
+                    created_at=now,
+                )
+            )
+        async with uow.begin() as session:
+            assert await plan_deliveries(session, messages[:1], now=now) == 1
+        async with uow.begin() as session:  # delivered, as the worker records it
+            first = await session.scalar(select(DeliveryRow))
+            assert first is not None
+            first.status = DELIVERED
+        async with uow.begin() as session:
+            await plan_deliveries(session, messages, now=now)  # the replay, one event longer
+        async with uow.begin() as session:
+            by_sequence = {row.sequence: row for row in await session.scalars(select(DeliveryRow))}
+        assert sorted(by_sequence) == [1, 2]
+        assert by_sequence[2].status == PENDING
+        assert by_sequence[2].ready
     finally:
         await engine.dispose()

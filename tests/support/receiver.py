@@ -73,7 +73,11 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request (kill -9): incomplete, not received
+                    self.close_connection = True
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = receiver._answer(Received(headers, body, self.path, time.monotonic()))
                 status, extra = answer if isinstance(answer, tuple) else (answer, {})
