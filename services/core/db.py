@@ -122,6 +122,12 @@ def table_of(model: type[Base]) -> Table:
     return table
 
 
+async def insert_rows(session: AsyncSession, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk insert of column values (multi-row statements, in list order); nothing when `rows` is empty."""
+    if rows:
+        await session.execute(table_of(model).insert(), list(rows))
+
+
 def insert_ignore(session: AsyncSession, table: Table, index_elements: Sequence[str]) -> Insert:
     """`INSERT ... ON CONFLICT (cols) DO NOTHING` for the session's dialect (Postgres or SQLite)."""
     name = session.get_bind().dialect.name

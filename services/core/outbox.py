@@ -23,7 +23,7 @@ from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, delete, f
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core.db import UnitOfWork, UTCDateTime, after_commit, is_postgres
+from services.core.db import UnitOfWork, UTCDateTime, after_commit, is_postgres, table_of
 from services.core.observability import OUTBOX_BACKLOG, OUTBOX_PUBLISHED, get_logger
 from services.core.settings import Settings
 
@@ -122,7 +122,7 @@ class OutboxRelay:
                 locked = await session.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key)))
                 if not locked:
                     return 0
-            table = self._row.__table__
+            table = table_of(self._row)
             rows = (
                 await session.execute(select(table).order_by(table.c.id).limit(self._settings.outbox_batch_size))
             ).all()

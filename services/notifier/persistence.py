@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.db import Base, UTCDateTime, is_postgres, new_id
+from services.notifier.retries import PENDING
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -137,7 +138,7 @@ async def pending_pairs(session: AsyncSession, pairs: Collection[Pair]) -> set[P
         return set()
     query = (
         select(DeliveryRow.subscription_id, DeliveryRow.review_id)
-        .where(DeliveryRow.status == "pending", tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs))
+        .where(DeliveryRow.status == PENDING, tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs))
         .order_by(DeliveryRow.id)
     )
     if is_postgres(session):
@@ -151,7 +152,7 @@ async def promote_next(session: AsyncSession, pairs: Collection[Pair]) -> None:
         return
     query = (
         select(DeliveryRow.id, DeliveryRow.subscription_id, DeliveryRow.review_id, DeliveryRow.ready)
-        .where(DeliveryRow.status == "pending", tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs))
+        .where(DeliveryRow.status == PENDING, tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs))
         .order_by(DeliveryRow.subscription_id, DeliveryRow.review_id, DeliveryRow.sequence)
     )
     earliest: dict[Pair, tuple[uuid.UUID, bool]] = {}

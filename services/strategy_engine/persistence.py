@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +19,12 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
-    insert,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core.db import Base, UTCDateTime, is_postgres, new_id, table_of
+from services.core.db import Base, UTCDateTime, is_postgres, new_id
 from services.core.outbox import OutboxMixin
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -236,9 +235,3 @@ async def waiting_triggers(session: AsyncSession, *, policy_id: str, key: str, s
         )
     )
     return list(rows.all())
-
-
-async def insert_rows(session: AsyncSession, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
-    """Bulk insert of column values (one multi-row statement per few hundred rows, in list order)."""
-    if rows:
-        await session.execute(insert(table_of(model)), list(rows))

@@ -12,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts import topics
 from services.contracts.accepted import TriggerAcceptedV1
+from services.core.db import insert_rows
 from services.core.kafka import Message
 from services.core.outbox import outbox_values
 from services.core.tracing import TRACEPARENT, child_of, from_headers, trace_id_of
 from services.trigger_ingest import persistence
 from services.trigger_ingest.domain import Rejection, Trigger, dead_letter_headers, parse_kafka
+from services.trigger_ingest.persistence import IngestOutboxRow
 
 
 @dataclass
@@ -67,7 +69,7 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
         if (message.partition, message.offset) in new_rejections:
             outcome.rejected.append(rejection)
             outbox.append(_dead_letter(message, rejection))
-    await persistence.insert_outbox(session, outbox)
+    await insert_rows(session, IngestOutboxRow, outbox)
     return outcome
 
 

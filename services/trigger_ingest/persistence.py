@@ -134,11 +134,6 @@ async def insert_duplicates(session: AsyncSession, rows: Sequence[dict[str, Any]
         await session.execute(statement, list(rows))
 
 
-async def insert_outbox(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(table_of(IngestOutboxRow).insert(), list(rows))
-
-
 async def find_trigger(session: AsyncSession, source: str, event_id: str) -> TriggerRow | None:
     row: TriggerRow | None = await session.scalar(
         select(TriggerRow).where(TriggerRow.source == source, TriggerRow.event_id == event_id)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.accepted import TriggerAcceptedV1
 from services.contracts.reviews import ReviewEventType
+from services.core.db import insert_rows
 from services.core.kafka import Message
 from services.core.observability import get_logger
 from services.core.tracing import from_headers, span
@@ -109,9 +110,9 @@ async def handle_accepted_batch(
             await _apply(session, seen, policy, trigger, decision, now, traceparent)
         decisions.append(decision)
     await session.flush()  # reviews first: the rows below refer to them
-    await persistence.insert_rows(session, TriggerRow, [row for rows in seen.rows.values() for row in rows])
-    await persistence.insert_rows(session, TimelineRow, seen.timeline)
-    await persistence.insert_rows(session, EngineOutboxRow, seen.outbox)
+    await insert_rows(session, TriggerRow, [row for rows in seen.rows.values() for row in rows])
+    await insert_rows(session, TimelineRow, seen.timeline)
+    await insert_rows(session, EngineOutboxRow, seen.outbox)
     return decisions
 
 
