@@ -10,7 +10,8 @@ from pathlib import Path
 import asyncpg
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_DB = "smits_template"
+# One template per test process, so runs from several checkouts can share one server.
+TEMPLATE_DB = f"smits_template_{os.getpid()}"
 
 
 def _script(*args: str) -> str:
