@@ -1,15 +1,21 @@
 # smits: `make run` (the demo on the embedded SQLite default) and `make test` (the whole suite).
 SHELL := /bin/bash
-PYTHON ?= python3
+# Python 3.11 to 3.13: python3 when it is one of them, else the newest of them found (PATH or pyenv).
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell python3 -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null \
+	&& echo python3 || for v in 3.13 3.12 3.11; do deploy/find-python.sh $$v && break; done)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-TEST_KAFKA_PORT ?= 29092  # and 29093; both below the ephemeral port range
+# The test broker uses this port and the next; both below the ephemeral port range.
+TEST_KAFKA_PORT ?= 29092
 
 .PHONY: run test test-faults bench bench-quick lint unit stop clean
 
 $(INSTALLED): pyproject.toml
-	$(PYTHON) -c 'import sys; sys.exit("smits needs Python 3.11, found " + sys.version) if sys.version_info[:2] != (3, 11) else None'
+	@[ -n "$(PYTHON)" ] || { echo "smits needs Python 3.11, 3.12 or 3.13; none found (set PYTHON=/path/to/python3.X)"; exit 1; }
+	$(PYTHON) -c 'import sys; sys.exit("smits needs Python 3.11 to 3.13, found " + sys.version) if not (3, 11) <= sys.version_info[:2] <= (3, 13) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -23,12 +29,10 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Starts Postgres and Kafka when they are not running and stops what it started (KEEP_INFRA=1 keeps them),
+# then runs the unit tier under every other supported Python found on the machine.
 test: lint
-	@set -euo pipefail; \
-	pg_url="$$(deploy/postgres/pg.sh start)"; \
-	kafka="$$(deploy/kafka/kafka.sh start --port $(TEST_KAFKA_PORT) --dir .run/kafka-test)"; \
-	echo "postgres: $$pg_url  kafka: $$kafka"; \
-	SMITS_TEST_PG_URL="$$pg_url" SMITS_TEST_KAFKA="$$kafka" $(BIN)/pytest
+	TEST_KAFKA_PORT=$(TEST_KAFKA_PORT) deploy/test-suite.sh
 
 # The fault-injection scenarios at full size (make test runs them at 300 triggers each).
 FAULTS_SIZE ?= 5000
@@ -58,4 +62,4 @@ stop:
 	-deploy/postgres/pg.sh stop --port 25435 --dir /var/tmp/smits-pg-bench-25435
 
 clean: stop
-	rm -rf .run smits.db smits.db-wal smits.db-shm
+	rm -rf .run .venv-3.* smits.db smits.db-wal smits.db-shm

@@ -6,12 +6,13 @@ Unknown fields are refused so a producer's typo surfaces as a dead letter, not s
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 TYPE_PREFIX = "smits.trigger."
 TYPE_SUFFIX = ".v1"
@@ -39,8 +40,36 @@ def event_type(category: Category) -> str:
     return f"{TYPE_PREFIX}{category.value}{TYPE_SUFFIX}"
 
 
-Text = Annotated[str, Field(min_length=1, max_length=500)]
+Text = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00]*$")]
+"""No NUL: PostgreSQL text and JSON cannot hold it (the pattern puts that in the published schema too)."""
 Names = Annotated[list[Text], Field(max_length=200)]
+
+DECIMAL_LIMIT = 10**15
+_DECIMAL_TEXT = r"^-?(0|[1-9][0-9]{0,14})(\.[0-9]{1,12})?$"
+_DECIMAL_TEXT_RE = re.compile(_DECIMAL_TEXT.replace("$", r"\Z"))
+
+
+def _decimal_text(value: object) -> object:
+    """A decimal given as a string must be plain (`-1234.50`): no exponent, sign, blanks or digit separators."""
+    if isinstance(value, str) and not _DECIMAL_TEXT_RE.match(value):
+        raise ValueError("must be a plain decimal such as -1234.50 (at most 15 integer and 12 fractional digits)")
+    return value
+
+
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_text),
+    Field(ge=-DECIMAL_LIMIT, le=DECIMAL_LIMIT, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": -DECIMAL_LIMIT, "maximum": DECIMAL_LIMIT},
+                {"type": "string", "pattern": _DECIMAL_TEXT},
+            ]
+        }
+    ),
+]
+"""A decimal as a JSON number or a plain decimal string, within ±10^15: what ingest accepts is what the schema says."""
 
 
 class _Data(BaseModel):
@@ -83,9 +112,9 @@ class BudgetChangeV1(_Data):
     budget_id: Text
     fiscal_period: Text
     cost_centres: Names = []
-    delta_amount: Decimal
+    delta_amount: Amount
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    delta_percent: Decimal
+    delta_percent: Amount
 
 
 class VendorStrategyChangeV1(_Data):
@@ -103,7 +132,7 @@ class BusinessOpportunityV1(_Data):
     opportunity_id: Text
     sponsor: Text
     market_space: Text
-    estimated_value: Decimal | None = None
+    estimated_value: Amount | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
     decision_deadline: date | None = None
 
@@ -123,7 +152,7 @@ class CustomerFeedbackV1(_Data):
     services: Names = []
     channel: Literal["survey", "complaint", "review_meeting", "support", "other"]
     metric: Literal["csat", "nps"]
-    value: Decimal
+    value: Amount
     theme: Text | None = None
 
 

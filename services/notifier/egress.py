@@ -1,8 +1,10 @@
 """SSRF-safe egress for webhooks: resolve once, refuse non-global targets, connect to the checked address.
 
 Only global unicast addresses are permitted, unless inside `SMITS_WEBHOOK_ALLOW_CIDRS`. IPv6 forms that
-embed an IPv4 address (IPv4-mapped, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`) are judged
-by the embedded address. `PinnedBackend` resolves the host itself and hands httpcore a connection to the
+embed an IPv4 address (IPv4-mapped `::ffff:0:0/96`, IPv4-compatible `::/96` (deprecated), IPv4-translated
+`::ffff:0:0:0/96`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`) are judged by the embedded
+address, and the deprecated site-local range `fec0::/10` is not global (the standard library still says it is).
+`PinnedBackend` resolves the host itself and hands httpcore a connection to the
 address it checked, so a DNS answer cannot change between the check and the connect (no rebinding); the
 Host header and TLS SNI still carry the hostname because only the TCP connect target is replaced.
 """
@@ -24,7 +26,15 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """host, port → IP address strings (injectable so tests can stand in for DNS)."""
 
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# IPv6 ranges whose low 32 bits are an IPv4 address that a translator or a dual stack may reach.
+_EMBEDDING = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (RFC 4291 2.5.5.1, deprecated); `::` and `::1` fall here too
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (RFC 2765)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix (RFC 6052)
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # NAT64 local-use prefix (RFC 8215)
+)
+# Deprecated (RFC 3879) but still routed inside some sites; `ipaddress` reports it as global.
+_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
 
 
 class EgressRefused(Exception):
@@ -40,24 +50,27 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 
 def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address inside an IPv4-mapped, NAT64 or 6to4 IPv6 address, if any."""
+    """The IPv4 address inside an IPv4-mapped, -compatible or -translated, NAT64 or 6to4 IPv6 address, if any."""
     if not isinstance(ip, ipaddress.IPv6Address):
         return None
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     if ip.sixtofour is not None:
         return ip.sixtofour
-    if any(ip in network for network in _NAT64):
+    if any(ip in network for network in _EMBEDDING):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
 
 def is_permitted(ip: IPAddress, allow: Sequence[Network]) -> bool:
+    """Inside the allowlist, or global unicast; an IPv6 form embedding an IPv4 address is judged by that address."""
     if any(ip in network for network in allow):
         return True
     inner = embedded_ipv4(ip)
     if inner is not None:
         return is_permitted(inner, allow)
+    if ip in _SITE_LOCAL:
+        return False
     return ip.is_global and not ip.is_multicast
 
 

@@ -24,7 +24,19 @@ class FakeDns:
         return [self.answer]
 
 
-@pytest.mark.parametrize("answer", ["10.0.0.1", "169.254.169.254", "::1", "64:ff9b::a9fe:a9fe", "fe80::1"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "10.0.0.1",
+        "169.254.169.254",
+        "::1",
+        "64:ff9b::a9fe:a9fe",
+        "fe80::1",
+        "::127.0.0.1",
+        "::ffff:0:10.0.0.1",
+        "fec0::1",
+    ],
+)
 async def test_a_hostname_resolving_to_a_private_address_is_refused(answer: str) -> None:
     with pytest.raises(EgressRefused):
         await check_url("https://hooks.customer.example/x", [], FakeDns(answer))

@@ -6,6 +6,8 @@ import ipaddress
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from services.notifier.egress import is_permitted
@@ -80,3 +82,47 @@ def test_allowlist_admits_a_private_range_and_global_addresses_pass() -> None:
     assert is_permitted(ipaddress.ip_address("127.0.0.1"), allow)
     assert not is_permitted(ipaddress.ip_address("10.0.0.1"), allow)
     assert is_permitted(ipaddress.ip_address("93.184.216.34"), [])
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::127.0.0.1",  # IPv4-compatible loopback
+        "::10.0.0.1",
+        "::169.254.169.254",
+        "::ffff:0:127.0.0.1",  # IPv4-translated
+        "::ffff:0:192.168.1.1",
+        "64:ff9b:1::10.0.0.1",  # NAT64 local-use prefix
+        "fec0::1",  # deprecated site-local
+        "fec0:1:2:3::8.8.8.8",
+        "feff:ffff::1",
+    ],
+)
+def test_deprecated_and_embedding_ipv6_forms_of_non_global_addresses_are_refused(address: str) -> None:
+    assert not is_permitted(ipaddress.ip_address(address), [])
+
+
+def _embeddings(v4: ipaddress.IPv4Address) -> list[ipaddress.IPv6Address]:
+    """Every IPv6 form that carries `v4` in a way a dual stack, translator or 6to4 relay may reach it."""
+    low = int(v4)
+    return [
+        ipaddress.IPv6Address(low),  # ::a.b.c.d, IPv4-compatible
+        ipaddress.IPv6Address((0xFFFF << 32) | low),  # ::ffff:a.b.c.d, IPv4-mapped
+        ipaddress.IPv6Address((0xFFFF << 48) | low),  # ::ffff:0:a.b.c.d, IPv4-translated
+        ipaddress.IPv6Address((0x0064FF9B << 96) | low),  # 64:ff9b::a.b.c.d, NAT64
+        ipaddress.IPv6Address((0x0064FF9B0001 << 80) | low),  # 64:ff9b:1::a.b.c.d, NAT64 local use
+        ipaddress.IPv6Address((0x2002 << 112) | (low << 80)),  # 2002:a.b.c.d::, 6to4
+    ]
+
+
+@given(st.ip_addresses(v=4))
+def test_every_ipv6_embedding_of_an_ipv4_address_is_judged_by_that_address(v4: ipaddress.IPv4Address) -> None:
+    for allow in ([], [ipaddress.ip_network("127.0.0.0/8")]):
+        verdict = is_permitted(v4, allow)
+        for form in _embeddings(v4):
+            assert is_permitted(form, allow) == verdict, form
+
+
+@given(st.integers(min_value=0, max_value=2**118 - 1))
+def test_nothing_in_the_site_local_range_is_permitted(suffix: int) -> None:
+    assert not is_permitted(ipaddress.IPv6Address((0xFEC0 << 112) | suffix), [])

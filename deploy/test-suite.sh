@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `make test`: the whole suite on real PostgreSQL and Kafka, then the unit tier under every other supported Python.
+#   KEEP_INFRA=1 keeps the Postgres cluster and the broker this run started (for a faster next run);
+#   whatever was already running before the run is left running either way.
+#   PYTEST_ARGS: extra pytest arguments (e.g. "-x -k notifier").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+kafka_port="${TEST_KAFKA_PORT:-29092}"
+kafka_dir="${TEST_KAFKA_DIR:-.run/kafka-test}"
+started=()
+
+stop_what_we_started() {
+  local status=$?
+  if [ "${KEEP_INFRA:-0}" = 1 ]; then
+    [ ${#started[@]} -gt 0 ] && echo "KEEP_INFRA=1: leaving ${started[*]} running (make stop stops them)"
+  else
+    for what in "${started[@]}"; do
+      case "$what" in
+        postgres) deploy/postgres/pg.sh stop || true ;;
+        kafka) deploy/kafka/kafka.sh stop --port "$kafka_port" --dir "$kafka_dir" || true ;;
+      esac
+    done
+  fi
+  exit "$status"
+}
+trap stop_what_we_started EXIT
+
+deploy/postgres/pg.sh status >/dev/null 2>&1 || started+=(postgres)
+pg_url="$(deploy/postgres/pg.sh start)"
+deploy/kafka/kafka.sh status --port "$kafka_port" --dir "$kafka_dir" >/dev/null 2>&1 || started+=(kafka)
+kafka="$(deploy/kafka/kafka.sh start --port "$kafka_port" --dir "$kafka_dir")"
+echo "postgres: $pg_url  kafka: $kafka"
+
+# shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
+SMITS_TEST_PG_URL="$pg_url" SMITS_TEST_KAFKA="$kafka" .venv/bin/pytest ${PYTEST_ARGS:-}
+
+# The unit tier (no infrastructure) under each other supported interpreter on this machine.
+main_version="$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+for version in 3.11 3.12 3.13; do
+  [ "$version" = "$main_version" ] && continue
+  interpreter="$(deploy/find-python.sh "$version" || true)"
+  if [ -z "$interpreter" ]; then echo "python$version: not on this machine, unit tier not run under it"; continue; fi
+  venv=".venv-$version"
+  if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ]; then
+    echo "python$version: installing into $venv"
+    "$interpreter" -m venv "$venv"
+    "$venv/bin/pip" install -q -e '.[dev]'
+    touch "$venv/.installed"
+  fi
+  echo "python$version: unit tier"
+  "$venv/bin/pytest" -q -p no:cacheprovider tests/unit
+done

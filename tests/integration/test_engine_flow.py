@@ -1,0 +1,149 @@
+"""The engine's batch flow called directly on a real Postgres database with constructed messages: correlation,
+the hard cap, the N-of-M threshold, batch boundaries and replays, in milliseconds and without Kafka or polling."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from services.core.db import UnitOfWork, create_engine
+from services.core.kafka import Message
+from services.strategy_engine.flows.correlation import handle_accepted_batch
+from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
+from services.strategy_engine.policies import PolicySet, load
+from tests.support.events import accepted
+
+T0 = datetime(2026, 9, 1, tzinfo=UTC)
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+DORA = {
+    "regulation_id": "DORA",
+    "title": "DORA",
+    "jurisdiction": "EU",
+    "issuing_body": "ESAs",
+    "change_type": "amendment",
+    "effective_date": "2027-01-17",
+}
+FEEDBACK = {"customer": "Retail", "channel": "survey", "metric": "csat", "value": "2.1"}
+POLICIES: PolicySet = load()
+
+
+def messages(documents: Sequence[dict[str, Any]], *, first_offset: int = 0) -> list[Message]:
+    return [
+        Message(
+            topic="t.triggers.accepted",
+            partition=0,
+            offset=first_offset + n,
+            key=doc["subject"].encode(),
+            value=orjson.dumps(doc),
+            headers=(),
+            timestamp_ms=0,
+        )
+        for n, doc in enumerate(documents)
+    ]
+
+
+@pytest.fixture
+async def uow(database_url: str) -> AsyncIterator[UnitOfWork]:
+    engine = create_engine(database_url)
+    try:
+        yield UnitOfWork(engine)
+    finally:
+        await engine.dispose()
+
+
+async def run(uow: UnitOfWork, documents: Sequence[dict[str, Any]], *, per_batch: int | None = None) -> None:
+    """Feed `documents` to the flow, one transaction per batch of `per_batch` (default: all in one batch)."""
+    size = per_batch or len(documents)
+    for start in range(0, len(documents), size):
+        async with uow.begin() as session:
+            await handle_accepted_batch(
+                session, messages(documents[start : start + size], first_offset=start), policies=POLICIES, now=NOW
+            )
+
+
+async def decisions(uow: UnitOfWork) -> dict[str, TriggerRow]:
+    async with uow.begin() as session:
+        return {row.event_id: row for row in (await session.scalars(select(TriggerRow))).all()}
+
+
+async def counts(uow: UnitOfWork) -> tuple[int, ...]:
+    async with uow.begin() as session:
+        tables = (TriggerRow, ReviewRow, TimelineRow, EngineOutboxRow)
+        return tuple([await session.scalar(select(func.count()).select_from(table)) or 0 for table in tables])
+
+
+REGULATION = [
+    accepted("regulation_update", "r1", at=T0, subject="bu-payments", **DORA),
+    accepted("regulation_update", "r2", at=T0 + timedelta(days=40), subject="bu-lending", **DORA),
+    accepted("regulation_update", "r3", at=T0 + timedelta(days=95), subject="bu-cards", **DORA),
+    accepted("regulation_update", "r4", at=T0 + timedelta(days=181), subject="bu-cards", **DORA),
+]
+
+
+@pytest.mark.parametrize("per_batch", [1, 2, 4], ids=["one-per-batch", "two-per-batch", "one-batch"])
+async def test_correlation_and_the_hard_cap_do_not_depend_on_batch_boundaries(uow: UnitOfWork, per_batch: int) -> None:
+    await run(uow, REGULATION, per_batch=per_batch)
+    decided = await decisions(uow)
+    assert [decided[k].outcome for k in ("r1", "r2", "r3", "r4")] == ["opened", "attached", "attached", "opened"]
+    assert decided["r1"].review_id == decided["r2"].review_id == decided["r3"].review_id != decided["r4"].review_id
+    assert "attach window" in (decided["r4"].reason or "")
+    async with uow.begin() as session:
+        keys = (await session.scalars(select(ReviewRow.correlation_key))).all()
+    assert keys == ["regulation:DORA", "regulation:DORA"]
+
+
+@pytest.mark.parametrize("per_batch", [1, 5], ids=["one-per-batch", "one-batch"])
+async def test_feedback_opens_a_review_only_at_the_third_in_thirty_days(uow: UnitOfWork, per_batch: int) -> None:
+    days = (0, 40, 50, 60, 61)
+    docs = [
+        accepted(
+            "customer_feedback", f"f{n}", at=T0 + timedelta(days=d), subject="svc-mail", severity="low", **FEEDBACK
+        )
+        for n, d in enumerate(days, start=1)
+    ]
+    await run(uow, docs, per_batch=per_batch)
+    decided = await decisions(uow)
+    assert [decided[f"f{n}"].outcome for n in range(1, 6)] == ["recorded", "recorded", "recorded", "opened", "attached"]
+    assert "below threshold" in (decided["f3"].reason or "")
+    review_id = decided["f4"].review_id
+    assert review_id is not None
+    assert decided["f2"].review_id == decided["f3"].review_id == decided["f5"].review_id == review_id
+    assert decided["f1"].review_id is None  # outside the window: not linked
+    async with uow.begin() as session:
+        timeline = (
+            await session.scalars(
+                select(TimelineRow.type).where(TimelineRow.review_id == review_id).order_by(TimelineRow.sequence)
+            )
+        ).all()
+    assert timeline == ["review.opened", *["review.trigger_attached"] * 3]
+
+
+async def test_a_replayed_batch_and_a_repeat_within_a_batch_change_nothing(uow: UnitOfWork) -> None:
+    await run(uow, REGULATION[:2])
+    before = await counts(uow)
+    await run(uow, REGULATION[:2])  # the same records again (a redelivery)
+    await run(uow, [REGULATION[2], REGULATION[2]])  # one new trigger, twice in its batch
+    after = await counts(uow)
+    decided = await decisions(uow)
+    assert before == (2, 1, 2, 2)  # triggers, reviews, timeline, outbox: opened + attached
+    assert after == (3, 1, 3, 3)  # only r3 was added, once
+    assert decided["r3"].outcome == "attached"
+
+
+async def test_events_of_one_review_leave_in_decision_order(uow: UnitOfWork) -> None:
+    await run(uow, REGULATION[:3])
+    async with uow.begin() as session:
+        outbox = (await session.scalars(select(EngineOutboxRow).order_by(EngineOutboxRow.id))).all()
+    events = [orjson.loads(row.value) for row in outbox]
+    assert [event["type"] for event in events] == [
+        "review.opened",
+        "review.trigger_attached",
+        "review.trigger_attached",
+    ]
+    assert [event["sequence"] for event in events] == sorted(event["sequence"] for event in events)
+    assert len({row.key for row in outbox}) == 1  # keyed by the review: one partition, in order
