@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.core.http import problem_response
 
 NUL_PATTERNS = (b"\x00", b"\\u0000", b"%00")
-DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_BYTES = 64 * 1024 * 1024
 DRAIN_SECONDS = 5.0
 """After refusing a request, the guard reads and drops up to this much more of its body (for at most this
 long) so that a client still sending reads the answer rather than a connection reset."""
@@ -67,10 +67,10 @@ class RequestGuard:
             body = message.get("body", b"")
             seen += len(body)
             answer = None
-            if seen > limit:
-                answer = problem_response(413, "Payload Too Large", f"request body over {limit} bytes")
-            elif any(pattern in tail + body for pattern in NUL_PATTERNS[:2]):
+            if any(pattern in tail + body for pattern in NUL_PATTERNS[:2]):
                 answer = _nul_refused()
+            elif seen > limit:
+                answer = problem_response(413, "Payload Too Large", f"request body over {limit} bytes")
             if answer is not None:
                 refused = True
                 await answer(scope, receive, send)
