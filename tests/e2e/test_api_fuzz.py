@@ -41,7 +41,7 @@ def _cursor(text: str) -> str:
 
 # Values that once reached a 500: nulls, integers past 32/64 bits and the JSON encoder, huge floats, long and
 # empty strings, times without a zone or outside year 1..9999 in UTC, containers where scalars belong.
-BOUNDARY = st.sampled_from(
+BOUNDARY: st.SearchStrategy[Any] = st.sampled_from(
     [
         None,
         0,
