@@ -119,3 +119,10 @@ async def test_a_lone_surrogate_in_dry_run_data_is_422(app: Harness) -> None:
     body = json.dumps(document).encode()  # stdlib json escapes it as \ud800, which JSON allows
     response = await app.api.post("/v1/policies/dry-run", content=body, headers={"content-type": "application/json"})
     _refused(response, "data")
+
+
+async def test_a_structured_event_that_is_not_an_object_names_the_body(app: Harness) -> None:
+    response = await app.api.post(
+        "/v1/triggers", content=b"[1]", headers={"content-type": "application/cloudevents+json"}
+    )
+    _refused(response, "body")

@@ -255,7 +255,7 @@ def _refuse(parsed: Trigger | Rejection, index: int | None = None) -> Trigger:
 
 def _problem(rejection: Rejection, index: int | None = None) -> ProblemError:
     """The 4xx problem+json for a rejection; `field` names it, with the event's index in a batch."""
-    where = rejection.field if index is None else f"[{index}].{rejection.field or 'event'}"
+    where = (rejection.field or "body") if index is None else f"[{index}].{rejection.field or 'event'}"
     return ProblemError(
         _STATUS.get(rejection.kind, 422), "Invalid CloudEvent", rejection.message, field=where, reason=rejection.kind
     )
