@@ -176,7 +176,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:
         # The client went away, or the request guard already answered and stopped the body (see
         # services/core/limits.py): nothing to send and nothing went wrong here.
-        log.info("client disconnected before the request was read", path=request.url.path)
+        log.info("request body not read: the client went away or the request guard refused it", path=request.url.path)
         return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(Exception)
