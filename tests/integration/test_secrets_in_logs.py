@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+import structlog
 from sqlalchemy import text
 
 from services.core.db import UnitOfWork, create_engine
@@ -37,6 +39,17 @@ async def _fail(engine_url: str, statement: str) -> Exception:
     raise AssertionError("the statement did not fail")
 
 
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """`configure_logging` is process-wide (and writes to the captured stderr): undo it after the test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers, root.level = handlers, level
+
+
+@pytest.mark.usefixtures("restored_logging")
 @pytest.mark.parametrize("log_format", ["json", "console"])
 @pytest.mark.parametrize("statement", ["insert", "cast"])
 async def test_a_failing_statement_that_binds_a_secret_never_logs_it(
