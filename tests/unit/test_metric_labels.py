@@ -68,3 +68,18 @@ def test_an_unknown_method_is_counted_as_other() -> None:
     assert ("other", "/items/{item_id}", "405") in labels or ("other", "unmatched", "405") in labels
     assert not {series for series in labels if series[0] in {"BREW", "PROPFIND"}}
     assert not {series for series in labels if series[1] == "/no/such/path"}
+
+
+def test_a_client_request_id_is_kept_only_when_short_and_plain() -> None:
+    async def ids() -> list[str]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=APP), base_url="http://smits") as client:
+            offered = ["abc-123", "x" * 5000, "a b\tc"]
+            return [
+                (await client.get("/items/1", headers={"x-request-id": value})).headers["x-request-id"]
+                for value in offered
+            ]
+
+    kept, long, spaced = asyncio.run(ids())
+    assert kept == "abc-123"
+    assert len(long) == 32  # a fresh id: a client cannot put 5,000 characters into every log line
+    assert spaced != "a b\tc"
