@@ -18,8 +18,13 @@ def _no_nul(value: str) -> str:
 
 
 def _no_nul_inside(value: dict[str, Any]) -> dict[str, Any]:
-    if "\\u0000" in json.dumps(value):  # stdlib json: integers of any size
+    text = json.dumps(value, ensure_ascii=False)  # stdlib json: integers of any size
+    if "\\u0000" in text:  # json escapes NUL even with ensure_ascii=False
         raise ValueError("must not contain NUL characters")
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate (`"\ud800"` in JSON) no database can store
+        raise ValueError("must not contain lone surrogate characters") from exc
     return value
 
 

@@ -18,7 +18,7 @@ from alembic.config import Config
 from services.core.auth import Scope
 from services.core.observability import configure_logging, get_logger
 from services.core.runtime import StartupAborted, build_app, running
-from services.core.settings import ConfigurationError, Settings
+from services.core.settings import ConfigurationError, Settings, load_settings
 from services.core.tracing import configure_otel, shutdown_otel
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="smits: strategy review triggers")
@@ -42,8 +42,9 @@ class Which(StrEnum):
     ALL = "all"
 
 
-def _settings() -> Settings:
-    settings = Settings()
+def _settings(**overrides: object) -> Settings:
+    """The process's settings (invalid ones raise `ConfigurationError`, which `main` turns into exit 2)."""
+    settings = load_settings(**overrides)
     configure_logging(settings)
     return settings
 
@@ -77,8 +78,7 @@ def serve(
         overrides["host"] = host
     if port is not None:
         overrides["port"] = port
-    settings = Settings(**overrides)  # type: ignore[arg-type]
-    configure_logging(settings)
+    settings = _settings(**overrides)
     names = ["ingest", "engine", "notifier"] if which is Which.ALL else [which.value]
     sys.exit(asyncio.run(_serve(settings, names)))
 
@@ -204,4 +204,9 @@ async def _create_key(settings: Settings, name: str, scopes: list[Scope]) -> str
 
 
 def main() -> None:
-    app()
+    """The console script: a configuration error, in any command, exits 2 naming the problem (no traceback)."""
+    try:
+        app()
+    except ConfigurationError as exc:
+        typer.echo(f"smits: configuration error: {exc}", err=True)
+        sys.exit(2)

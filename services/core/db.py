@@ -63,10 +63,13 @@ def _json(value: Any) -> str:
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """Build the engine (JSON columns through orjson). SQLite gets WAL, a busy timeout and foreign keys, so
-    several tasks can share it."""
-    json = {"json_serializer": _json, "json_deserializer": orjson.loads}
+    several tasks can share it.
+
+    Bound parameters never appear in errors or echo (`hide_parameters`): a statement may bind a webhook
+    secret or a key hash, and an error's text ends up in logs."""
+    options: dict[str, Any] = {"json_serializer": _json, "json_deserializer": orjson.loads, "hide_parameters": True}
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **json)
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **options)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -84,7 +87,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True, **json)
+    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True, **options)
 
 
 class UnitOfWork:

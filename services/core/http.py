@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from services.core.observability import HTTP_LATENCY, HTTP_REQUESTS, get_logger
 from services.core.tracing import TRACEPARENT, child_of, trace_id_of
@@ -24,9 +26,75 @@ from services.core.tracing import TRACEPARENT, child_of, trace_id_of
 log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+CLIENT_CLOSED = 499
+"""Status recorded (never sent) when the client went away before its request was read."""
 PositiveInt32 = Annotated[int, Field(ge=1, le=2_147_483_647)]
 """An integer from a client that the database stores as a 32-bit integer (a version number, say)."""
+MAX_ROW_ID = 2**63 - 1
+"""The largest 64-bit (BIGINT) row id."""
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods that get their own metric label; any other (a client can send any token) counts as `other`."""
 T = TypeVar("T")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def to_utc(value: datetime) -> datetime:
+    """An aware datetime in UTC; one whose UTC equivalent falls outside year 1..9999 is refused."""
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone (e.g. Z or +01:00)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is out of range") from exc
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(to_utc)]
+"""A point in time from a client (query or body): a time zone is required, the value is normalised to UTC."""
+
+
+def fits(limit: int) -> AfterValidator:
+    """Refuse a value whose text, as it will be stored, is longer than its column (e.g. a URL after
+    percent-encoding, which pydantic applies after its own length check)."""
+
+    def check(value: T) -> T:
+        if len(str(value)) > limit:
+            raise ValueError(f"is longer than {limit} characters once normalised")
+        return value
+
+    return AfterValidator(check)
+
+
+def _without_null(schema: dict[str, Any], model: type[Any]) -> None:
+    """`Patch` schemas: drop `null` (and the `null` default) from the fields that may not be null."""
+    nullable: frozenset[str] = getattr(model, "nullable", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        options = prop.get("anyOf")
+        if name in nullable or not options:
+            continue
+        kept = [option for option in options if option.get("type") != "null"]
+        del prop["anyOf"]
+        prop.pop("default", None)
+        if len(kept) == 1:
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+
+
+class Patch(BaseModel):
+    """A partial update: an omitted field is left as it is; `null` is accepted only for the fields in
+    `nullable` (it clears them), so a column that cannot be null is never set to null.
+
+    The published schema says the same: only `nullable` fields admit null."""
+
+    model_config = ConfigDict(json_schema_extra=_without_null)
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_clearable(cls, value: object, info: ValidationInfo) -> object:
+        if value is None and info.field_name not in cls.nullable:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
 
 
 M = TypeVar("M")
@@ -104,6 +172,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status_code, str(exc.detail), instance=request.url.path, headers=dict(exc.headers or {}) or None
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client went away, or the request guard already answered and stopped the body (see
+        # services/core/limits.py): nothing to send and nothing went wrong here.
+        log.info("request body not read: the client went away or the request guard refused it", path=request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
@@ -113,7 +188,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 def install_request_middleware(app: FastAPI) -> None:
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        offered = request.headers.get("x-request-id", "")
+        request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
         incoming = request.headers.get(TRACEPARENT)
         request.state.traceparent = incoming if trace_id_of(incoming) else child_of(None)
         structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id_of(request.state.traceparent))
@@ -123,9 +199,11 @@ def install_request_middleware(app: FastAPI) -> None:
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "trace_id")
         route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
+        path = getattr(route, "path", "unmatched")  # the route's template, never the raw path
+        method = request.method if request.method in HTTP_METHODS else "other"
+        status = str(response.status_code) if 100 <= response.status_code <= 599 else "other"
+        HTTP_REQUESTS.labels(method, path, status).inc()
+        HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
         response.headers["x-request-id"] = request_id
         return response
 
@@ -135,10 +213,19 @@ def encode_cursor(at: datetime, row_id: object) -> str:
     return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode()
 
 
+def row_id(text: str) -> int:
+    """A positive 64-bit row id from a cursor (anything larger could not be bound to a BIGINT)."""
+    value = int(text)
+    if not 1 <= value <= MAX_ROW_ID:
+        raise ValueError("row id out of range")
+    return value
+
+
 def decode_cursor(cursor: str, *, parse_id: Callable[[str], T]) -> tuple[datetime, T]:
-    """Inverse of `encode_cursor`; a tampered or foreign cursor is a 400, never a 500."""
+    """Inverse of `encode_cursor`; a tampered or foreign cursor (undecodable, without a time zone, out of
+    range, with an id `parse_id` refuses) is a 400 naming `cursor`, never a 500."""
     try:
-        at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), parse_id(row_id)
+        at, _, row = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return to_utc(datetime.fromisoformat(at)), parse_id(row)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ProblemError(400, "Bad Request", "cursor is not one this API returned", field="cursor") from exc

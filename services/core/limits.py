@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,11 +14,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.core.http import problem_response
 
 NUL_PATTERNS = (b"\x00", b"\\u0000", b"%00")
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 5.0
+"""After refusing a request, the guard reads and drops up to this much more of its body (for at most this
+long) so that a client still sending reads the answer rather than a connection reset."""
 
 
 class RequestGuard:
     """Refuses, as problem+json: bodies over the size limit (413, early by Content-Length, else while
     streaming) and NUL characters in the path, query or body (400; no database column can hold them).
+    The rest of a refused body is drained (bounded by `DRAIN_BYTES` and `DRAIN_SECONDS`); the app, if it
+    was reading, sees the client go away (`ClientDisconnect`, answered by nobody: the client has its 4xx).
 
     `limits` maps path prefixes to their own size cap (the longest matching prefix wins)."""
 
@@ -36,10 +44,13 @@ class RequestGuard:
         target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
         if "\x00" in scope["path"] or any(pattern in target for pattern in NUL_PATTERNS):
             await _nul_refused()(scope, receive, send)
+            await _drain(receive)
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await problem_response(413, "Payload Too Large", f"request body over {limit} bytes")(scope, receive, send)
+            if int(declared) <= DRAIN_BYTES:  # past that the client gets a reset anyway: spare the work
+                await _drain(receive)
             return
         seen = 0
         refused = False
@@ -56,13 +67,15 @@ class RequestGuard:
             body = message.get("body", b"")
             seen += len(body)
             answer = None
-            if seen > limit:
-                answer = problem_response(413, "Payload Too Large", f"request body over {limit} bytes")
-            elif any(pattern in tail + body for pattern in NUL_PATTERNS[:2]):
+            if any(pattern in tail + body for pattern in NUL_PATTERNS[:2]):
                 answer = _nul_refused()
+            elif seen > limit:
+                answer = problem_response(413, "Payload Too Large", f"request body over {limit} bytes")
             if answer is not None:
                 refused = True
                 await answer(scope, receive, send)
+                if message.get("more_body", False):
+                    await _drain(receive)
                 return {"type": "http.disconnect"}
             tail = body[-5:]
             return message
@@ -72,6 +85,19 @@ class RequestGuard:
                 await send(message)
 
         await self._app(scope, counted, unless_refused)
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop what is left of a refused request's body, within `DRAIN_BYTES` and `DRAIN_SECONDS`
+    (past them the server closes the connection: a client sending that much more gets a reset)."""
+    left = DRAIN_BYTES
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while left > 0:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+                left -= len(message.get("body", b""))
 
 
 def _nul_refused() -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -23,27 +24,57 @@ def _redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> M
     return event_dict
 
 
+_BOUND_VALUES = (
+    # asyncpg quotes the offending argument: "invalid input for query argument $1: 'whsec_...' (...)"
+    (re.compile(r"(query argument \$\d+:)[^\n]*"), r"\1 [value hidden]"),
+    # SQLAlchemy's parameter list, should an engine without `hide_parameters` ever raise
+    (re.compile(r"^\[parameters: [^\n]*", re.MULTILINE), "[parameters hidden]"),
+)
+
+
+def scrub(text: str) -> str:
+    """`text` without the bound values a database error may quote."""
+    for pattern, replacement in _BOUND_VALUES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _scrub(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Runs after exceptions are rendered to text: no bound parameter reaches a log line (class of
+    secrets: a statement binding a webhook secret fails, its error is logged)."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = scrub(value)
+    return event_dict
+
+
 def configure_logging(settings: Settings) -> None:
+    """structlog for our loggers; the standard library's (uvicorn, SQLAlchemy, aiokafka) through the same
+    redacting, scrubbing renderer."""
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if settings.log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    safe = [_redact, structlog.processors.format_exc_info, _scrub, renderer]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp, *safe],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name, stamp],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *safe],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(level, logging.WARNING))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -3,19 +3,45 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Delivery retry delays in seconds, as Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
 
 
+MAX_SECONDS = 365 * 86_400.0
+"""The longest duration any setting takes: past it, date arithmetic could overflow (and it is a typo)."""
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+_BOOTSTRAP = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}(,[A-Za-z0-9.\-\[\]:]+:\d{1,5})*$")
+
+
 class ConfigurationError(ValueError):
     """Configuration a service cannot start with; the message names the setting or file and the problem."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """`Settings` from the environment (and `overrides`); any invalid value is a `ConfigurationError`
+    naming each variable and its problem, never the value (it may be a secret)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigurationError("; ".join(_problem(error["loc"], error["msg"]) for error in exc.errors())) from None
+    except SettingsError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return f"SMITS_{str(loc[0]).upper()}: {message}" if loc else message  # a cross-field check names its own
 
 
 class Settings(BaseSettings):
@@ -23,39 +49,40 @@ class Settings(BaseSettings):
 
     database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./smits.db")
     kafka_bootstrap: str = "127.0.0.1:9092"
-    topic_prefix: str = "smits."
-    topic_partitions: int = Field(default=3, ge=1)
-    topic_replication: int = Field(default=1, ge=1)
+    topic_prefix: Annotated[str, Field(max_length=200, pattern=r"^[A-Za-z0-9._-]*$")] = "smits."
+    """Kafka topic names allow letters, digits, `.`, `_` and `-`, up to 249 characters."""
+    topic_partitions: int = Field(default=3, ge=1, le=10_000)
+    topic_replication: int = Field(default=1, ge=1, le=100)
     policies: Path | None = None
     auth_disabled: bool = False
     webhook_allow_cidrs: Annotated[tuple[str, ...], NoDecode] = ()
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65_535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
-    http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
     ingest_rate_limit_per_s: float = Field(default=1000.0, gt=0)
     """Trigger events a second per API key on `POST /v1/triggers` (a batch counts each event)."""
     ingest_rate_burst: float = Field(default=2000.0, ge=1)
     consumer_max_records: int = Field(default=500, ge=1, le=10_000)
-    consumer_fetch_timeout_ms: int = Field(default=200, ge=1)
-    outbox_batch_size: int = Field(default=500, ge=1)
-    outbox_poll_interval_s: float = Field(default=0.05, gt=0)
-    delivery_poll_interval_s: float = Field(default=0.1, gt=0)
-    delivery_batch_size: int = Field(default=50, ge=1)
-    delivery_concurrency: int = Field(default=10, ge=1)
+    consumer_fetch_timeout_ms: int = Field(default=200, ge=1, le=600_000)
+    outbox_batch_size: int = Field(default=500, ge=1, le=100_000)
+    outbox_poll_interval_s: Seconds = 0.05
+    delivery_poll_interval_s: Seconds = 0.1
+    delivery_batch_size: int = Field(default=50, ge=1, le=10_000)
+    delivery_concurrency: int = Field(default=10, ge=1, le=10_000)
     """Webhook POSTs in flight at once per notifier (httpx's pool slows down past about ten)."""
-    delivery_timeout_s: float = Field(default=15.0, gt=0)
-    delivery_lease_s: float = Field(default=60.0, gt=0)
+    delivery_timeout_s: Seconds = 15.0
+    delivery_lease_s: Seconds = 60.0
     """How long a claimed delivery stays reserved; a crashed notifier's claims are retried after it."""
     delivery_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
-    webhook_secret_grace_s: float = Field(default=86_400.0, ge=0)
-    webhook_disable_after_s: float = Field(default=5 * 86_400.0, gt=0)
-    webhook_retry_after_max_s: float = Field(default=86_400.0, gt=0)
-    timer_interval_s: float = Field(default=5.0, gt=0)
-    shutdown_grace_s: float = Field(default=20.0, gt=0)
+    webhook_secret_grace_s: float = Field(default=86_400.0, ge=0, le=MAX_SECONDS)
+    webhook_disable_after_s: Seconds = 5 * 86_400.0
+    webhook_retry_after_max_s: Seconds = 86_400.0
+    timer_interval_s: Seconds = 5.0
+    shutdown_grace_s: Seconds = 20.0
 
     @field_validator("webhook_allow_cidrs", mode="before")
     @classmethod
@@ -75,7 +102,25 @@ class Settings(BaseSettings):
     @classmethod
     def _split_schedule(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(float(part) for part in value.split(",") if part.strip())
+            return tuple(part.strip() for part in value.split(",") if part.strip())  # floats: checked after
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr) -> SecretStr:
+        try:
+            driver = make_url(value.get_secret_value()).drivername
+        except ArgumentError:
+            raise ValueError("is not a database URL (e.g. postgresql+asyncpg://user@host/db)") from None
+        if driver not in DRIVERS:
+            raise ValueError(f"driver {driver!r} is not supported; use one of {', '.join(DRIVERS)}")
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        if not _BOOTSTRAP.match(value):
+            raise ValueError("must be host:port[,host:port...]")
         return value
 
     @model_validator(mode="after")
@@ -84,8 +129,8 @@ class Settings(BaseSettings):
             raise ValueError("SMITS_DELIVERY_LEASE_S must exceed SMITS_DELIVERY_TIMEOUT_S")
         if not self.delivery_retry_schedule:
             raise ValueError("SMITS_DELIVERY_RETRY_SCHEDULE needs at least one delay")
-        if any(delay < 0 for delay in self.delivery_retry_schedule):
-            raise ValueError("SMITS_DELIVERY_RETRY_SCHEDULE delays must be >= 0")
+        if any(not 0 <= delay <= MAX_SECONDS for delay in self.delivery_retry_schedule):
+            raise ValueError(f"SMITS_DELIVERY_RETRY_SCHEDULE delays must be from 0 to {MAX_SECONDS:g} seconds")
         if self.auth_disabled and self.host not in {"127.0.0.1", "localhost", "::1"}:
             raise ValueError("SMITS_AUTH_DISABLED is only allowed when listening on loopback")
         return self

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_APPROVERS = 50
 
 
 class Rating(StrEnum):
@@ -84,8 +85,8 @@ class Approvers(_Model):
     """`quorum`: any `required` of `names`; `sequence`: every name, in the listed order."""
 
     mode: Literal["quorum", "sequence"] = "quorum"
-    names: Annotated[list[Name], Field(min_length=1, max_length=50)]
-    required: Annotated[int, Field(ge=1)] = 1
+    names: Annotated[list[Name], Field(min_length=1, max_length=MAX_APPROVERS)]
+    required: Annotated[int, Field(ge=1, le=MAX_APPROVERS)] = 1
 
     @model_validator(mode="after")
     def _fits(self) -> Approvers:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.core.settings import Settings
+from services.core.settings import ConfigurationError, Settings, load_settings
 
 
 def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,3 +52,24 @@ def test_unsafe_or_malformed_values_are_refused(overrides: dict[str, Any]) -> No
 def test_database_url_is_not_printed() -> None:
     settings = Settings(database_url="postgresql+asyncpg://u:hunter2@db/smits")
     assert "hunter2" not in repr(settings)
+
+
+def _typed(annotation: Any) -> bool:
+    """Fields whose every value is checked (numbers, booleans, choices): any text is not automatically valid."""
+    text = str(annotation)
+    return any(kind in text for kind in ("int", "float", "bool", "Literal", "SecretStr"))
+
+
+@pytest.mark.parametrize("name", [name for name, field in Settings.model_fields.items() if _typed(field.annotation)])
+def test_any_malformed_variable_is_a_configuration_error_naming_it(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(f"SMITS_{name.upper()}", "not-a-valid-value")
+    with pytest.raises(ConfigurationError, match=f"SMITS_{name.upper()}") as refused:
+        load_settings()
+    assert "not-a-valid-value" not in str(refused.value)  # the value is never repeated: it may be a secret
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e300", "-1"])
+def test_durations_are_finite_and_bounded(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SMITS_WEBHOOK_SECRET_GRACE_S", value)
+    with pytest.raises(ConfigurationError, match="SMITS_WEBHOOK_SECRET_GRACE_S"):
+        load_settings()

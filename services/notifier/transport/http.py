@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.triggers import Category, Severity
 from services.core.auth import SubscriptionsAdmin
-from services.core.http import ProblemError, get_or_404
+from services.core.http import Patch, ProblemError, fits, get_or_404
 from services.core.runtime import Runtime
 from services.notifier.egress import EgressRefused, check_url
 from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow
@@ -22,10 +22,12 @@ from services.notifier.signing import generate_secret
 
 EventType = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_.]+(\.\*)?)$")]
 Scope = Annotated[str, Field(min_length=1, max_length=500)]
+WebhookUrl = Annotated[AnyHttpUrl, fits(2000)]
+"""The column holds 2,000 characters of the URL as normalised (percent-encoded), not as typed."""
 
 
 class SubscriptionIn(BaseModel):
-    url: AnyHttpUrl
+    url: WebhookUrl
     event_types: list[EventType] = Field(default_factory=list, description="exact or `prefix.*`; empty = all")
     categories: list[Category] = Field(default_factory=list, description="empty = all")
     severities: list[Severity] = Field(default_factory=list, description="empty = all")
@@ -35,8 +37,10 @@ class SubscriptionIn(BaseModel):
     rate_limit_per_s: Annotated[float, Field(gt=0, le=1000)] | None = None
 
 
-class SubscriptionPatch(BaseModel):
-    url: AnyHttpUrl | None = None
+class SubscriptionPatch(Patch):
+    nullable = frozenset({"description", "rate_limit_per_s"})
+
+    url: WebhookUrl | None = None
     event_types: list[EventType] | None = None
     categories: list[Category] | None = None
     severities: list[Severity] | None = None

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from services.contracts.reviews import ReviewEventType
 from services.core.auth import ReviewsWrite
-from services.core.http import PositiveInt32, ProblemError
+from services.core.http import Patch, PositiveInt32, ProblemError
 from services.core.runtime import Runtime
 from services.strategy_engine.assessments import AssessmentIn, Verdict, missing
 from services.strategy_engine.flows import cycle
@@ -23,7 +23,9 @@ from services.strategy_engine.transport.dashboard import ReviewOut, review_out
 Actor = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class ReviewPatch(BaseModel):
+class ReviewPatch(Patch):
+    nullable = frozenset({"owner", "actor"})  # a null owner unassigns the review
+
     owner: Actor | None = None
     title: Annotated[str, Field(min_length=1, max_length=600)] | None = None
     actor: Actor | None = None

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from services.contracts import topics
 from services.core.auth import ReviewsRead, TriggersWrite
-from services.core.http import ProblemError, decode_cursor, encode_cursor
+from services.core.http import Instant, ProblemError, decode_cursor, encode_cursor, row_id
 from services.core.limits import RateLimiter
 from services.core.runtime import Runtime
 from services.core.tracing import TRACEPARENT, current_traceparent
@@ -107,12 +107,12 @@ def build_router(runtime: Runtime) -> APIRouter:
         status: Literal["accepted", "rejected", "duplicate"] = "accepted",
         category: str | None = None,
         source: str | None = None,
-        since: datetime | None = None,
+        since: Instant | None = None,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> TriggerPage:
         """Newest first, one status at a time; pass `next_cursor` back as `cursor` for the next page."""
-        after = decode_cursor(cursor, parse_id=int) if cursor else None
+        after = decode_cursor(cursor, parse_id=row_id) if cursor else None
         async with runtime.uow.begin() as session:
             rows = await persistence.list_by_status(
                 session,
@@ -255,7 +255,7 @@ def _refuse(parsed: Trigger | Rejection, index: int | None = None) -> Trigger:
 
 def _problem(rejection: Rejection, index: int | None = None) -> ProblemError:
     """The 4xx problem+json for a rejection; `field` names it, with the event's index in a batch."""
-    where = rejection.field if index is None else f"[{index}].{rejection.field or 'event'}"
+    where = (rejection.field or "body") if index is None else f"[{index}].{rejection.field or 'event'}"
     return ProblemError(
         _STATUS.get(rejection.kind, 422), "Invalid CloudEvent", rejection.message, field=where, reason=rejection.kind
     )
