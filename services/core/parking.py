@@ -66,7 +66,7 @@ class Parked:
 
 def is_permanent(exc: BaseException) -> bool:
     """True when publishing this record again cannot succeed (so it must be moved aside)."""
-    if isinstance(exc, _PERMANENT_KAFKA | UnicodeError | TypeError):
+    if isinstance(exc, (*_PERMANENT_KAFKA, UnicodeError, TypeError)):
         return True
     return isinstance(exc, kafka_errors.KafkaError) and getattr(exc, "errno", None) == _INVALID_RECORD
 
