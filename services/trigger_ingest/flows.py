@@ -35,7 +35,11 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     repeats: list[tuple[Message, Trigger]] = []
     rejections: list[tuple[Message, Rejection]] = []
     for message in batch:
-        parsed = parse_kafka(message.value, message.headers, received_at=now)
+        parsed = (
+            Rejection("UnreadableRecord", f"record cannot be decoded: {message.unreadable}")
+            if message.unreadable is not None
+            else parse_kafka(message.value, message.headers, received_at=now)
+        )
         if isinstance(parsed, Rejection):
             rejections.append((message, parsed))
         elif (parsed.source, parsed.id) in candidates:
