@@ -156,24 +156,41 @@ class OutboxRelay:
     async def _publish(self, rows: Sequence[Any]) -> list[tuple[Any, BaseException]]:
         """Send `rows` in order and wait for every ack; returns the rows refused for good, with the error.
 
-        A retriable error is raised (the caller's transaction rolls back and the batch is tried again)."""
+        A retriable error is raised (the caller's transaction rolls back and the batch is tried again). The
+        broker refuses a whole record batch when one record in it is too large, so then the rows are sent
+        again one at a time, each acked before the next: only the culprit is parked and order holds (rows
+        that had gone out are published twice; consumers dedup)."""
         pending: list[tuple[Any, asyncio.Future[Any]]] = []
         refused: list[tuple[Any, BaseException]] = []
         for row in rows:
             try:
-                future = await self._producer.send(
-                    self._settings.topic(row.topic), value=row.value, key=row.key, headers=decode_headers(row.headers)
-                )
+                pending.append((row, await self._send(row)))
             except Exception as exc:  # refused before it left the process (e.g. over max_request_size)
-                if not parking.is_permanent(exc):
-                    raise
-                refused.append((row, exc))
-                continue
-            pending.append((row, future))
+                refused.append((row, _permanent_or_raise(exc)))
         outcomes = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
-        for (row, _), outcome in zip(pending, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                if not parking.is_permanent(outcome):
-                    raise outcome
-                refused.append((row, outcome))
-        return sorted(refused, key=lambda item: int(item[0].id))
+        if any(isinstance(outcome, BaseException) and _permanent_or_raise(outcome) for outcome in outcomes):
+            log.warning("Kafka refused a record batch; sending one record at a time", outbox=self._name)
+            return await self._publish_one_by_one(rows)
+        return refused
+
+    async def _publish_one_by_one(self, rows: Sequence[Any]) -> list[tuple[Any, BaseException]]:
+        refused: list[tuple[Any, BaseException]] = []
+        for row in rows:
+            try:
+                await (await self._send(row))
+            except Exception as exc:
+                refused.append((row, _permanent_or_raise(exc)))
+        return refused
+
+    async def _send(self, row: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await self._producer.send(
+            self._settings.topic(row.topic), value=row.value, key=row.key, headers=decode_headers(row.headers)
+        )
+        return future
+
+
+def _permanent_or_raise(exc: BaseException) -> BaseException:
+    """`exc` when retrying cannot help (the row is to be parked); raises it otherwise."""
+    if not parking.is_permanent(exc):
+        raise exc
+    return exc
