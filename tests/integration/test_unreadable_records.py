@@ -64,7 +64,7 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_records_around_it_
         )
     assert list(accepted) == ["before", "after"]
     assert [(r.kafka_offset, r.reason) for r in rejections] == [(1, "UnreadableRecord"), (2, "UnreadableRecord")]
-    assert [dict(r.headers)["__connect.errors.offset"] for r in letters] == [b"1", b"2"]
+    assert sorted(dict(r.headers)["__connect.errors.offset"] for r in letters) == [b"1", b"2"]  # key-less
     assert dict(letters[0].headers)["__connect.errors.exception.class.name"] == b"smits.UnreadableRecord"
 
 
