@@ -220,3 +220,31 @@ async def test_a_record_the_broker_refuses_is_parked_and_the_producer_keeps_publ
     await asyncio.wait_for(publish_all(relay), 60)
     accepted = [r.value.rstrip(b".") for r in await read_topic(db_settings, topics.TRIGGERS_ACCEPTED)]
     assert list(dict.fromkeys(accepted)) == [b"1", b"3", b"5"]
+
+
+async def test_an_invalid_record_is_parked_and_the_next_one_published(
+    db_settings: Settings, uow: UnitOfWork, producer: AIOKafkaProducer
+) -> None:
+    """A key-less record on a compacted topic: the broker answers INVALID_RECORD (aiokafka: UnknownError)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=db_settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        compacted = NewTopic(db_settings.topic("compacted"), 1, 1, topic_configs={"cleanup.policy": "compact"})
+        await admin.create_topics([compacted])
+    finally:
+        await admin.close()
+    async with uow.begin() as session:
+        await insert_rows(
+            session,
+            IngestOutboxRow,
+            [
+                outbox_values(topic="compacted", key=None, value=b"no key"),
+                outbox_values(topic="compacted", key=b"k", value=b"keyed"),
+            ],
+        )
+    relay = OutboxRelay(uow=uow, row=IngestOutboxRow, producer=producer, settings=db_settings)
+    await asyncio.wait_for(publish_all(relay), 60)
+    [parked] = await parked_rows(uow)
+    assert parked.value == b"no key"
+    assert parked.error.startswith("UnknownError")
+    assert {r.value for r in await read_topic(db_settings, "compacted")} == {b"keyed"}
