@@ -28,8 +28,10 @@ _PERMANENT_KAFKA = (
     kafka_errors.RecordListTooLargeError,
     kafka_errors.CorruptRecordException,  # what the broker answers for an invalid record
     kafka_errors.UnsupportedForMessageFormatError,
+    # aiokafka reports codes it does not know, notably INVALID_RECORD (87, e.g. a key-less record on a
+    # compacted topic), as a bare UnknownError; the Java producer also fails a record on it, without retry.
+    kafka_errors.UnknownError,
 )
-_INVALID_RECORD = 87  # INVALID_RECORD (KIP-467); aiokafka maps it to UnknownError with this errno
 
 
 class ParkedOutboxRow(Base):
@@ -66,9 +68,7 @@ class Parked:
 
 def is_permanent(exc: BaseException) -> bool:
     """True when publishing this record again cannot succeed (so it must be moved aside)."""
-    if isinstance(exc, (*_PERMANENT_KAFKA, UnicodeError, TypeError)):
-        return True
-    return isinstance(exc, kafka_errors.KafkaError) and getattr(exc, "errno", None) == _INVALID_RECORD
+    return isinstance(exc, (*_PERMANENT_KAFKA, UnicodeError, TypeError))
 
 
 def describe(exc: BaseException) -> str:
