@@ -6,14 +6,16 @@ import asyncio
 import importlib
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
 from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.auth import Scope
 from services.core.observability import configure_logging, get_logger
@@ -26,12 +28,15 @@ topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-lettered triggers")
 schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the event contracts")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys")
+outbox_app = typer.Typer(no_args_is_help=True, help="Outbox records Kafka refused for good (parked)")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(outbox_app, name="outbox")
 
 log = get_logger("smits.cli")
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -201,6 +206,60 @@ async def _create_key(settings: Settings, name: str, scopes: list[Scope]) -> str
         await engine.dispose()
     log.info("api key created", name=name, scopes=[str(s) for s in scopes])
     return key
+
+
+@outbox_app.command("parked")
+def outbox_parked(
+    limit: Annotated[int, typer.Option(min=1, help="at most this many")] = 100,
+) -> None:
+    """List parked outbox records (oldest first) with the error Kafka gave."""
+    from services.core import parking
+
+    records = asyncio.run(_in_transaction(_settings(), lambda session: parking.list_parked(session, limit=limit)))
+    for record in records:
+        typer.echo(
+            f"{record.id}\t{record.outbox}#{record.outbox_id}\t{record.topic}\t{record.size} bytes\t"
+            f"{record.parked_at.isoformat()}\t{record.error}"
+        )
+    typer.echo(f"{len(records)} parked record(s)")
+
+
+@outbox_app.command("retry")
+def outbox_retry(parked_id: Annotated[int, typer.Argument(help="id from `smits outbox parked`")]) -> None:
+    """Put a parked record back into its outbox, in its original place; the relay publishes it again."""
+    from services.core import parking
+
+    record = asyncio.run(_in_transaction(_settings(), lambda session: parking.retry(session, parked_id)))
+    if record is None:
+        typer.echo(f"no parked record {parked_id}", err=True)
+        raise typer.Exit(1)
+    log.info("parked outbox record retried", id=parked_id, outbox=record.outbox, outbox_id=record.outbox_id)
+    typer.echo(f"parked record {parked_id} is back in {record.outbox} as #{record.outbox_id}")
+
+
+@outbox_app.command("drop")
+def outbox_drop(parked_id: Annotated[int, typer.Argument(help="id from `smits outbox parked`")]) -> None:
+    """Delete a parked record for good (it is never published)."""
+    from services.core import parking
+
+    record = asyncio.run(_in_transaction(_settings(), lambda session: parking.drop(session, parked_id)))
+    if record is None:
+        typer.echo(f"no parked record {parked_id}", err=True)
+        raise typer.Exit(1)
+    log.warning("parked outbox record dropped", id=parked_id, outbox=record.outbox, topic=record.topic)
+    typer.echo(f"parked record {parked_id} dropped ({record.outbox}#{record.outbox_id}, {record.topic})")
+
+
+async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one transaction on SMITS_DATABASE_URL."""
+    from services.core.db import UnitOfWork, create_engine
+
+    engine = create_engine(settings.database_url.get_secret_value())
+    try:
+        async with UnitOfWork(engine).begin() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
 
 
 def main() -> None:

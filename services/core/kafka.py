@@ -3,6 +3,11 @@
 Invariant of `BatchConsumer`: a batch's offsets are committed only after its handler returned, and the
 handler returns only after the DB transaction holding the batch's effects committed. A crash in between
 replays the batch; handlers make every effect idempotent, so a replay is a no-op.
+
+A record the client cannot decode (a header name that is not UTF-8) would otherwise raise at every fetch
+and stop the partition for good: it is isolated and handed over as an `unreadable` message (or skipped with
+an error log), so the records behind it are consumed. aiokafka decodes a record batch from its start, so
+the records after it in the same producer batch cannot be decoded either and are handed over the same way.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class Message:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
     timestamp_ms: int
+    unreadable: str | None = None
+    """Why the client could not decode this record (then key, value and headers are empty)."""
 
 
 BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
@@ -91,6 +98,7 @@ class BatchConsumer:
         group: str,
         handle: BatchHandler,
         after_handle: Callable[[Sequence[Message]], None] | None = None,
+        deliver_unreadable: bool = False,
     ) -> None:
         self.name = group
         self._settings = settings
@@ -98,6 +106,7 @@ class BatchConsumer:
         self._group = f"{settings.topic_prefix}{group}"
         self._handle = handle
         self._after_handle = after_handle  # test hook: runs between DB commit and offset commit
+        self._deliver_unreadable = deliver_unreadable  # else an undecodable record is logged and skipped
         self._consumer: AIOKafkaConsumer | None = None
 
     def is_assigned(self) -> bool:
@@ -120,11 +129,14 @@ class BatchConsumer:
         log.info("consumer started", consumer=self.name, topic=self._topic, group=self._group)
         try:
             while not stop.is_set():
-                fetched = await consumer.getmany(
-                    timeout_ms=self._settings.consumer_fetch_timeout_ms,
-                    max_records=self._settings.consumer_max_records,
-                )
-                batch = [_message(record) for records in fetched.values() for record in records]
+                try:
+                    fetched = await consumer.getmany(
+                        timeout_ms=self._settings.consumer_fetch_timeout_ms,
+                        max_records=self._settings.consumer_max_records,
+                    )
+                    batch = [_message(record) for records in fetched.values() for record in records]
+                except UnicodeDecodeError:
+                    batch = await self._isolate_unreadable(consumer)
                 if batch and await self._process(batch, stop):
                     await self._commit(consumer, batch)
                 await self._report_lag(consumer)
@@ -132,6 +144,42 @@ class BatchConsumer:
             self._consumer = None
             await consumer.stop()
             log.info("consumer stopped", consumer=self.name)
+
+    async def _isolate_unreadable(self, consumer: AIOKafkaConsumer) -> list[Message]:
+        """Read one record at a time until the undecodable one: the readable records before it, or it alone
+        (as an `unreadable` message, the position moved past it). Bounded: at most a batch's worth of reads."""
+        for tp in sorted(consumer.assignment()):
+            readable: list[Message] = []
+            for _ in range(self._settings.consumer_max_records):
+                try:
+                    fetched = await consumer.getmany(
+                        tp, timeout_ms=self._settings.consumer_fetch_timeout_ms, max_records=1
+                    )
+                except UnicodeDecodeError as exc:
+                    if readable:
+                        return readable  # the undecodable record comes alone, in a later batch
+                    return self._unreadable(consumer, tp, await consumer.position(tp), exc)
+                if not fetched:
+                    break
+                readable.extend(_message(record) for records in fetched.values() for record in records)
+            if readable:
+                return readable
+        return []
+
+    def _unreadable(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, exc: Exception) -> list[Message]:
+        consumer.seek(tp, offset + 1)
+        log.error(
+            "record cannot be decoded",
+            consumer=self.name,
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=offset,
+            error=str(exc),
+        )
+        if not self._deliver_unreadable:
+            return []
+        reason = f"{type(exc).__name__}: {exc}"
+        return [Message(tp.topic, tp.partition, offset, None, None, (), 0, unreadable=reason)]
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():

@@ -89,6 +89,9 @@ BATCHES = Counter("smits_consumer_batches_total", "Kafka batches committed", ["c
 BATCH_SECONDS = Histogram("smits_consumer_batch_duration_seconds", "Batch handling time", ["consumer"])
 OUTBOX_PUBLISHED = Counter("smits_outbox_published_total", "Outbox rows published", ["outbox"])
 OUTBOX_BACKLOG = Gauge("smits_outbox_backlog", "Outbox rows waiting to be published", ["outbox"])
+OUTBOX_PARKED = Gauge(
+    "smits_outbox_parked_records", "Outbox rows Kafka refused for good, parked for an operator", ["outbox"]
+)
 CONSUMER_LAG = Gauge(
     "kafka_consumergroup_lag",
     "Records not yet consumed (high watermark - position)",

@@ -4,6 +4,10 @@ Each service declares its own table with `OutboxMixin` (e.g. `ingest_outbox`). T
 in id order with the idempotent producer, waits for every ack, then deletes them in the same transaction
 that read them. On Postgres an advisory lock lets one relay per table run at a time, so per-key order holds
 with several replicas. A crash after the acks and before the delete republishes: consumers dedup.
+
+A row Kafka refuses for good (too large, invalid) is parked (`services.core.parking`) in the same
+transaction instead of being retried for ever; the rows behind it go out in order. Any other error rolls
+the batch back and it is tried again.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, delete, f
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.core import parking
 from services.core.db import UnitOfWork, UTCDateTime, after_commit, is_postgres, table_of
-from services.core.observability import OUTBOX_BACKLOG, OUTBOX_PUBLISHED, get_logger
+from services.core.observability import OUTBOX_BACKLOG, OUTBOX_PARKED, OUTBOX_PUBLISHED, get_logger
 from services.core.settings import Settings
 
 log = get_logger(__name__)
@@ -99,6 +104,7 @@ class OutboxRelay:
                 counted_at = time.monotonic()
                 with contextlib.suppress(Exception):  # a metric must never stop the relay
                     OUTBOX_BACKLOG.labels(self._name).set(await self.backlog())
+                    await self.count_parked()
             try:
                 published = await self.publish_once()
             except Exception:
@@ -115,6 +121,13 @@ class OutboxRelay:
         async with self._uow.begin() as session:
             return int(await session.scalar(select(func.count()).select_from(self._row)) or 0)
 
+    async def count_parked(self) -> int:
+        """Parked records of this outbox; also sets the `smits_outbox_parked_records` gauge."""
+        async with self._uow.begin() as session:
+            count = (await parking.count_parked(session, [self._name])).get(self._name, 0)
+        OUTBOX_PARKED.labels(self._name).set(count)
+        return count
+
     async def publish_once(self) -> int:
         """Publish one batch in id order; returns how many rows went out."""
         async with self._uow.begin() as session:
@@ -128,16 +141,56 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            pending = [
-                await self._producer.send(
-                    self._settings.topic(row.topic),
-                    value=row.value,
-                    key=row.key,
-                    headers=decode_headers(row.headers),
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*pending)
+            refused = await self._publish(rows)
+            if refused:
+                await parking.park(session, self._name, refused)
             await session.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
-        OUTBOX_PUBLISHED.labels(self._name).inc(len(rows))
+        if refused:
+            for row, exc in refused:
+                log.error("outbox record refused by Kafka; parked", outbox=self._name, id=row.id, error=str(exc))
+            with contextlib.suppress(Exception):
+                await self.count_parked()
+        OUTBOX_PUBLISHED.labels(self._name).inc(len(rows) - len(refused))
         return len(rows)
+
+    async def _publish(self, rows: Sequence[Any]) -> list[tuple[Any, BaseException]]:
+        """Send `rows` in order and wait for every ack; returns the rows refused for good, with the error.
+
+        A retriable error is raised (the caller's transaction rolls back and the batch is tried again). The
+        broker refuses a whole record batch when one record in it is too large, so then the rows are sent
+        again one at a time, each acked before the next: only the culprit is parked and order holds (rows
+        that had gone out are published twice; consumers dedup)."""
+        pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        refused: list[tuple[Any, BaseException]] = []
+        for row in rows:
+            try:
+                pending.append((row, await self._send(row)))
+            except Exception as exc:  # refused before it left the process (e.g. over max_request_size)
+                refused.append((row, _permanent_or_raise(exc)))
+        outcomes = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
+        if any(isinstance(outcome, BaseException) and _permanent_or_raise(outcome) for outcome in outcomes):
+            log.warning("Kafka refused a record batch; sending one record at a time", outbox=self._name)
+            return await self._publish_one_by_one(rows)
+        return refused
+
+    async def _publish_one_by_one(self, rows: Sequence[Any]) -> list[tuple[Any, BaseException]]:
+        refused: list[tuple[Any, BaseException]] = []
+        for row in rows:
+            try:
+                await (await self._send(row))
+            except Exception as exc:
+                refused.append((row, _permanent_or_raise(exc)))
+        return refused
+
+    async def _send(self, row: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await self._producer.send(
+            self._settings.topic(row.topic), value=row.value, key=row.key, headers=decode_headers(row.headers)
+        )
+        return future
+
+
+def _permanent_or_raise(exc: BaseException) -> BaseException:
+    """`exc` when retrying cannot help (the row is to be parked); raises it otherwise."""
+    if not parking.is_permanent(exc):
+        raise exc
+    return exc

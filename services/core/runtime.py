@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.core import parking
 from services.core.db import UnitOfWork, create_engine
 from services.core.http import install_problem_handlers, install_request_middleware, problem_response
 from services.core.kafka import create_producer, start_when_reachable
@@ -59,6 +60,8 @@ class ServiceUnit:
     ready_checks: list[Callable[[], bool]] = field(default_factory=list)
     body_limits: dict[str, int] = field(default_factory=dict)
     """Path prefix → largest request body accepted there (the default is `SMITS_HTTP_MAX_BODY_BYTES`)."""
+    outboxes: list[str] = field(default_factory=list)
+    """Outbox tables the service's relays publish; a parked record of one makes `/readyz` fail."""
 
 
 def load_service(name: str, runtime: Runtime) -> ServiceUnit:
@@ -136,6 +139,7 @@ def build_app(runtime: Runtime, units: Sequence[ServiceUnit]) -> FastAPI:
 
 def _ops_router(runtime: Runtime, units: Sequence[ServiceUnit]) -> APIRouter:
     router = APIRouter(tags=["operations"])
+    outboxes = [name for unit in units for name in unit.outboxes]
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -144,17 +148,25 @@ def _ops_router(runtime: Runtime, units: Sequence[ServiceUnit]) -> APIRouter:
 
     @router.get("/readyz", response_model=None)
     async def readyz() -> Any:
-        """Readiness: the database answers, every consumer holds partitions, and we are not draining."""
+        """Readiness: the database answers, every consumer holds partitions, no outbox record is parked,
+        and we are not draining."""
         checks: dict[str, bool] = {"draining": not (runtime.draining or runtime.stop.is_set())}
+        parked: list[dict[str, Any]] = []
         try:
-            async with runtime.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            checks["database"] = True
+            async with runtime.uow.begin() as session:
+                await session.execute(text("SELECT 1"))
+                checks["database"] = True
+                if outboxes:
+                    parked = [_parked_view(p) for p in await parking.list_parked(session, outboxes=outboxes, limit=10)]
+                    checks["outbox_parked"] = not parked
         except Exception:
             checks["database"] = False
         checks["kafka_assignment"] = all(check() for unit in units for check in unit.ready_checks)
         if all(checks.values()):
             return {"status": "ready", "checks": checks}
+        if parked:
+            detail = f"{len(parked)}{'+' if len(parked) == 10 else ''} outbox record(s) parked: {parked[0]['error']}"
+            return problem_response(503, "Not ready", detail, checks=checks, parked=parked)
         return problem_response(503, "Not ready", "a readiness check failed", checks=checks)
 
     @router.get("/metrics")
@@ -162,3 +174,15 @@ def _ops_router(runtime: Runtime, units: Sequence[ServiceUnit]) -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def _parked_view(record: parking.Parked) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "outbox": record.outbox,
+        "topic": record.topic,
+        "size": record.size,
+        "error": record.error,
+        "parked_at": record.parked_at.isoformat(),
+        "resolve": f"smits outbox retry {record.id} | smits outbox drop {record.id}",
+    }

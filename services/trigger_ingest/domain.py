@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from services.contracts.accepted import in_range
 from services.contracts.triggers import MODELS_BY_CATEGORY, Category, Severity, category_of
+from services.core.bounds import bounded
 
 MAX_EVENT_BYTES = 1024 * 1024
 STRUCTURED_PREFIX = "application/cloudevents"
@@ -25,6 +26,9 @@ STRUCTURED_JSON = "application/cloudevents+json"
 DEFAULT_SUBJECT = "global"
 _REQUIRED = ("specversion", "id", "source", "type")
 _MAX_LENGTH = {"id": 500, "source": 500, "type": 200, "subject": 500}
+QUOTE_MAX_CHARS = 100
+"""Longest piece of the input a rejection quotes (a header name, a content type, a data key)."""
+FIELD_MAX_CHARS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,7 @@ def parse_kafka(
             try:
                 decoded[lowered] = raw.decode("utf-8")
             except UnicodeDecodeError:
-                return Rejection("InvalidHeader", f"header {name!r} is not valid UTF-8", field=name)
+                return Rejection("InvalidHeader", f"header {_quoted(name)} is not valid UTF-8", field=_field(name))
     content_type = decoded.get("content-type", "")
     if content_type.lower().startswith(STRUCTURED_PREFIX):
         return parse_structured(value, content_type, received_at=received_at)
@@ -77,7 +81,7 @@ def parse_kafka(
 
 def parse_structured(body: bytes, content_type: str, *, received_at: datetime) -> Trigger | Rejection:
     if content_type.split(";")[0].strip().lower() != STRUCTURED_JSON:
-        return Rejection("UnsupportedFormat", f"event format {content_type!r} is not supported; use JSON")
+        return Rejection("UnsupportedFormat", f"event format {_quoted(content_type)} is not supported; use JSON")
     try:
         event = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -95,7 +99,7 @@ def parse_binary(
         return Rejection("MissingAttribute", "binary-mode event lacks specversion", field="specversion")
     media = (content_type or "application/json").split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
-        return Rejection("UnsupportedDataContentType", f"data content type {media!r} is not JSON")
+        return Rejection("UnsupportedDataContentType", f"data content type {_quoted(media)} is not JSON")
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
@@ -111,6 +115,17 @@ def from_event(event: Mapping[str, Any], *, received_at: datetime) -> Trigger | 
         if _storable(source, "source") and _storable(id_, "id"):
             return replace(result, source=source, id=id_)
     return result
+
+
+def _quoted(value: str) -> str:
+    """A piece of the input, quoted in a rejection message: bounded, so the message (and the dead letter
+    header that carries it) stays small whatever the input."""
+    return repr(bounded(value, QUOTE_MAX_CHARS))
+
+
+def _field(path: str) -> str:
+    """A field path built from the input (a header name, data keys), bounded to fit its column."""
+    return bounded(path, FIELD_MAX_CHARS)
 
 
 def _storable(value: object, name: str) -> bool:
@@ -130,11 +145,11 @@ def _validate_event(event: Mapping[str, Any], received_at: datetime) -> Trigger 
             return Rejection("InvalidAttribute", f"{name} contains a NUL character", field=name)
     if event["specversion"] != "1.0":
         return Rejection(
-            "UnsupportedSpecVersion", f"specversion {event['specversion']!r} is not 1.0", field="specversion"
+            "UnsupportedSpecVersion", f"specversion {_quoted(event['specversion'])} is not 1.0", field="specversion"
         )
     category = category_of(event["type"])
     if category is None:
-        return Rejection("UnknownType", f"unknown trigger type {event['type']!r}", field="type")
+        return Rejection("UnknownType", f"unknown trigger type {_quoted(event['type'])}", field="type")
     occurred_at = _time(event.get("time"), received_at)
     if occurred_at is None:
         return Rejection("InvalidAttribute", "time is not an RFC 3339 timestamp from 1970 to 2200", field="time")
@@ -148,8 +163,8 @@ def _validate_event(event: Mapping[str, Any], received_at: datetime) -> Trigger 
         model = MODELS_BY_CATEGORY[category].model_validate({**data, "type": event["type"]})
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(["data", *(str(part) for part in first["loc"])])
-        return Rejection("InvalidData", f"{field}: {first['msg']}", field=field)
+        field = _field(".".join(["data", *(str(part) for part in first["loc"])]))
+        return Rejection("InvalidData", bounded(f"{field}: {first['msg']}", 2 * FIELD_MAX_CHARS), field=field)
     clean = model.model_dump(mode="json", exclude={"type"})
     if b"\\u0000" in orjson.dumps(clean):  # PostgreSQL text and JSON cannot hold NUL
         return Rejection("InvalidData", "data contains a NUL character", field="data")
@@ -212,18 +227,3 @@ def default_severity(category: Category, data: Mapping[str, Any], now: datetime)
             return Severity.LOW
         case _:
             return Severity.MEDIUM
-
-
-def dead_letter_headers(
-    headers: Sequence[tuple[str, bytes]], rejection: Rejection, *, topic: str, partition: int, offset: int
-) -> list[tuple[str, bytes]]:
-    """Original headers plus the Kafka Connect style `__connect.errors.*` headers (UTF-8)."""
-    extra = {
-        "__connect.errors.topic": topic,
-        "__connect.errors.partition": str(partition),
-        "__connect.errors.offset": str(offset),
-        "__connect.errors.exception.class.name": f"smits.{rejection.kind}",
-        "__connect.errors.exception.message": rejection.message,
-    }
-    kept = [(name, value) for name, value in headers if not name.startswith("__connect.errors.")]
-    return kept + [(name, value.encode()) for name, value in extra.items()]

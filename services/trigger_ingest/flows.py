@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.contracts import topics
 from services.contracts.accepted import TriggerAcceptedV1
 from services.core.db import insert_rows
-from services.core.kafka import Message
+from services.core.kafka import MAX_MESSAGE_BYTES, Message
 from services.core.outbox import outbox_values
 from services.core.tracing import TRACEPARENT, child_of, from_headers, trace_id_of
 from services.trigger_ingest import persistence
-from services.trigger_ingest.domain import Rejection, Trigger, dead_letter_headers, parse_kafka
+from services.trigger_ingest.dead_letters import dead_letter
+from services.trigger_ingest.domain import Rejection, Trigger, parse_kafka
 from services.trigger_ingest.persistence import IngestOutboxRow
 
 
@@ -34,7 +35,11 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     repeats: list[tuple[Message, Trigger]] = []
     rejections: list[tuple[Message, Rejection]] = []
     for message in batch:
-        parsed = parse_kafka(message.value, message.headers, received_at=now)
+        parsed = (
+            Rejection("UnreadableRecord", f"record cannot be decoded: {message.unreadable}")
+            if message.unreadable is not None
+            else parse_kafka(message.value, message.headers, received_at=now)
+        )
         if isinstance(parsed, Rejection):
             rejections.append((message, parsed))
         elif (parsed.source, parsed.id) in candidates:
@@ -108,7 +113,7 @@ def _rejection_row(message: Message, rejection: Rejection, now: datetime) -> dic
         "source": rejection.source,
         "event_id": rejection.id,
         "reason": rejection.kind,
-        "message": rejection.message[:2000],
+        "message": rejection.message,
         "field": rejection.field,
         "key": message.key,
         "received_at": now,
@@ -141,14 +146,17 @@ def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str
 
 
 def _dead_letter(message: Message, rejection: Rejection) -> dict[str, Any]:
-    return outbox_values(
-        topic=topics.TRIGGERS_DLT,
+    letter = dead_letter(
         key=message.key,
-        value=message.value or b"",
-        headers=dead_letter_headers(
-            message.headers, rejection, topic=message.topic, partition=message.partition, offset=message.offset
-        ),
+        value=message.value,
+        headers=message.headers,
+        rejection=rejection,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        max_bytes=MAX_MESSAGE_BYTES,  # the producer's max_request_size
     )
+    return outbox_values(topic=topics.TRIGGERS_DLT, key=letter.key, value=letter.value, headers=letter.headers)
 
 
 def utcnow() -> datetime:

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.core.bounds import fit_columns
 from services.core.db import Base, UTCDateTime, insert_ignore, table_of
 from services.core.outbox import OutboxMixin
 
@@ -111,7 +112,9 @@ async def positions_of(
 
 
 async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[tuple[int, int]]:
-    """Insert rejections not seen before; returns the (partition, offset) of the new ones."""
+    """Insert rejections not seen before; returns the (partition, offset) of the new ones.
+
+    Their texts come from outside (reasons quote the input), so each is bounded to its column here."""
     if not rows:
         return set()
     table = table_of(RejectionRow)
@@ -120,18 +123,15 @@ async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]
         table,
         ["kafka_topic", "kafka_partition", "kafka_offset"],
     ).returning(table.c.kafka_partition, table.c.kafka_offset)
-    result = await session.execute(statement, list(rows))
+    result = await session.execute(statement, [fit_columns(table, row) for row in rows])
     return {(partition, offset) for partition, offset in result.all()}
 
 
 async def insert_duplicates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        statement = insert_ignore(
-            session,
-            table_of(DuplicateRow),
-            ["kafka_topic", "kafka_partition", "kafka_offset"],
-        )
-        await session.execute(statement, list(rows))
+        table = table_of(DuplicateRow)
+        statement = insert_ignore(session, table, ["kafka_topic", "kafka_partition", "kafka_offset"])
+        await session.execute(statement, [fit_columns(table, row) for row in rows])
 
 
 async def find_trigger(session: AsyncSession, source: str, event_id: str) -> TriggerRow | None:

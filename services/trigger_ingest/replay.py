@@ -17,9 +17,9 @@ from services.contracts import topics
 from services.core.kafka import create_producer, open_reader
 from services.core.observability import get_logger
 from services.core.settings import Settings
+from services.trigger_ingest.dead_letters import ERROR_HEADER_PREFIX, TRUNCATION_HEADER
 
 log = get_logger(__name__)
-ERROR_HEADER_PREFIX = "__connect.errors."
 
 
 async def replay_dead_letters(settings: Settings, *, since: datetime | None = None, limit: int | None = None) -> int:
@@ -36,7 +36,11 @@ async def replay_dead_letters(settings: Settings, *, since: datetime | None = No
         async for record in _records_until(consumer, end):
             if limit is not None and len(pending) >= limit:
                 break
-            headers = [(name, value) for name, value in record.headers if not name.startswith(ERROR_HEADER_PREFIX)]
+            headers = [
+                (name, value)
+                for name, value in record.headers
+                if not name.startswith(ERROR_HEADER_PREFIX) and name != TRUNCATION_HEADER
+            ]
             pending.append(await producer.send(target, value=record.value, key=record.key, headers=headers))
         await asyncio.gather(*pending)
         log.info("dead letters replayed", count=len(pending), since=since.isoformat() if since else None)

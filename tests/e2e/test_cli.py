@@ -38,7 +38,12 @@ def test_migrate_topics_keys_and_serve_all_then_sigterm_exits_cleanly(settings: 
     process = subprocess.Popen([SMITS, "serve", "all", "--port", str(port)], env=env, stderr=subprocess.PIPE)
     try:
         ready = wait_ready(base, process)
-        assert ready.json()["checks"] == {"draining": True, "database": True, "kafka_assignment": True}
+        assert ready.json()["checks"] == {
+            "draining": True,
+            "database": True,
+            "outbox_parked": True,
+            "kafka_assignment": True,
+        }
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
         assert "smits_http_requests_total" in httpx.get(f"{base}/metrics").text
 

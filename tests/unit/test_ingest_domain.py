@@ -15,7 +15,6 @@ from services.trigger_ingest.domain import (
     MAX_EVENT_BYTES,
     Rejection,
     Trigger,
-    dead_letter_headers,
     default_severity,
     parse_kafka,
 )
@@ -132,21 +131,6 @@ def test_severity_attribute_overrides_the_category_default() -> None:
 )
 def test_default_severity_per_category(category: Category, data: dict[str, Any], expected: Severity) -> None:
     assert default_severity(category, data, NOW) is expected
-
-
-def test_dead_letter_headers_keep_the_originals_and_add_connect_errors() -> None:
-    rejection = Rejection("UnknownType", "unknown trigger type 'x'", field="type")
-    headers = dead_letter_headers(
-        [("trace", b"\xff"), ("__connect.errors.topic", b"old")], rejection, topic="p.triggers", partition=2, offset=41
-    )
-    assert headers[0] == ("trace", b"\xff")
-    as_dict = dict(headers)
-    assert as_dict["__connect.errors.topic"] == b"p.triggers"
-    assert as_dict["__connect.errors.partition"] == b"2"
-    assert as_dict["__connect.errors.offset"] == b"41"
-    assert as_dict["__connect.errors.exception.class.name"] == b"smits.UnknownType"
-    assert as_dict["__connect.errors.exception.message"] == b"unknown trigger type 'x'"
-    assert len([name for name, _ in headers if name == "__connect.errors.topic"]) == 1
 
 
 @pytest.mark.parametrize("when", ["0403-02-21T01:10:18Z", "9999-12-31T23:59:59Z", "2026-11-20T09:00:00"])

@@ -42,5 +42,10 @@ def trigger_consumer(
         )
 
     return BatchConsumer(
-        settings=settings, topic=topics.TRIGGERS, group="ingest", handle=handle, after_handle=after_handle
+        settings=settings,
+        topic=topics.TRIGGERS,
+        group="ingest",
+        handle=handle,
+        after_handle=after_handle,
+        deliver_unreadable=True,  # dead-lettered like any other bad record
     )
