@@ -31,7 +31,14 @@ from services.core.db import UnitOfWork, is_postgres
 from services.core.observability import DELIVERIES, get_logger
 from services.core.settings import Settings
 from services.core.tracing import TRACEPARENT, trace_id_of
-from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow, promote_next
+from services.notifier.persistence import (
+    AttemptRow,
+    DeliveryRow,
+    NoticeRow,
+    SubscriptionRow,
+    next_due,
+    promote_next,
+)
 from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, Pace, Step, next_step
 from services.notifier.sending import RESPONSE_KEEP, Request, post
 from services.notifier.signing import signature_header
@@ -68,6 +75,7 @@ class DeliveryWorker:
         self._in_flight: Counter[uuid.UUID] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """Look for due deliveries now (e.g. the consumer just planned some) instead of at the next poll."""
@@ -87,6 +95,7 @@ class DeliveryWorker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._settings.delivery_poll_interval_s)
             # Drain: every started POST ends within its deadline and is recorded (no resend after a stop).
+            self._stopping = True
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             await self._client.aclose()
@@ -167,22 +176,28 @@ class DeliveryWorker:
 
         task.add_done_callback(finished)
 
-    async def _deliver(self, claim: Claim) -> None:
-        """POST one claim and record its outcome on its own; nothing here can disturb another delivery."""
+    async def _deliver(self, claim: Claim | None) -> None:
+        """POST one claim and record its outcome on its own; nothing here can disturb another delivery.
+        When that ends the delivery and its review's next one is due, go on with it in the same slot (a
+        review's webhooks would otherwise each wait for a claim)."""
+        while claim is not None:
+            claim = await self._attempt(claim)
+
+    async def _attempt(self, claim: Claim) -> Claim | None:
         timestamp = int(self._clock().timestamp())
         outcome = await post(self._client, _request(claim, timestamp), deadline_s=self._settings.delivery_timeout_s)
         try:
             try:
-                status = await self._record(claim, outcome)
+                status, successor = await self._record(claim, outcome)
             except Exception:
                 # The answer is already bounded and cleaned, so this should not happen; if it does, keep
                 # the attempt (and its effect on the schedule) without the receiver's text.
                 log.exception("recording a webhook attempt failed; recording it without the answer")
                 outcome = Outcome(outcome.status_code, outcome.duration_ms, None, "answer could not be stored", None)
-                status = await self._record(claim, outcome)
+                status, successor = await self._record(claim, outcome)
         except Exception:  # the database is unreachable: the lease expires and the delivery is tried again
             log.exception("webhook attempt not recorded", delivery_id=str(claim.delivery_id))
-            return
+            return None
         DELIVERIES.labels(_label(outcome, status)).inc()
         log.info(
             "webhook attempt",
@@ -193,16 +208,17 @@ class DeliveryWorker:
             error=outcome.error,
             outcome=status,
         )
+        return successor
 
-    async def _record(self, claim: Claim, outcome: Outcome) -> str | None:
-        """One attempt in one transaction; its delivery's status after it (None: no longer ours to record,
-        e.g. the row is gone)."""
+    async def _record(self, claim: Claim, outcome: Outcome) -> tuple[str | None, Claim | None]:
+        """One attempt in one transaction: its delivery's status after it (None: the row is gone) and,
+        if it ended the delivery, its review's next delivery, leased, when that is due and may be sent now."""
         now = self._clock()
         async with self._uow.begin() as session:
             delivery = (await _lock_for_record(session, [claim])).get(claim.delivery_id)
             subscription = await session.get(SubscriptionRow, claim.subscription_id)
             if delivery is None or subscription is None:
-                return None
+                return None, None
             step = self._apply(session, delivery, subscription, outcome, now)
             session.add(
                 AttemptRow(
@@ -215,9 +231,17 @@ class DeliveryWorker:
                 )
             )
             await session.flush()
-            if step.status != PENDING and delivery.review_id is not None:
-                await promote_next(session, {(delivery.subscription_id, delivery.review_id)})
-            return step.status
+            if step.status == PENDING or delivery.review_id is None:
+                return step.status, None
+            pair = (delivery.subscription_id, delivery.review_id)
+            await promote_next(session, {pair})
+            if self._stopping or not (subscription.enabled and subscription.deleted_at is None):
+                return step.status, None
+            successor = await next_due(session, pair, now=now)  # locked above, with the pair's other rows
+            if successor is None or not self._paced(subscription):
+                return step.status, None
+            successor.locked_until = now + timedelta(seconds=self._settings.delivery_lease_s)
+            return step.status, _claim_of(successor, subscription, now)
 
     def _apply(
         self,
