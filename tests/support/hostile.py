@@ -33,6 +33,8 @@ class Answer:
 @dataclass
 class HostileReceiver:
     answer: Answer = field(default_factory=Answer)
+    more: tuple[Answer, ...] = ()
+    """Further answers: the n-th request gets `(answer, *more)[n % (1 + len(more))]`."""
     received: list[Received] = field(default_factory=list)
     sent_bytes: int = 0
     _server: asyncio.Server | None = None
@@ -70,8 +72,10 @@ class HostileReceiver:
             lines = head.decode("latin-1").split("\r\n")
             headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
             body = await reader.readexactly(int(headers.get("content-length", "0")))
+            answers = (self.answer, *self.more)
+            answer = answers[len(self.received) % len(answers)]
             self.received.append(Received(headers, body, lines[0].split(" ")[1], time.monotonic()))
-            await self._answer(writer, self.answer)
+            await self._answer(writer, answer)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
             pass
         finally:
