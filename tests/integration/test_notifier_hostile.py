@@ -83,6 +83,7 @@ async def test_a_receiver_answering_a_byte_at_a_time_delays_no_one_else(settings
                 attempts = await _attempted(app, bad, 4)
                 await _exactly_once(healthy, good["secret"], [f"msg_{e.id.hex}" for e in events])
     assert took < 4.0, f"the healthy receiver's last webhook came {took:.1f} s after publishing"
+    assert slow.peak <= fast.delivery_subscription_concurrency  # its own slots, no more
     tried = [a for d in attempts for a in d["attempts"]]
     assert all(a["duration_ms"] < (TIMEOUT_S + 1) * 1000 for a in tried), tried
     assert all("within 2 s" in (a["error"] or "") for a in tried), tried

@@ -4,6 +4,7 @@ any body, a byte at a time, or far more than anyone should read. It records each
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -37,6 +38,8 @@ class HostileReceiver:
     """Further answers: the n-th request gets `(answer, *more)[n % (1 + len(more))]`."""
     received: list[Received] = field(default_factory=list)
     sent_bytes: int = 0
+    peak: int = 0
+    """The most requests it was answering at once."""
     _server: asyncio.Server | None = None
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -67,6 +70,7 @@ class HostileReceiver:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self.peak = max(self.peak, len(self._handlers))
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
@@ -75,18 +79,20 @@ class HostileReceiver:
             answers = (self.answer, *self.more)
             answer = answers[len(self.received) % len(answers)]
             self.received.append(Received(headers, body, lines[0].split(" ")[1], time.monotonic()))
-            await self._answer(writer, answer)
+            await self._answer(reader, writer, answer)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
             pass
         finally:
             self._handlers.discard(task)
             writer.close()
 
-    async def _answer(self, writer: asyncio.StreamWriter, answer: Answer) -> None:
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: Answer) -> None:
         data = answer.head() + answer.body
         if answer.byte_delay_s:
             for n in range(len(data)):
-                await asyncio.sleep(answer.byte_delay_s)
+                with contextlib.suppress(TimeoutError):  # the pause; the sender hanging up ends it at once
+                    if await asyncio.wait_for(reader.read(1), answer.byte_delay_s) == b"":
+                        raise ConnectionResetError("the sender went away")
                 await self._send(writer, data[n : n + 1])
         else:
             await self._send(writer, data)
