@@ -98,6 +98,8 @@ class DeliveryWorker:
             self._stopping = True
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
+            for task in self._tasks:  # cancelled mid-loop (past the grace period): their leases expire
+                task.cancel()
             await self._client.aclose()
             log.info("delivery worker stopped")
 
