@@ -74,13 +74,17 @@ class Settings(BaseSettings):
     delivery_batch_size: int = Field(default=50, ge=1, le=10_000)
     delivery_concurrency: int = Field(default=10, ge=1, le=10_000)
     """Webhook POSTs in flight at once per notifier (httpx's pool slows down past about ten)."""
-    delivery_timeout_s: Seconds = 15.0
+    delivery_subscription_concurrency: int = Field(default=4, ge=1, le=10_000)
+    """Of those, at most this many to one subscription, so a slow endpoint cannot take every slot."""
+    delivery_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    """Total deadline of one webhook POST: connect, send, response headers and the kept part of the body."""
     delivery_lease_s: Seconds = 60.0
     """How long a claimed delivery stays reserved; a crashed notifier's claims are retried after it."""
     delivery_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
     webhook_secret_grace_s: float = Field(default=86_400.0, ge=0, le=MAX_SECONDS)
     webhook_disable_after_s: Seconds = 5 * 86_400.0
-    webhook_retry_after_max_s: Seconds = 86_400.0
+    webhook_retry_after_max_s: float = Field(default=86_400.0, gt=0, le=30 * 86_400.0)
+    """The longest `Retry-After` honoured; a longer one (or an HTTP date further away) waits this long."""
     timer_interval_s: Seconds = 5.0
     shutdown_grace_s: Seconds = 20.0
 

@@ -4,16 +4,21 @@ Claims are leases (`locked_until`) taken in a short transaction (`FOR UPDATE SKI
 notifier replicas never send the same attempt at once and a crashed one's leases simply expire. A delivery
 is claimable only when `ready`: no earlier event of the same review is still pending for the same
 subscription (set when planned; the next one is made ready when its predecessor stops being pending, in
-the transaction that records that), so one review's webhooks reach a subscriber in event order. The HTTP
-calls happen outside any transaction; a round's outcomes are recorded in one.
+the transaction that records that), so one review's webhooks reach a subscriber in event order.
+
+Deliveries are independent: each claimed one is POSTed by its own task (under `sending.post`'s total
+deadline) and its outcome recorded in its own transaction, so a slow or hostile receiver holds only its
+own slots and an outcome that cannot be recorded rolls back nothing else. A subscription has at most
+`delivery_subscription_concurrency` of this worker's `delivery_concurrency` slots; a rate-limited one
+waiting for its pace is simply not claimed meanwhile (never slept on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,14 +31,21 @@ from services.core.db import UnitOfWork, is_postgres
 from services.core.observability import DELIVERIES, get_logger
 from services.core.settings import Settings
 from services.core.tracing import TRACEPARENT, trace_id_of
-from services.notifier.egress import EgressRefused
-from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, Pair, SubscriptionRow, promote_next
-from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, RateLimiter, Step, next_step
+from services.notifier.persistence import (
+    AttemptRow,
+    DeliveryRow,
+    NoticeRow,
+    SubscriptionRow,
+    next_due,
+    promote_next,
+)
+from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, Pace, Step, next_step
+from services.notifier.sending import RESPONSE_KEEP, Request, post
 from services.notifier.signing import signature_header
 
-log = get_logger(__name__)
+__all__ = ["RESPONSE_KEEP", "Claim", "DeliveryWorker"]
 
-RESPONSE_KEEP = 1000
+log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
 
@@ -59,8 +71,11 @@ class DeliveryWorker:
         self._settings = settings
         self._client = client
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._limiters: dict[uuid.UUID, RateLimiter] = {}
+        self._paces: dict[uuid.UUID, Pace] = {}
+        self._in_flight: Counter[uuid.UUID] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """Look for due deliveries now (e.g. the consumer just planned some) instead of at the next poll."""
@@ -72,21 +87,39 @@ class DeliveryWorker:
             while not stop.is_set():
                 self._wake.clear()
                 try:
-                    claims = await self.claim()
-                    if claims:
-                        await self.deliver(claims)
+                    busy = await self.dispatch()
                 except Exception:
-                    log.exception("delivery round failed; will retry")
-                    claims = []
-                if not claims:
+                    log.exception("claiming deliveries failed; will retry")
+                    busy = False
+                if not busy:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._settings.delivery_poll_interval_s)
+            # Drain: every started POST ends within its deadline and is recorded (no resend after a stop).
+            self._stopping = True
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
+            for task in self._tasks:  # cancelled mid-loop (past the grace period): their leases expire
+                task.cancel()
             await self._client.aclose()
             log.info("delivery worker stopped")
 
-    async def claim(self) -> list[Claim]:
+    async def dispatch(self) -> bool:
+        """Claim what free slots allow and start a task per claim; True if it should look again at once."""
+        free = self._settings.delivery_concurrency - len(self._tasks)
+        if free <= 0:
+            return False
+        claims, looked = await self.claim(free)
+        for claim in claims:
+            self._start(claim)
+        return looked
+
+    async def claim(self, limit: int) -> tuple[list[Claim], bool]:
+        """Lease up to `limit` due deliveries, none of a subscription whose slots are taken or whose pace
+        says wait; also whether any due delivery was seen (skipped ones are claimable at the next look)."""
         now = self._clock()
+        self._paces = {sid: pace for sid, pace in self._paces.items() if pace.wait() > 0}  # forget idle ones
+        cap = self._settings.delivery_subscription_concurrency
+        held = {sid for sid, n in self._in_flight.items() if n >= cap} | set(self._paces)
         query = (
             select(DeliveryRow, SubscriptionRow)
             .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
@@ -100,116 +133,117 @@ class DeliveryWorker:
             .order_by(DeliveryRow.next_attempt_at, DeliveryRow.sequence)
             .limit(self._settings.delivery_batch_size)
         )
+        if held:
+            query = query.where(DeliveryRow.subscription_id.not_in(held))
+        taken = Counter(self._in_flight)
+        claims: list[Claim] = []
         async with self._uow.begin() as session:
             if is_postgres(session):
                 query = query.with_for_update(of=DeliveryRow, skip_locked=True)
-            claims = []
-            for delivery, subscription in (await session.execute(query)).all():
+            rows = (await session.execute(query)).all()
+            for delivery, subscription in rows:
+                if len(claims) >= limit:
+                    break
+                if taken[subscription.id] >= cap or not self._paced(subscription):
+                    continue
+                taken[subscription.id] += 1
                 delivery.locked_until = now + timedelta(seconds=self._settings.delivery_lease_s)
-                claims.append(
-                    Claim(
-                        delivery.id,
-                        subscription.id,
-                        delivery.msg_id,
-                        subscription.url,
-                        tuple(subscription.signing_secrets(now)),
-                        delivery.body,
-                        subscription.rate_limit_per_s,
-                        delivery.traceparent,
-                        delivery.review_id,
-                    )
-                )
-        return claims
+                claims.append(_claim_of(delivery, subscription, now))
+        return claims, bool(rows)
 
-    async def deliver(self, claims: Sequence[Claim]) -> None:
-        """POST the claimed deliveries (`delivery_concurrency` at a time), then record every outcome in one
-        transaction."""
-        gate = asyncio.Semaphore(self._settings.delivery_concurrency)
+    def _paced(self, subscription: SubscriptionRow) -> bool:
+        """Whether the subscription's rate limit allows a send now (and if so, count it)."""
+        rate = subscription.rate_limit_per_s
+        if not rate:
+            return True
+        pace = self._paces.get(subscription.id)
+        if pace is None or pace.rate != rate:
+            pace = self._paces[subscription.id] = Pace(rate)
+        if pace.wait() > 0:
+            return False
+        pace.take()
+        return True
 
-        async def post(claim: Claim) -> tuple[Claim, Outcome]:
-            async with gate:
-                if claim.rate_limit_per_s:
-                    limiter = self._limiters.get(claim.subscription_id)
-                    if limiter is None or limiter.rate != claim.rate_limit_per_s:
-                        limiter = self._limiters[claim.subscription_id] = RateLimiter(claim.rate_limit_per_s)
-                    await limiter.acquire()
-                return claim, await self._post(claim)
+    def _start(self, claim: Claim) -> None:
+        self._in_flight[claim.subscription_id] += 1
+        task = asyncio.create_task(self._deliver(claim), name=f"webhook {claim.delivery_id}")
+        self._tasks.add(task)
 
-        await self._record(await asyncio.gather(*(post(claim) for claim in claims)))
+        def finished(done: asyncio.Task[None]) -> None:
+            self._tasks.discard(done)
+            self._in_flight[claim.subscription_id] -= 1
+            if self._in_flight[claim.subscription_id] <= 0:
+                del self._in_flight[claim.subscription_id]
+            self._wake.set()  # a slot is free
 
-    async def _post(self, claim: Claim) -> Outcome:
-        started = time.perf_counter()
+        task.add_done_callback(finished)
+
+    async def _deliver(self, claim: Claim | None) -> None:
+        """POST one claim and record its outcome on its own; nothing here can disturb another delivery.
+        When that ends the delivery and its review's next one is due, go on with it in the same slot (a
+        review's webhooks would otherwise each wait for a claim)."""
+        while claim is not None:
+            claim = await self._attempt(claim)
+
+    async def _attempt(self, claim: Claim) -> Claim | None:
         timestamp = int(self._clock().timestamp())
-        body = claim.body.encode()
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "smits-webhooks/1",
-            "webhook-id": claim.msg_id,
-            "webhook-timestamp": str(timestamp),
-            **({TRACEPARENT: claim.traceparent} if claim.traceparent else {}),
-            "webhook-signature": signature_header(
-                list(claim.secrets), msg_id=claim.msg_id, timestamp=timestamp, body=body
-            ),
-        }
+        outcome = await post(self._client, _request(claim, timestamp), deadline_s=self._settings.delivery_timeout_s)
         try:
-            response = await self._client.post(
-                claim.url, content=body, headers=headers, timeout=self._settings.delivery_timeout_s
-            )
-        except (httpx.HTTPError, EgressRefused, OSError) as exc:
-            return Outcome(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:RESPONSE_KEEP], None)
-        return Outcome(
-            response.status_code,
-            _ms(started),
-            response.text[:RESPONSE_KEEP],
-            None,
-            response.headers.get("retry-after"),
+            try:
+                status, successor = await self._record(claim, outcome)
+            except Exception:
+                # The answer is already bounded and cleaned, so this should not happen; if it does, keep
+                # the attempt (and its effect on the schedule) without the receiver's text.
+                log.exception("recording a webhook attempt failed; recording it without the answer")
+                outcome = Outcome(outcome.status_code, outcome.duration_ms, None, "answer could not be stored", None)
+                status, successor = await self._record(claim, outcome)
+        except Exception:  # the database is unreachable: the lease expires and the delivery is tried again
+            log.exception("webhook attempt not recorded", delivery_id=str(claim.delivery_id))
+            return None
+        DELIVERIES.labels(_label(outcome, status)).inc()
+        log.info(
+            "webhook attempt",
+            trace_id=trace_id_of(claim.traceparent),
+            delivery_id=str(claim.delivery_id),
+            msg_id=claim.msg_id,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            outcome=status,
         )
+        return successor
 
-    async def _record(self, results: Sequence[tuple[Claim, Outcome]]) -> None:
+    async def _record(self, claim: Claim, outcome: Outcome) -> tuple[str | None, Claim | None]:
+        """One attempt in one transaction: its delivery's status after it (None: the row is gone) and,
+        if it ended the delivery, its review's next delivery, leased, when that is due and may be sent now."""
         now = self._clock()
-        logged = []
-        finished: set[Pair] = set()
         async with self._uow.begin() as session:
-            deliveries = await _lock_for_record(session, [claim for claim, _ in results])
-            subscriptions = {
-                row.id: row
-                for row in await session.scalars(
-                    select(SubscriptionRow).where(
-                        SubscriptionRow.id.in_({claim.subscription_id for claim, _ in results})
-                    )
+            delivery = (await _lock_for_record(session, [claim])).get(claim.delivery_id)
+            subscription = await session.get(SubscriptionRow, claim.subscription_id)
+            if delivery is None or subscription is None:
+                return None, None
+            step = self._apply(session, delivery, subscription, outcome, now)
+            session.add(
+                AttemptRow(
+                    delivery_id=delivery.id,
+                    attempted_at=now,
+                    status_code=outcome.status_code,
+                    duration_ms=outcome.duration_ms,
+                    response=outcome.response,
+                    error=outcome.error,
                 )
-            }
-            for claim, outcome in results:
-                delivery = deliveries.get(claim.delivery_id)
-                subscription = subscriptions.get(claim.subscription_id)
-                if delivery is not None and subscription is not None:
-                    step = self._apply(session, delivery, subscription, outcome, now)
-                    session.add(
-                        AttemptRow(
-                            delivery_id=delivery.id,
-                            attempted_at=now,
-                            status_code=outcome.status_code,
-                            duration_ms=outcome.duration_ms,
-                            response=outcome.response,
-                            error=outcome.error,
-                        )
-                    )
-                    logged.append((claim, outcome, step.status))
-                    if step.status != PENDING and delivery.review_id is not None:
-                        finished.add((delivery.subscription_id, delivery.review_id))
-            await session.flush()
-            await promote_next(session, finished)
-        for claim, outcome, status in logged:
-            DELIVERIES.labels(_label(outcome, status)).inc()
-            log.info(
-                "webhook attempt",
-                trace_id=trace_id_of(claim.traceparent),
-                delivery_id=str(claim.delivery_id),
-                msg_id=claim.msg_id,
-                status_code=outcome.status_code,
-                error=outcome.error,
-                outcome=status,
             )
+            await session.flush()
+            if step.status == PENDING or delivery.review_id is None:
+                return step.status, None
+            pair = (delivery.subscription_id, delivery.review_id)
+            await promote_next(session, {pair})
+            if self._stopping or not (subscription.enabled and subscription.deleted_at is None):
+                return step.status, None
+            successor = await next_due(session, pair, now=now)  # locked above, with the pair's other rows
+            if successor is None or not self._paced(subscription):
+                return step.status, None
+            successor.locked_until = now + timedelta(seconds=self._settings.delivery_lease_s)
+            return step.status, _claim_of(successor, subscription, now)
 
     def _apply(
         self,
@@ -266,11 +300,34 @@ async def _lock_for_record(session: AsyncSession, claims: Sequence[Claim]) -> di
     return {row.id: row for row in await session.scalars(query) if row.id in wanted}
 
 
-def _label(outcome: Outcome, status: str) -> str:
+def _claim_of(delivery: DeliveryRow, subscription: SubscriptionRow, now: datetime) -> Claim:
+    return Claim(
+        delivery.id,
+        subscription.id,
+        delivery.msg_id,
+        subscription.url,
+        tuple(subscription.signing_secrets(now)),
+        delivery.body,
+        subscription.rate_limit_per_s,
+        delivery.traceparent,
+        delivery.review_id,
+    )
+
+
+def _request(claim: Claim, timestamp: int) -> Request:
+    body = claim.body.encode()
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "smits-webhooks/1",
+        "webhook-id": claim.msg_id,
+        "webhook-timestamp": str(timestamp),
+        **({TRACEPARENT: claim.traceparent} if claim.traceparent else {}),
+        "webhook-signature": signature_header(list(claim.secrets), msg_id=claim.msg_id, timestamp=timestamp, body=body),
+    }
+    return Request(claim.url, body, headers)
+
+
+def _label(outcome: Outcome, status: str | None) -> str:
     if outcome.ok:
         return DELIVERED
     return FAILED if status == FAILED else "retry"
-
-
-def _ms(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)

@@ -166,3 +166,23 @@ async def promote_next(session: AsyncSession, pairs: Collection[Pair]) -> None:
             .values(ready=True)
             .execution_options(synchronize_session=False)
         )
+
+
+async def next_due(session: AsyncSession, pair: Pair, *, now: datetime) -> DeliveryRow | None:
+    """The earliest pending delivery of `pair` if it is ready, due and not leased (the caller leases it)."""
+    row = await session.scalar(
+        select(DeliveryRow)
+        .where(
+            DeliveryRow.status == PENDING,
+            DeliveryRow.subscription_id == pair[0],
+            DeliveryRow.review_id == pair[1],
+        )
+        .order_by(DeliveryRow.sequence)
+        .limit(1)
+        .execution_options(populate_existing=True)  # `promote_next` may just have made it ready
+    )
+    if row is None or not row.ready or row.next_attempt_at is None or row.next_attempt_at > now:
+        return None
+    if row.locked_until is not None and row.locked_until >= now:
+        return None
+    return row

@@ -1,10 +1,10 @@
-"""What happens after a webhook attempt (pure), and the per-subscription rate limiter."""
+"""What happens after a webhook attempt (pure), and the per-subscription pace (rate limit)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -12,6 +12,8 @@ from email.utils import parsedate_to_datetime
 PENDING = "pending"
 DELIVERED = "delivered"
 FAILED = "failed"
+RETRY_AFTER_MAX_CHARS = 64
+"""A longer `Retry-After` is not a delay nor an HTTP date: ignored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,32 +66,44 @@ def next_step(
 
 
 def retry_after(value: str | None, now: datetime, cap: timedelta) -> timedelta:
-    """`Retry-After` as delay-seconds or an HTTP date; unparseable or absent means no extra wait."""
-    if not value:
+    """`Retry-After` as delay-seconds or an HTTP date, never more than `cap`; anything else (negative,
+    non-ASCII, absurdly long, an impossible date) means no extra wait. The value comes from the receiver:
+    no input may raise here, or its attempt could not be recorded."""
+    if not value or len(value) > RETRY_AFTER_MAX_CHARS or not value.isascii():
         return timedelta(0)
     value = value.strip()
-    if value.isdigit():
-        return min(timedelta(seconds=int(value)), cap)
+    if value.isdigit():  # ASCII digits only (checked above); compared before any timedelta can overflow
+        return timedelta(seconds=min(int(value), cap.total_seconds()))
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            return timedelta(0)
+        return min(max(when - now, timedelta(0)), cap)
+    except (TypeError, ValueError, OverflowError, IndexError):
         return timedelta(0)
-    if when.tzinfo is None:
-        return timedelta(0)
-    return min(max(when - now, timedelta(0)), cap)
 
 
-class RateLimiter:
-    """At most `rate` acquisitions per second, evenly spaced (a token bucket holding one token)."""
+RATE_MIN_PER_S = 0.01
+"""Slowest accepted `rate_limit_per_s`: one webhook every 100 s."""
+RATE_MAX_PER_S = 1000.0
 
-    def __init__(self, rate: float) -> None:
+
+class Pace:
+    """At most `rate` sends per second, evenly spaced (a token bucket holding one token). It never sleeps:
+    `wait` says how long a subscription must wait, and the worker claims nothing of it meanwhile, so a
+    slow subscription is deferred instead of holding a slot. The rate is clamped to the accepted bounds
+    (a row written before they were enforced may be outside them)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self._next = time.monotonic()
-        self._lock = asyncio.Lock()
+        self._interval = 1 / min(max(rate, RATE_MIN_PER_S), RATE_MAX_PER_S)
+        self._clock = clock
+        self._next = clock()
 
-    async def acquire(self) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            if self._next > now:
-                await asyncio.sleep(self._next - now)
-            self._next = max(self._next, now) + 1 / self.rate
+    def wait(self) -> float:
+        """Seconds until the next send is allowed (0: now)."""
+        return max(0.0, self._next - self._clock())
+
+    def take(self) -> None:
+        """Count one send."""
+        self._next = max(self._next, self._clock()) + self._interval

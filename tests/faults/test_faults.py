@@ -9,6 +9,7 @@ import asyncio
 import os
 import random
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -19,11 +20,12 @@ from sqlalchemy import select
 
 from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
-from services.notifier.persistence import AttemptRow
+from services.notifier.persistence import AttemptRow, DeliveryRow, SubscriptionRow
 from tests.faults.cluster import SERVICES, Cluster
 from tests.faults.conftest import ROOT, Infra
 from tests.faults.proxy import StallingProxy
 from tests.faults.workload import Workload, build, produce, progress, verify, wait_until_done
+from tests.support.hostile import Answer, HostileReceiver
 from tests.support.processes import SMITS
 from tests.support.receiver import Receiver
 from tests.support.subscriptions import subscribe_directly
@@ -44,6 +46,7 @@ class Scenario:
 
 
 Disruption = Callable[[Scenario, int], Awaitable[None]]
+Neighbours = Callable[[UnitOfWork], Awaitable[None]]
 
 
 def _waves(workload: Workload, count: int) -> list[Workload]:
@@ -73,7 +76,9 @@ async def run(
     disrupt: Disruption,
     *,
     bootstrap: str | None = None,
+    neighbours: Neighbours | None = None,
 ) -> tuple[Scenario, dict[str, int]]:
+    """`neighbours` subscribes further receivers next to the healthy one (`Scenario.receiver`)."""
     within = max(240.0, size / 40)  # full-size runs need longer
     seed = int(os.environ.get("SMITS_FAULTS_SEED", random.randrange(1_000_000)))
     print(f"seed={seed} size={size}")
@@ -97,6 +102,8 @@ async def run(
     uow = UnitOfWork(engine)
     with Receiver(delay_s=0.002) as receiver:
         await subscribe_directly(uow, receiver.url, description="faults")
+        if neighbours is not None:
+            await neighbours(uow)
         cluster = Cluster(env=env, logs=tmp_path)
         scenario = Scenario(dedicated, cluster, receiver, uow, random.Random(seed))
         cluster.start_all()
@@ -238,4 +245,75 @@ async def test_network_stall_between_services_and_broker_then_healed(
     finally:
         await proxy.close()
     assert scenario.notes
+    assert set(codes.values()) == {0}
+
+
+HOSTILE = (
+    Answer(b"200", byte_delay_s=0.1),  # a byte every 100 ms: never a whole answer within the 2 s deadline
+    Answer(b"200", body=b"{", extra_zeros=20 * 1024 * 1024),
+    Answer(b"200", body=b"ok\x00\xff\xfe"),
+    Answer(b"429", ((b"retry-after", b"9" * 40),)),
+    Answer(b"503", ((b"retry-after", "\u00b2".encode()),)),
+    Answer(b"500"),
+)
+ON_TIME_GAP_S = 4.0
+"""Longest the healthy receiver may wait for its next webhook while one is planned for it. Under load its
+webhooks queue (the latency is printed), but they keep flowing; a round held by the dribbling receiver
+(about 5.6 s a round, as its answer never pauses for a whole read timeout) would stall them all."""
+
+
+def _idle_gaps(arrivals: list[float], planned_at: list[float]) -> list[float]:
+    """For each webhook (in arrival order), how long the receiver waited for it while one was planned."""
+    waiting_since = list(planned_at)
+    for n in range(len(waiting_since) - 2, -1, -1):
+        waiting_since[n] = min(waiting_since[n], waiting_since[n + 1])
+    previous = [waiting_since[0], *arrivals[:-1]]
+    return [at - max(before, since) for at, before, since in zip(arrivals, previous, waiting_since, strict=True)]
+
+
+async def test_hostile_receiver_next_to_a_healthy_one(dedicated: Infra, tmp_path: Path, size: int, prefix: str) -> None:
+    """A receiver that dribbles, floods, answers NUL bytes and absurd or non-ASCII Retry-After values, and one
+    whose (stored, unchecked) rate limit is absurdly low, both next to the healthy receiver: the healthy one
+    gets every webhook exactly once, in per-review order, on time."""
+
+    async def undisturbed(s: Scenario, wave: int) -> None:
+        pass
+
+    async with HostileReceiver(HOSTILE[0], more=HOSTILE[1:]) as hostile:
+        with Receiver() as paced:
+
+            async def neighbours(uow: UnitOfWork) -> None:
+                await subscribe_directly(uow, hostile.url, description="hostile")
+                await subscribe_directly(uow, paced.url, description="paced", rate_limit_per_s=1e-6)
+
+            scenario, codes = await run(dedicated, tmp_path, size, prefix, undisturbed, neighbours=neighbours)
+    healthy = scenario.receiver.received
+    async with scenario.uow.begin() as session:
+        planned = {
+            row.msg_id: row
+            for row in await session.execute(
+                select(DeliveryRow.msg_id, DeliveryRow.review_id, DeliveryRow.sequence, DeliveryRow.created_at)
+                .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
+                .where(SubscriptionRow.description == "faults")
+            )
+        }
+    ids = [message.headers["webhook-id"] for message in healthy]
+    assert len(ids) == len(set(ids)) == len(planned), f"{len(ids)} received, {len(set(ids))} distinct"
+    sequences: dict[str | None, list[int]] = {}
+    for msg_id in ids:
+        sequences.setdefault(planned[msg_id].review_id, []).append(planned[msg_id].sequence)
+    assert all(seq == sorted(seq) for seq in sequences.values()), "a review's webhooks arrived out of order"
+    wall = time.time() - time.monotonic()
+    arrivals = [m.at + wall for m in sorted(healthy, key=lambda m: m.at)]
+    planned_at = [planned[m.headers["webhook-id"]].created_at.timestamp() for m in sorted(healthy, key=lambda m: m.at)]
+    latencies = sorted(at - when for at, when in zip(arrivals, planned_at, strict=True))
+    gaps = _idle_gaps(arrivals, planned_at)
+    print(
+        f"healthy latency p50={latencies[len(latencies) // 2]:.3f}s p99={latencies[int(len(latencies) * 0.99)]:.3f}s"
+        f" max={latencies[-1]:.3f}s; longest wait with one planned {max(gaps):.3f}s"
+    )
+    print(f"hostile requests={len(hostile.received)} paced requests={len(paced.received)}")
+    assert max(gaps) < ON_TIME_GAP_S
+    assert len(hostile.received) > len(HOSTILE)  # it answered each way at least once
+    assert len(paced.received) <= 2  # one per 100 s at the floor rate
     assert set(codes.values()) == {0}

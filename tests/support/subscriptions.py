@@ -10,8 +10,10 @@ from services.notifier.persistence import SubscriptionRow
 from services.notifier.signing import generate_secret
 
 
-async def subscribe_directly(uow: UnitOfWork, url: str, *, description: str = "tests") -> str:
-    """Subscribe `url` to `review.*`; returns the signing secret."""
+async def subscribe_directly(
+    uow: UnitOfWork, url: str, *, description: str = "tests", rate_limit_per_s: float | None = None
+) -> str:
+    """Subscribe `url` to `review.*`; returns the signing secret. Any rate is stored as given (unchecked)."""
     secret = generate_secret()
     async with uow.begin() as session:
         session.add(
@@ -25,6 +27,7 @@ async def subscribe_directly(uow: UnitOfWork, url: str, *, description: str = "t
                 scopes=[],
                 description=description,
                 enabled=True,
+                rate_limit_per_s=rate_limit_per_s,
                 created_at=datetime.now(UTC),
             )
         )

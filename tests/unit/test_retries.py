@@ -5,8 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, Step, next_step, retry_after
+from services.notifier.retries import (
+    DELIVERED,
+    FAILED,
+    PENDING,
+    RATE_MIN_PER_S,
+    Outcome,
+    Pace,
+    Step,
+    next_step,
+    retry_after,
+)
+from services.notifier.sending import RESPONSE_KEEP, safe_text
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SCHEDULE = (0.0, 5.0, 300.0)
@@ -79,3 +92,55 @@ def test_five_days_of_failure_disables() -> None:
 )
 def test_retry_after_parsing(value: str | None, expected: timedelta) -> None:
     assert retry_after(value, NOW, DAY) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("9" * 40, DAY),  # beyond any timedelta: capped before one is built
+        ("99999999999999999999", DAY),
+        ("²³", timedelta(0)),  # non-ASCII digits
+        ("\xb2", timedelta(0)),
+        ("-1", timedelta(0)),
+        ("1e9", timedelta(0)),
+        ("Thu, 01 Jan 2125 00:00:00 GMT", DAY),
+        ("Fri, 31 Dec 99999 23:59:59 GMT", timedelta(0)),
+        ("Sun, 22 Nov 2026 12:01:00", timedelta(0)),  # no zone
+        ("9" * 65, timedelta(0)),  # longer than any delay or date
+        (" 30 ", timedelta(seconds=30)),
+        ("\x00", timedelta(0)),
+    ],
+)
+def test_retry_after_from_a_hostile_receiver_never_raises_and_is_capped(value: str, expected: timedelta) -> None:
+    assert retry_after(value, NOW, DAY) == expected
+
+
+@given(st.text(max_size=80))
+def test_retry_after_accepts_any_text(value: str) -> None:
+    assert timedelta(0) <= retry_after(value, NOW, DAY) <= DAY
+
+
+def test_a_pace_never_sleeps_and_spaces_sends() -> None:
+    now = [100.0]
+    pace = Pace(2.0, clock=lambda: now[0])
+    assert pace.wait() == 0
+    pace.take()
+    assert pace.wait() == pytest.approx(0.5)
+    now[0] += 0.5
+    assert pace.wait() == 0
+
+
+@pytest.mark.parametrize("rate", [1e-9, 0.0, -5.0])
+def test_a_pace_below_the_floor_waits_at_most_the_floor_interval(rate: float) -> None:
+    now = [0.0]
+    pace = Pace(rate, clock=lambda: now[0])
+    pace.take()
+    assert pace.wait() == pytest.approx(1 / RATE_MIN_PER_S)
+
+
+@given(st.binary(max_size=3000) | st.text(max_size=3000))
+def test_safe_text_is_storable_anywhere(raw: bytes | str) -> None:
+    text = safe_text(raw)
+    assert "\x00" not in text
+    assert len(text) <= RESPONSE_KEEP
+    text.encode("utf-8")  # no lone surrogates

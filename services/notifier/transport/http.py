@@ -17,13 +17,22 @@ from services.core.http import Patch, ProblemError, fits, get_or_404
 from services.core.runtime import Runtime
 from services.notifier.egress import EgressRefused, check_url
 from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow
-from services.notifier.retries import FAILED, PENDING
+from services.notifier.retries import FAILED, PENDING, RATE_MAX_PER_S, RATE_MIN_PER_S
 from services.notifier.signing import generate_secret
 
 EventType = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_.]+(\.\*)?)$")]
 Scope = Annotated[str, Field(min_length=1, max_length=500)]
 WebhookUrl = Annotated[AnyHttpUrl, fits(2000)]
 """The column holds 2,000 characters of the URL as normalised (percent-encoded), not as typed."""
+RatePerS = Annotated[
+    float,
+    Field(
+        ge=RATE_MIN_PER_S,
+        le=RATE_MAX_PER_S,
+        allow_inf_nan=False,
+        description=f"webhooks a second at most, {RATE_MIN_PER_S:g} to {RATE_MAX_PER_S:g}; null = unlimited",
+    ),
+]
 
 
 class SubscriptionIn(BaseModel):
@@ -34,7 +43,7 @@ class SubscriptionIn(BaseModel):
     scopes: list[Scope] = Field(default_factory=list, description="review scopes (trigger subject); empty = all")
     description: Annotated[str, Field(max_length=500)] | None = None
     enabled: bool = True
-    rate_limit_per_s: Annotated[float, Field(gt=0, le=1000)] | None = None
+    rate_limit_per_s: RatePerS | None = None
 
 
 class SubscriptionPatch(Patch):
@@ -47,7 +56,7 @@ class SubscriptionPatch(Patch):
     scopes: list[Scope] | None = None
     description: Annotated[str, Field(max_length=500)] | None = None
     enabled: bool | None = None
-    rate_limit_per_s: Annotated[float, Field(gt=0, le=1000)] | None = None
+    rate_limit_per_s: RatePerS | None = None
 
 
 class SubscriptionOut(BaseModel):
