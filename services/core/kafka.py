@@ -1,25 +1,35 @@
-"""Kafka plumbing: idempotent producer, topic creation and the batch consumer loop.
+"""Kafka plumbing: idempotent producer, topic creation and the batch consumer that owns a batch's edge.
 
-Invariant of `BatchConsumer`: a batch's offsets are committed only after its handler returned, and the
-handler returns only after the DB transaction holding the batch's effects committed. A crash in between
-replays the batch; handlers make every effect idempotent, so a replay is a no-op.
+Invariants of `BatchConsumer`: it opens the unit of work, hands the flow only records past the stored
+position of their partition, stores the new positions in the same transaction as the flow's effects,
+commits, runs the after-commit hooks, and only then commits offsets to Kafka. A crash between the two
+commits replays the batch from Kafka, and the stored positions drop it before the flow sees it. A batch
+that keeps failing is retried a bounded number of times (`SMITS_CONSUMER_MAX_ATTEMPTS`), then narrowed to
+the record that fails; that record's partition is parked (paused, reported by `/readyz` and
+`smits_consumer_parked_partitions`) until `smits consumer resume`, while the other partitions flow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
-import stamina
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts import topics
-from services.core.observability import BATCH_SECONDS, BATCHES, CONSUMER_LAG, get_logger
+from services.core import batches, positions
+from services.core.batches import Message as Message
+from services.core.db import UnitOfWork, after_commit
+from services.core.observability import BATCH_SECONDS, BATCHES, CONSUMER_LAG, PARKED_PARTITIONS, get_logger
+from services.core.positions import Position
 from services.core.settings import Settings
 
 log = get_logger(__name__)
@@ -27,20 +37,13 @@ log = get_logger(__name__)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A consumed record, independent of the client library."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    timestamp_ms: int
-
-
-BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
+R = TypeVar("R")
+Flow = Callable[[AsyncSession, Sequence[Message], datetime], Awaitable[R]]
+"""A service's batch use case: applies records in the caller's transaction and returns what hooks need."""
+SkipHook = Callable[[AsyncSession, Message, str, datetime], Awaitable[None]]
+"""Runs, in the transaction that moves past it, for a record an operator skipped: (session, record, the
+parking error, now)."""
+RESUME_POLL_S = 1.0
 
 
 def create_producer(settings: Settings) -> AIOKafkaProducer:
@@ -80,92 +83,308 @@ async def create_topics(settings: Settings) -> list[str]:
         await admin.close()
 
 
-class BatchConsumer:
-    """Consumes `topic` in batches (`getmany`, bounded) for one consumer group and commits after each batch."""
+class _Stopping(Exception):
+    """Asked to stop while waiting to retry: nothing more is applied or committed."""
+
+
+class BatchConsumer(Generic[R]):
+    """Consumes `topic` in batches (`getmany`, bounded) for one consumer group; see the module docstring.
+
+    `group` and `topic` are given without the topic prefix; `self.group` and `self.topic` are the Kafka
+    names (with it), as stored in `core_consumer_positions` and reported by `/readyz`."""
 
     def __init__(
         self,
         *,
         settings: Settings,
+        uow: UnitOfWork,
         topic: str,
         group: str,
-        handle: BatchHandler,
+        flow: Flow[R],
+        hooks: Sequence[Callable[[R], None]] = (),
+        on_skip: SkipHook | None = None,
         after_handle: Callable[[Sequence[Message]], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.name = group
+        self.group = settings.topic(group)
+        self.topic = settings.topic(topic)
         self._settings = settings
-        self._topic = settings.topic(topic)
-        self._group = f"{settings.topic_prefix}{group}"
-        self._handle = handle
-        self._after_handle = after_handle  # test hook: runs between DB commit and offset commit
+        self._uow = uow
+        self._flow = flow
+        self._hooks = tuple(hooks)
+        self._on_skip = on_skip
+        self._after_handle = after_handle  # test hook: runs between the DB commit and the offset commit
+        self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
+        self._parked: dict[int, Position] = {}
+        self._checked_at = 0.0
 
     def is_assigned(self) -> bool:
         return self._consumer is not None and bool(self._consumer.assignment())
 
+    def parked(self) -> list[Position]:
+        """The partitions this consumer holds parked (for readiness)."""
+        return [self._parked[partition] for partition in sorted(self._parked)]
+
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            self._topic,
             bootstrap_servers=self._settings.kafka_bootstrap,
-            group_id=self._group,
+            group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
             fetch_max_bytes=32 * MAX_MESSAGE_BYTES,
             client_id=f"smits-{self.name}",
         )
+        consumer.subscribe([self.topic], listener=_Rebalance(self, consumer))
         if not await start_when_reachable(consumer, self.name, stop):
             return
         self._consumer = consumer
-        log.info("consumer started", consumer=self.name, topic=self._topic, group=self._group)
+        log.info("consumer started", consumer=self.name, topic=self.topic, group=self.group)
         try:
             while not stop.is_set():
+                await self._follow_resumes(consumer)
                 fetched = await consumer.getmany(
                     timeout_ms=self._settings.consumer_fetch_timeout_ms,
                     max_records=self._settings.consumer_max_records,
                 )
                 batch = [_message(record) for records in fetched.values() for record in records]
-                if batch and await self._process(batch, stop):
-                    await self._commit(consumer, batch)
+                if batch:
+                    await self._consume(consumer, batch, stop)
                 await self._report_lag(consumer)
         finally:
             self._consumer = None
+            self._forget(list(self._parked))
             await consumer.stop()
             log.info("consumer stopped", consumer=self.name)
+
+    async def _consume(self, consumer: AIOKafkaConsumer, batch: Sequence[Message], stop: asyncio.Event) -> None:
+        """Apply the batch with bounded retries; if it keeps failing, narrow it down and park what fails."""
+        started = time.perf_counter()
+        attempts = self._settings.consumer_max_attempts
+
+        async def apply(part: Sequence[Message], tries: int) -> BaseException | None:
+            return await self._attempt(consumer, part, tries, stop)
+
+        try:
+            error = await apply(batch, attempts)
+            if error is not None:
+                log.error(
+                    "batch keeps failing; narrowing it down to the failing record",
+                    consumer=self.name,
+                    size=len(batch),
+                    error=batches.describe(error),
+                )
+                for stuck in await batches.narrow(batch, apply, record_attempts=attempts):
+                    await self._park(consumer, stuck, stop)
+        except _Stopping:
+            return
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    async def _attempt(
+        self, consumer: AIOKafkaConsumer, messages: Sequence[Message], attempts: int, stop: asyncio.Event
+    ) -> BaseException | None:
+        """Apply `messages` in one transaction, then commit offsets; None on success, else the error of the
+        last of `attempts` failures. Transient failures (an outage) are retried without counting."""
+        failures = retries = 0
+        while True:
+            try:
+                plan, commits = await self._apply(messages)
+            except Exception as exc:
+                transient = batches.is_transient(exc)
+                failures += 0 if transient else 1
+                if failures >= attempts:
+                    return exc
+                retries += 1
+                delay = batches.backoff_s(retries, base_s=self._settings.consumer_retry_backoff_s)
+                log.warning(
+                    "batch failed; retrying",
+                    consumer=self.name,
+                    attempt=retries + 1,
+                    transient=transient,
+                    size=len(messages),
+                    error=batches.describe(exc),
+                    retry_in_s=delay,
+                )
+                await _sleep_unless_stopped(stop, delay)
+                continue
+            if self._after_handle is not None:
+                self._after_handle(plan.fresh)
+            for position in plan.held:
+                self._hold(consumer, position)
+            await self._commit(consumer, commits)
+            return None
+
+    async def _apply(self, messages: Sequence[Message]) -> tuple[batches.Plan, dict[int, int]]:
+        """One transaction: lock the positions, drop what is applied, run the flow, store the positions."""
+        now = self._clock()
+        where = {"group": self.group, "topic": self.topic}
+        async with self._uow.begin() as session:
+            stored = await positions.lock(session, **where, partitions={m.partition for m in messages}, now=now)
+            plan = batches.plan(messages, stored)
+            for message, reason in plan.skipped:
+                await self._skip(session, message, reason, now)
+            if plan.fresh:
+                result = await self._flow(session, plan.fresh, now)
+                for hook in self._hooks:
+                    after_commit(session, functools.partial(hook, result))
+            await positions.advance(session, **where, moves=plan.moves, now=now)
+        commits = {p: position.next_offset for p, position in stored.items() if position.next_offset > 0}
+        commits.update({position.partition: position.next_offset for position in plan.moves})
+        for position in plan.held:
+            commits.pop(position.partition, None)
+        return plan, commits
+
+    async def _skip(self, session: AsyncSession, message: Message, reason: str, now: datetime) -> None:
+        if self._on_skip is not None:
+            await self._on_skip(session, message, reason, now)
+        fields = {"consumer": self.name, "topic": message.topic, "partition": message.partition}
+        after_commit(
+            session,
+            lambda: log.warning("record skipped by an operator", **fields, offset=message.offset, reason=reason),
+        )
+
+    async def _park(self, consumer: AIOKafkaConsumer, stuck: batches.Stuck, stop: asyncio.Event) -> None:
+        message = stuck.message
+        retries = 0
+        while True:
+            now = self._clock()
+            try:
+                async with self._uow.begin() as session:
+                    await positions.park(
+                        session,
+                        group=self.group,
+                        topic=self.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        error=stuck.error,
+                        now=now,
+                    )
+                break
+            except Exception as exc:
+                if not batches.is_transient(exc):
+                    raise
+                retries += 1
+                await _sleep_unless_stopped(stop, batches.backoff_s(retries, base_s=1.0))
+        position = Position(
+            group=self.group,
+            topic=self.topic,
+            partition=message.partition,
+            next_offset=message.offset,
+            parked_at=now,
+            error=stuck.error,
+        )
+        self._hold(consumer, position)
+        log.error(
+            "partition parked; resume with `smits consumer resume`",
+            group=self.group,
+            topic=self.topic,
+            partition=message.partition,
+            offset=message.offset,
+            error=stuck.error,
+        )
+
+    def _hold(self, consumer: AIOKafkaConsumer, position: Position) -> None:
+        """Pause a parked partition at its record (fetching stops; the other partitions keep flowing)."""
+        tp = TopicPartition(self.topic, position.partition)
+        if tp not in consumer.assignment():
+            return
+        consumer.seek(tp, position.next_offset)
+        consumer.pause(tp)
+        self._parked[position.partition] = position
+        PARKED_PARTITIONS.labels(self.group, self.topic, str(position.partition)).set(1)
+
+    def _forget(self, partitions: Sequence[int]) -> None:
+        for partition in partitions:
+            if self._parked.pop(partition, None) is not None:
+                PARKED_PARTITIONS.labels(self.group, self.topic, str(partition)).set(0)
+
+    async def _follow_resumes(self, consumer: AIOKafkaConsumer) -> None:
+        """Resume the parked partitions an operator released (polled: the command runs in another process)."""
+        if not self._parked or time.monotonic() - self._checked_at < RESUME_POLL_S:
+            return
+        self._checked_at = time.monotonic()
+        try:
+            async with self._uow.begin() as session:
+                still = {p.partition for p in await positions.parked(session, group=self.group, topic=self.topic)}
+                released = [partition for partition in self._parked if partition not in still]
+                found = await positions.stored(session, group=self.group, topic=self.topic, partitions=released)
+        except Exception as exc:
+            log.warning("could not read parked partitions; will retry", consumer=self.name, error=str(exc))
+            return
+        for partition in released:
+            self._forget([partition])
+            tp = TopicPartition(self.topic, partition)
+            if tp in consumer.assignment() and partition in found:
+                consumer.seek(tp, found[partition].next_offset)
+                consumer.resume(tp)
+            log.info("partition resumed", group=self.group, topic=self.topic, partition=partition)
+
+    async def _assigned(self, consumer: AIOKafkaConsumer, assigned: Sequence[TopicPartition]) -> None:
+        """Seek to the stored position where it is ahead of Kafka's committed offset; re-pause parked ones."""
+        async with self._uow.begin() as session:
+            found = await positions.stored(
+                session, group=self.group, topic=self.topic, partitions=[tp.partition for tp in assigned]
+            )
+        for tp in assigned:
+            position = found.get(tp.partition)
+            if position is None:
+                continue
+            if position.parked:
+                self._hold(consumer, position)
+                continue
+            committed = await consumer.committed(tp)
+            if position.next_offset > (committed or 0):
+                consumer.seek(tp, position.next_offset)
+                log.info(
+                    "seeking to the stored position",
+                    consumer=self.name,
+                    partition=tp.partition,
+                    stored=position.next_offset,
+                    committed=committed,
+                )
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 lag = max(0, highwater - await consumer.position(tp))
-                CONSUMER_LAG.labels(self._group, tp.topic, str(tp.partition)).set(lag)
+                CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(lag)
 
-    async def _process(self, batch: Sequence[Message], stop: asyncio.Event) -> bool:
-        """Run the handler until it succeeds; False if asked to stop first (nothing is committed then)."""
-        started = time.perf_counter()
-        async for attempt in stamina.retry_context(on=Exception, attempts=None, timeout=None, wait_max=5.0):
-            with attempt:
-                if stop.is_set() and attempt.num > 1:
-                    return False
-                if attempt.num > 1:
-                    log.warning("retrying batch", consumer=self.name, attempt=attempt.num, size=len(batch))
-                await self._handle(batch)
-        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        if self._after_handle is not None:
-            self._after_handle(batch)
-        return True
-
-    async def _commit(self, consumer: AIOKafkaConsumer, batch: Sequence[Message]) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for message in batch:
-            tp = TopicPartition(message.topic, message.partition)
-            offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
+    async def _commit(self, consumer: AIOKafkaConsumer, commits: dict[int, int]) -> None:
+        if not commits:
+            return
+        offsets = {TopicPartition(self.topic, partition): offset for partition, offset in commits.items()}
         try:
             await consumer.commit(offsets)
             BATCHES.labels(self.name).inc()
         except (CommitFailedError, KafkaError) as exc:
-            # Partitions were revoked mid-batch: the new owner replays them, and effects are idempotent.
-            log.warning("offset commit failed; batch will be replayed", consumer=self.name, error=str(exc))
+            # Partitions were revoked mid-batch: the new owner seeks to the stored positions.
+            log.warning("offset commit failed; the stored positions cover it", consumer=self.name, error=str(exc))
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: BatchConsumer[Any], consumer: AIOKafkaConsumer) -> None:
+        self._owner = owner
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self._owner._forget([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        try:
+            await self._owner._assigned(self._consumer, list(assigned))
+        except Exception as exc:  # the transaction's own position check still drops what is applied
+            log.warning("could not read stored positions on assignment", consumer=self._owner.name, error=str(exc))
+
+
+async def _sleep_unless_stopped(stop: asyncio.Event, delay: float) -> None:
+    """Wait `delay` seconds; raise `_Stopping` if asked to stop meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+    if stop.is_set():
+        raise _Stopping
 
 
 def _message(record: object) -> Message:

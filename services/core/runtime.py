@@ -24,6 +24,7 @@ from services.core.http import install_problem_handlers, install_request_middlew
 from services.core.kafka import create_producer, start_when_reachable
 from services.core.limits import RequestGuard
 from services.core.observability import get_logger
+from services.core.positions import Position
 from services.core.settings import Settings
 from services.core.tracing import instrument
 
@@ -57,6 +58,8 @@ class ServiceUnit:
     router: APIRouter | None = None
     workers: list[Worker] = field(default_factory=list)
     ready_checks: list[Callable[[], bool]] = field(default_factory=list)
+    parked: list[Callable[[], Sequence[Position]]] = field(default_factory=list)
+    """Sources of parked consumer partitions; any makes `/readyz` fail, naming them."""
     body_limits: dict[str, int] = field(default_factory=dict)
     """Path prefix → largest request body accepted there (the default is `SMITS_HTTP_MAX_BODY_BYTES`)."""
 
@@ -144,7 +147,8 @@ def _ops_router(runtime: Runtime, units: Sequence[ServiceUnit]) -> APIRouter:
 
     @router.get("/readyz", response_model=None)
     async def readyz() -> Any:
-        """Readiness: the database answers, every consumer holds partitions, and we are not draining."""
+        """Readiness: the database answers, every consumer holds partitions, none is parked, and we are not
+        draining."""
         checks: dict[str, bool] = {"draining": not (runtime.draining or runtime.stop.is_set())}
         try:
             async with runtime.engine.connect() as conn:
@@ -153,6 +157,9 @@ def _ops_router(runtime: Runtime, units: Sequence[ServiceUnit]) -> APIRouter:
         except Exception:
             checks["database"] = False
         checks["kafka_assignment"] = all(check() for unit in units for check in unit.ready_checks)
+        parked = [position for unit in units for source in unit.parked for position in source()]
+        if parked:
+            return problem_response(503, "Not ready", _parked_detail(parked), checks=checks, parked=_report(parked))
         if all(checks.values()):
             return {"status": "ready", "checks": checks}
         return problem_response(503, "Not ready", "a readiness check failed", checks=checks)
@@ -162,3 +169,17 @@ def _ops_router(runtime: Runtime, units: Sequence[ServiceUnit]) -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def _report(parked: Sequence[Position]) -> list[dict[str, object]]:
+    return [
+        {"group": p.group, "topic": p.topic, "partition": p.partition, "offset": p.next_offset, "error": p.error}
+        for p in parked
+    ]
+
+
+def _parked_detail(parked: Sequence[Position]) -> str:
+    named = "; ".join(
+        f"group {p.group} topic {p.topic} partition {p.partition} at offset {p.next_offset}" for p in parked
+    )
+    return f"consumer partition parked ({named}); see `smits consumer resume`"

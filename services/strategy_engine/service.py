@@ -36,4 +36,5 @@ def build(runtime: Runtime) -> ServiceUnit:
         router=router,
         workers=[consumer.run, relay.run, timers.run],
         ready_checks=[consumer.is_assigned],
+        parked=[consumer.parked],
     )

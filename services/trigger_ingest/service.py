@@ -17,5 +17,6 @@ def build(runtime: Runtime) -> ServiceUnit:
         router=build_router(runtime),
         workers=[consumer.run, relay.run],
         ready_checks=[consumer.is_assigned],
+        parked=[consumer.parked],
         body_limits={"/v1/triggers": MAX_BODY_BYTES},
     )

@@ -18,6 +18,7 @@ from tests.support import infra
 
 EXPECTED = {
     "core_api_keys",
+    "core_consumer_positions",
     "ingest_triggers",
     "ingest_rejections",
     "ingest_duplicates",
