@@ -327,6 +327,7 @@ class BatchConsumer(Generic[R]):
             found = await positions.stored(
                 session, group=self.group, topic=self.topic, partitions=[tp.partition for tp in assigned]
             )
+        behind: dict[TopicPartition, int] = {}
         for tp in assigned:
             position = found.get(tp.partition)
             if position is None:
@@ -337,6 +338,7 @@ class BatchConsumer(Generic[R]):
             committed = await consumer.committed(tp)
             if position.next_offset > (committed or 0):
                 consumer.seek(tp, position.next_offset)
+                behind[tp] = position.next_offset
                 log.info(
                     "seeking to the stored position",
                     consumer=self.name,
@@ -344,6 +346,8 @@ class BatchConsumer(Generic[R]):
                     stored=position.next_offset,
                     committed=committed,
                 )
+        if behind:  # so Kafka's view (lag exporters, the next assignment) agrees with the stored one
+            await self._commit(consumer, {tp.partition: offset for tp, offset in behind.items()})
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
