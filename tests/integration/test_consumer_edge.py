@@ -8,17 +8,22 @@ import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from alembic import command
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from services.contracts import topics
 from services.core import positions
+from services.core.cli import alembic_config
+from services.core.db import UnitOfWork, create_engine
 from services.core.kafka import BatchConsumer, Message, open_reader
 from services.core.outbox import OutboxRelay
 from services.core.runtime import Runtime, running
@@ -224,3 +229,37 @@ def _parked(app: Harness) -> Callable[[], Awaitable[list[positions.Position]]]:
             return await positions.parked(session)
 
     return probe
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "sqlite"])
+async def test_positions_park_resume_and_skip_on_both_databases(
+    dialect: str, database_url: str, tmp_path: Path
+) -> None:
+    url = database_url
+    if dialect == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'smits.db'}"
+        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    engine = create_engine(url)
+    uow, now, where = UnitOfWork(engine), datetime.now(UTC), {"group": "t.g", "topic": "t.topic"}
+    try:
+        async with uow.begin() as session:
+            fresh = await positions.lock(session, **where, partitions={0, 1}, now=now)
+            assert [(p.partition, p.next_offset, p.parked) for p in fresh.values()] == [(0, 0, False), (1, 0, False)]
+            await positions.advance(session, **where, moves=[replace(fresh[0], next_offset=7)], now=now)
+        async with uow.begin() as session:
+            await positions.park(session, **where, partition=1, offset=3, error="ValueError: bad", now=now)
+        async with uow.begin() as session:
+            assert [(p.partition, p.next_offset, p.error) for p in await positions.parked(session)] == [
+                (1, 3, "ValueError: bad")
+            ]
+            assert await positions.resume(session, **where, partition=0, skip=True, now=now) is None  # not parked
+            resumed = await positions.resume(session, **where, partition=1, skip=True, now=now)
+            assert resumed is not None
+            assert resumed.next_offset == 3
+        async with uow.begin() as session:
+            after = await positions.lock(session, **where, partitions={0, 1}, now=now)
+            assert await positions.parked(session) == []
+        assert (after[0].next_offset, after[0].skip_offset) == (7, None)
+        assert (after[1].next_offset, after[1].skip_offset, after[1].error) == (3, 3, "ValueError: bad")
+    finally:
+        await engine.dispose()
