@@ -165,6 +165,8 @@ class BatchConsumer(Generic[R]):
         attempts = self._settings.consumer_max_attempts
 
         async def apply(part: Sequence[Message], tries: int) -> BaseException | None:
+            if stop.is_set() and part is not batch:  # draining: leave the rest of a narrowing to the next owner
+                raise _Stopping
             return await self._attempt(consumer, part, tries, stop)
 
         try:

@@ -45,8 +45,8 @@ async def _produce(settings: Settings, partition: int, ids: Sequence[str]) -> No
 
 
 def _spawn(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    """`smits serve engine` with the test-only fault of `tests.support.poisoned`."""
-    command = [sys.executable, "-m", "tests.support.poisoned", "serve", "engine", "--port", str(port)]
+    """`smits serve engine` with the test-only fault of `tests.support.faulty`."""
+    command = [sys.executable, "-m", "tests.support.faulty", "serve", "engine", "--port", str(port)]
     return subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
 
 
