@@ -86,11 +86,21 @@ def backoff_s(attempt: int, *, base_s: float, cap_s: float = 5.0) -> float:
     return float(min(cap_s, base_s * 2.0 ** (attempt - 1)))
 
 
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+"""Connection, transaction rollback (serialization, deadlock), resources, operator intervention (shutdown,
+starting up), system: the database's state, not the record's."""
+QUERY_CANCELED = "57014"  # a statement timeout may be the batch's own doing: narrowing it can help
+
+
 def is_transient(error: BaseException) -> bool:
-    """An outage rather than a bad record: the database or the network is unreachable. Such failures are
-    retried without bound and never park a partition (an outage would otherwise park every partition)."""
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-        return True
+    """An outage rather than a bad record: the database or the network is unreachable or busy. Such
+    failures are retried without bound and never park a partition (an outage would park every one)."""
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate != QUERY_CANCELED and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES:
+            return True
     return isinstance(
         error, OSError | TimeoutError | sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError
     )

@@ -72,7 +72,17 @@ def test_outages_are_transient_and_bad_records_are_not() -> None:
     assert is_transient(TimeoutError())
     assert is_transient(sa_exc.OperationalError("select", {}, Exception("server closed the connection")))
     assert not is_transient(ValueError("bad record"))
+    assert is_transient(sa_exc.DBAPIError("select", {}, _PgError("40P01")))  # deadlock
+    assert is_transient(sa_exc.DBAPIError("select", {}, _PgError("57P03")))  # the database is starting up
+    assert not is_transient(sa_exc.DBAPIError("select", {}, _PgError("57014")))  # statement timeout
+    assert not is_transient(sa_exc.DBAPIError("insert", {}, _PgError("22001")))  # value too long
     assert not is_transient(sa_exc.IntegrityError("insert", {}, Exception("duplicate key")))
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
 
 
 class Poisoned(Exception):
