@@ -17,18 +17,19 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts import topics
 from services.core import batches, positions
+from services.core.assignment import Assignment
 from services.core.batches import Message as Message
 from services.core.db import UnitOfWork, after_commit
-from services.core.observability import BATCH_SECONDS, BATCHES, CONSUMER_LAG, PARKED_PARTITIONS, get_logger
+from services.core.observability import BATCH_SECONDS, BATCHES, CONSUMER_LAG, get_logger
 from services.core.positions import Position
 from services.core.settings import Settings
 
@@ -43,7 +44,6 @@ Flow = Callable[[AsyncSession, Sequence[Message], datetime], Awaitable[R]]
 SkipHook = Callable[[AsyncSession, Message, str, datetime], Awaitable[None]]
 """Runs, in the transaction that moves past it, for a record an operator skipped: (session, record, the
 parking error, now)."""
-RESUME_POLL_S = 1.0
 
 
 def create_producer(settings: Settings) -> AIOKafkaProducer:
@@ -117,15 +117,14 @@ class BatchConsumer(Generic[R]):
         self._after_handle = after_handle  # test hook: runs between the DB commit and the offset commit
         self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
-        self._parked: dict[int, Position] = {}
-        self._checked_at = 0.0
+        self._assignment = Assignment(uow=uow, group=self.group, topic=self.topic)
 
     def is_assigned(self) -> bool:
         return self._consumer is not None and bool(self._consumer.assignment())
 
     def parked(self) -> list[Position]:
         """The partitions this consumer holds parked (for readiness)."""
-        return [self._parked[partition] for partition in sorted(self._parked)]
+        return self._assignment.parked()
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -137,14 +136,14 @@ class BatchConsumer(Generic[R]):
             fetch_max_bytes=32 * MAX_MESSAGE_BYTES,
             client_id=f"smits-{self.name}",
         )
-        consumer.subscribe([self.topic], listener=_Rebalance(self, consumer))
+        consumer.subscribe([self.topic], listener=self._assignment.listener(consumer))
         if not await start_when_reachable(consumer, self.name, stop):
             return
         self._consumer = consumer
         log.info("consumer started", consumer=self.name, topic=self.topic, group=self.group)
         try:
             while not stop.is_set():
-                await self._follow_resumes(consumer)
+                await self._assignment.follow_resumes(consumer)
                 fetched = await consumer.getmany(
                     timeout_ms=self._settings.consumer_fetch_timeout_ms,
                     max_records=self._settings.consumer_max_records,
@@ -155,7 +154,7 @@ class BatchConsumer(Generic[R]):
                 await self._report_lag(consumer)
         finally:
             self._consumer = None
-            self._forget(list(self._parked))
+            self._assignment.forget()
             await consumer.stop()
             log.info("consumer stopped", consumer=self.name)
 
@@ -214,7 +213,7 @@ class BatchConsumer(Generic[R]):
             if self._after_handle is not None:
                 self._after_handle(plan.fresh)
             for position in plan.held:
-                self._hold(consumer, position)
+                self._assignment.hold(consumer, position)
             await self._commit(consumer, commits)
             return None
 
@@ -277,7 +276,7 @@ class BatchConsumer(Generic[R]):
             parked_at=now,
             error=stuck.error,
         )
-        self._hold(consumer, position)
+        self._assignment.hold(consumer, position)
         log.error(
             "partition parked; resume with `smits consumer resume`",
             group=self.group,
@@ -286,70 +285,6 @@ class BatchConsumer(Generic[R]):
             offset=message.offset,
             error=stuck.error,
         )
-
-    def _hold(self, consumer: AIOKafkaConsumer, position: Position) -> None:
-        """Pause a parked partition at its record (fetching stops; the other partitions keep flowing)."""
-        tp = TopicPartition(self.topic, position.partition)
-        if tp not in consumer.assignment():
-            return
-        consumer.seek(tp, position.next_offset)
-        consumer.pause(tp)
-        self._parked[position.partition] = position
-        PARKED_PARTITIONS.labels(self.group, self.topic, str(position.partition)).set(1)
-
-    def _forget(self, partitions: Sequence[int]) -> None:
-        for partition in partitions:
-            if self._parked.pop(partition, None) is not None:
-                PARKED_PARTITIONS.labels(self.group, self.topic, str(partition)).set(0)
-
-    async def _follow_resumes(self, consumer: AIOKafkaConsumer) -> None:
-        """Resume the parked partitions an operator released (polled: the command runs in another process)."""
-        if not self._parked or time.monotonic() - self._checked_at < RESUME_POLL_S:
-            return
-        self._checked_at = time.monotonic()
-        try:
-            async with self._uow.begin() as session:
-                still = {p.partition for p in await positions.parked(session, group=self.group, topic=self.topic)}
-                released = [partition for partition in self._parked if partition not in still]
-                found = await positions.stored(session, group=self.group, topic=self.topic, partitions=released)
-        except Exception as exc:
-            log.warning("could not read parked partitions; will retry", consumer=self.name, error=str(exc))
-            return
-        for partition in released:
-            self._forget([partition])
-            tp = TopicPartition(self.topic, partition)
-            if tp in consumer.assignment() and partition in found:
-                consumer.seek(tp, found[partition].next_offset)
-                consumer.resume(tp)
-            log.info("partition resumed", group=self.group, topic=self.topic, partition=partition)
-
-    async def _assigned(self, consumer: AIOKafkaConsumer, assigned: Sequence[TopicPartition]) -> None:
-        """Seek to the stored position where it is ahead of Kafka's committed offset; re-pause parked ones."""
-        async with self._uow.begin() as session:
-            found = await positions.stored(
-                session, group=self.group, topic=self.topic, partitions=[tp.partition for tp in assigned]
-            )
-        behind: dict[TopicPartition, int] = {}
-        for tp in assigned:
-            position = found.get(tp.partition)
-            if position is None:
-                continue
-            if position.parked:
-                self._hold(consumer, position)
-                continue
-            committed = await consumer.committed(tp)
-            if position.next_offset > (committed or 0):
-                consumer.seek(tp, position.next_offset)
-                behind[tp] = position.next_offset
-                log.info(
-                    "seeking to the stored position",
-                    consumer=self.name,
-                    partition=tp.partition,
-                    stored=position.next_offset,
-                    committed=committed,
-                )
-        if behind:  # so Kafka's view (lag exporters, the next assignment) agrees with the stored one
-            await self._commit(consumer, {tp.partition: offset for tp, offset in behind.items()})
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
@@ -368,21 +303,6 @@ class BatchConsumer(Generic[R]):
         except (CommitFailedError, KafkaError) as exc:
             # Partitions were revoked mid-batch: the new owner seeks to the stored positions.
             log.warning("offset commit failed; the stored positions cover it", consumer=self.name, error=str(exc))
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: BatchConsumer[Any], consumer: AIOKafkaConsumer) -> None:
-        self._owner = owner
-        self._consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        self._owner._forget([tp.partition for tp in revoked])
-
-    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        try:
-            await self._owner._assigned(self._consumer, list(assigned))
-        except Exception as exc:  # the transaction's own position check still drops what is applied
-            log.warning("could not read stored positions on assignment", consumer=self._owner.name, error=str(exc))
 
 
 async def _sleep_unless_stopped(stop: asyncio.Event, delay: float) -> None:
