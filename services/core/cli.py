@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.auth import Scope
 from services.core.observability import configure_logging, get_logger
+from services.core.positions import Position
 from services.core.runtime import StartupAborted, build_app, running
 from services.core.settings import ConfigurationError, Settings, load_settings
 from services.core.tracing import configure_otel, shutdown_otel
@@ -29,11 +30,13 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Dead-lettered triggers")
 schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the event contracts")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 outbox_app = typer.Typer(no_args_is_help=True, help="Outbox records Kafka refused for good (parked)")
+consumer_app = typer.Typer(no_args_is_help=True, help="Kafka consumers (parked partitions)")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(consumer_app, name="consumer")
 
 log = get_logger("smits.cli")
 T = TypeVar("T")
@@ -206,6 +209,47 @@ async def _create_key(settings: Settings, name: str, scopes: list[Scope]) -> str
         await engine.dispose()
     log.info("api key created", name=name, scopes=[str(s) for s in scopes])
     return key
+
+
+@consumer_app.command("resume")
+def consumer_resume(
+    group: Annotated[str, typer.Option(help="Kafka consumer group, with the topic prefix, as /readyz names it")],
+    topic: Annotated[str, typer.Option(help="Kafka topic, with the topic prefix, as /readyz names it")],
+    partition: Annotated[int, typer.Option(min=0, help="the parked partition")],
+    skip_offset: Annotated[
+        bool, typer.Option("--skip-offset", help="move past the failing record instead of retrying it")
+    ] = False,
+) -> None:
+    """Resume a parked partition: its consumer retries the failing record, or with --skip-offset moves past
+    it (logged; ingest dead-letters it). The running consumer picks the request up within a few seconds."""
+    found = asyncio.run(_resume(_settings(), group, topic, partition, skip_offset))
+    if isinstance(found, list):
+        parked = ", ".join(f"{p.group} {p.topic} {p.partition} at offset {p.next_offset}" for p in found) or "none"
+        typer.echo(f"group {group} topic {topic} partition {partition} is not parked; parked now: {parked}", err=True)
+        raise typer.Exit(1)
+    action = "skipping" if skip_offset else "retrying"
+    log.warning(
+        "parked partition resumed by an operator",
+        group=group,
+        topic=topic,
+        partition=partition,
+        offset=found.next_offset,
+        skip=skip_offset,
+        error=found.error,
+    )
+    typer.echo(f"resumed group {group} topic {topic} partition {partition}: {action} offset {found.next_offset}")
+
+
+async def _resume(settings: Settings, group: str, topic: str, partition: int, skip: bool) -> Position | list[Position]:
+    """The parked position that was resumed, or (when that partition is not parked) every parked one."""
+    from services.core import positions
+
+    async def resume(session: AsyncSession) -> Position | list[Position]:
+        now = datetime.now(UTC)
+        found = await positions.resume(session, group=group, topic=topic, partition=partition, skip=skip, now=now)
+        return found if found is not None else await positions.parked(session)
+
+    return await _in_transaction(settings, resume)
 
 
 @outbox_app.command("parked")

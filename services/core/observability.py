@@ -97,5 +97,10 @@ CONSUMER_LAG = Gauge(
     "Records not yet consumed (high watermark - position)",
     ["consumergroup", "topic", "partition"],
 )
+PARKED_PARTITIONS = Gauge(
+    "smits_consumer_parked_partitions",
+    "1 while a partition is parked at a record that keeps failing (see `smits consumer resume`)",
+    ["group", "topic", "partition"],
+)
 REVIEWS = Counter("smits_reviews_events_total", "Review domain events emitted", ["type"])
 DELIVERIES = Counter("smits_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])

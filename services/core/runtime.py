@@ -25,6 +25,7 @@ from services.core.http import install_problem_handlers, install_request_middlew
 from services.core.kafka import create_producer, start_when_reachable
 from services.core.limits import RequestGuard
 from services.core.observability import get_logger
+from services.core.positions import Position
 from services.core.settings import Settings
 from services.core.tracing import instrument
 
@@ -58,6 +59,8 @@ class ServiceUnit:
     router: APIRouter | None = None
     workers: list[Worker] = field(default_factory=list)
     ready_checks: list[Callable[[], bool]] = field(default_factory=list)
+    parked: list[Callable[[], Sequence[Position]]] = field(default_factory=list)
+    """Sources of parked consumer partitions; any makes `/readyz` fail, naming them."""
     body_limits: dict[str, int] = field(default_factory=dict)
     """Path prefix → largest request body accepted there (the default is `SMITS_HTTP_MAX_BODY_BYTES`)."""
     outboxes: list[str] = field(default_factory=list)
@@ -148,26 +151,34 @@ def _ops_router(runtime: Runtime, units: Sequence[ServiceUnit]) -> APIRouter:
 
     @router.get("/readyz", response_model=None)
     async def readyz() -> Any:
-        """Readiness: the database answers, every consumer holds partitions, no outbox record is parked,
-        and we are not draining."""
+        """Readiness: the database answers, every consumer holds partitions, no consumer partition and no
+        outbox record is parked, and we are not draining."""
         checks: dict[str, bool] = {"draining": not (runtime.draining or runtime.stop.is_set())}
-        parked: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
         try:
             async with runtime.uow.begin() as session:
                 await session.execute(text("SELECT 1"))
                 checks["database"] = True
                 if outboxes:
-                    parked = [_parked_view(p) for p in await parking.list_parked(session, outboxes=outboxes, limit=10)]
-                    checks["outbox_parked"] = not parked
+                    records = [_parked_view(p) for p in await parking.list_parked(session, outboxes=outboxes, limit=10)]
+                    checks["outbox_parked"] = not records
         except Exception:
             checks["database"] = False
         checks["kafka_assignment"] = all(check() for unit in units for check in unit.ready_checks)
+        partitions = [position for unit in units for source in unit.parked for position in source()]
+        checks["consumer_parked"] = not partitions
         if all(checks.values()):
             return {"status": "ready", "checks": checks}
-        if parked:
-            detail = f"{len(parked)}{'+' if len(parked) == 10 else ''} outbox record(s) parked: {parked[0]['error']}"
-            return problem_response(503, "Not ready", detail, checks=checks, parked=parked)
-        return problem_response(503, "Not ready", "a readiness check failed", checks=checks)
+        problems = []
+        if partitions:
+            problems.append(_parked_detail(partitions))
+        if records:
+            more = "+" if len(records) == 10 else ""
+            problems.append(f"{len(records)}{more} outbox record(s) parked: {records[0]['error']}")
+        detail = "; ".join(problems) or "a readiness check failed"
+        return problem_response(
+            503, "Not ready", detail, checks=checks, parked_partitions=_report(partitions), parked_records=records
+        )
 
     @router.get("/metrics")
     async def metrics() -> Response:
@@ -186,3 +197,17 @@ def _parked_view(record: parking.Parked) -> dict[str, Any]:
         "parked_at": record.parked_at.isoformat(),
         "resolve": f"smits outbox retry {record.id} | smits outbox drop {record.id}",
     }
+
+
+def _report(parked: Sequence[Position]) -> list[dict[str, object]]:
+    return [
+        {"group": p.group, "topic": p.topic, "partition": p.partition, "offset": p.next_offset, "error": p.error}
+        for p in parked
+    ]
+
+
+def _parked_detail(parked: Sequence[Position]) -> str:
+    named = "; ".join(
+        f"group {p.group} topic {p.topic} partition {p.partition} at offset {p.next_offset}" for p in parked
+    )
+    return f"consumer partition parked ({named}); see `smits consumer resume`"

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     ingest_rate_burst: float = Field(default=2000.0, ge=1)
     consumer_max_records: int = Field(default=500, ge=1, le=10_000)
     consumer_fetch_timeout_ms: int = Field(default=200, ge=1, le=600_000)
+    consumer_max_attempts: int = Field(default=5, ge=1, le=100)
+    """Failures of a batch (and then of its failing record alone) before its partition is parked; outages
+    (database or network unreachable) are retried without counting."""
+    consumer_retry_backoff_s: float = Field(default=0.5, gt=0, le=60)
+    """First delay between attempts of a failing batch; it doubles up to 5 s."""
     outbox_batch_size: int = Field(default=500, ge=1, le=100_000)
     outbox_poll_interval_s: Seconds = 0.05
     delivery_poll_interval_s: Seconds = 0.1

@@ -71,7 +71,10 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
                     }
                 )
     stored = await planned(session, {(row["msg_id"], row["subscription_id"]) for row in rows})
-    rows = [row for row in rows if (row["msg_id"], row["subscription_id"]) not in stored]  # a replayed batch
+    # Already planned: the same event again at another offset (the engine's outbox relay republishes
+    # after a crash between its acks and its delete). Stored consumer positions only drop a replay of
+    # the same offsets, so this check stays; `_order` must not count such a row as a predecessor.
+    rows = [row for row in rows if (row["msg_id"], row["subscription_id"]) not in stored]
     await _order(session, rows)
     if rows:
         table = table_of(DeliveryRow)

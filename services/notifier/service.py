@@ -18,4 +18,5 @@ def build(runtime: Runtime) -> ServiceUnit:
         router=build_router(runtime),
         workers=[consumer.run, worker.run],
         ready_checks=[consumer.is_assigned],
+        parked=[consumer.parked],
     )

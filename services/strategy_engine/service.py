@@ -37,4 +37,5 @@ def build(runtime: Runtime) -> ServiceUnit:
         workers=[consumer.run, relay.run, timers.run],
         ready_checks=[consumer.is_assigned],
         outboxes=[EngineOutboxRow.__tablename__],
+        parked=[consumer.parked],
     )

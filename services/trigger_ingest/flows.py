@@ -30,7 +30,7 @@ class BatchOutcome:
 
 
 async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: datetime) -> BatchOutcome:
-    """Store a batch's effects idempotently: replaying the same records changes nothing."""
+    """Store a batch's effects: triggers, repeats of stored ones, dead letters (unique per Kafka position)."""
     candidates: dict[tuple[str, str], tuple[Message, Trigger]] = {}
     repeats: list[tuple[Message, Trigger]] = []
     rejections: list[tuple[Message, Rejection]] = []
@@ -51,12 +51,9 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
         session, [_trigger_row(message, trigger, now) for message, trigger in candidates.values()]
     )
     outcome = BatchOutcome()
-    conflicts = [key for key in candidates if key not in new_keys]
-    first_seen = await persistence.positions_of(session, conflicts)
-    for key in conflicts:
-        message, trigger = candidates[key]
-        if first_seen.get(key) != (message.partition, message.offset):  # else: our own batch, replayed
-            repeats.append((message, trigger))
+    # A (source, id) stored before is a repeat. Our own batch replayed after a crash never gets here: the
+    # consumer's stored position drops it first (core.kafka.BatchConsumer).
+    repeats.extend(candidates[key] for key in candidates if key not in new_keys)
     await persistence.insert_duplicates(session, [_duplicate_row(m, t, now) for m, t in repeats])
     outcome.duplicates = [trigger for _, trigger in repeats]
 
@@ -76,6 +73,14 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
             outbox.append(_dead_letter(message, rejection))
     await insert_rows(session, IngestOutboxRow, outbox)
     return outcome
+
+
+async def dead_letter_skipped(session: AsyncSession, message: Message, reason: str, now: datetime) -> None:
+    """A record an operator skipped (`smits consumer resume --skip-offset`): dead-lettered like a rejected
+    one, so it can be inspected and replayed (`smits dlq replay`)."""
+    rejection = Rejection(kind="SkippedByOperator", message=f"skipped by an operator after: {reason}")
+    await persistence.insert_rejections(session, [_rejection_row(message, rejection, now)])
+    await insert_rows(session, IngestOutboxRow, [_dead_letter(message, rejection)])
 
 
 def _trigger_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:

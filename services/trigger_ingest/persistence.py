@@ -18,7 +18,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    tuple_,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -97,18 +96,6 @@ async def insert_triggers(session: AsyncSession, rows: Sequence[dict[str, Any]])
     statement = insert_ignore(session, table, ["source", "event_id"]).returning(table.c.source, table.c.event_id)
     result = await session.execute(statement, list(rows))
     return {(source, event_id) for source, event_id in result.all()}
-
-
-async def positions_of(
-    session: AsyncSession, keys: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], tuple[int, int]]:
-    """Kafka (partition, offset) where each stored (source, event_id) was first accepted."""
-    if not keys:
-        return {}
-    statement = select(
-        TriggerRow.source, TriggerRow.event_id, TriggerRow.kafka_partition, TriggerRow.kafka_offset
-    ).where(tuple_(TriggerRow.source, TriggerRow.event_id).in_(list(keys)))
-    return {(row[0], row[1]): (row[2], row[3]) for row in (await session.execute(statement)).all()}
 
 
 async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[tuple[int, int]]:

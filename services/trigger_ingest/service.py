@@ -18,5 +18,6 @@ def build(runtime: Runtime) -> ServiceUnit:
         workers=[consumer.run, relay.run],
         ready_checks=[consumer.is_assigned],
         outboxes=[IngestOutboxRow.__tablename__],
+        parked=[consumer.parked],
         body_limits={"/v1/triggers": MAX_BODY_BYTES},
     )

@@ -43,6 +43,7 @@ def test_migrate_topics_keys_and_serve_all_then_sigterm_exits_cleanly(settings: 
             "database": True,
             "outbox_parked": True,
             "kafka_assignment": True,
+            "consumer_parked": True,
         }
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
         assert "smits_http_requests_total" in httpx.get(f"{base}/metrics").text

@@ -19,6 +19,7 @@ from tests.support import infra
 EXPECTED = {
     "core_api_keys",
     "core_outbox_parked",
+    "core_consumer_positions",
     "ingest_triggers",
     "ingest_rejections",
     "ingest_duplicates",

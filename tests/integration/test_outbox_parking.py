@@ -178,8 +178,8 @@ async def test_readyz_is_503_naming_a_parked_record_until_it_is_dropped(db_setti
         assert answer.headers["content-type"].startswith("application/problem+json")
         body = answer.json()
         assert body["checks"]["outbox_parked"] is False
-        assert body["parked"][0]["id"] == parked_id
-        assert body["parked"][0]["error"] == "ValueError: refused"
+        assert body["parked_records"][0]["id"] == parked_id
+        assert body["parked_records"][0]["error"] == "ValueError: refused"
         assert "refused" in body["detail"]
         async with uow.begin() as session:
             await parking.drop(session, parked_id)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Sequence
+from datetime import datetime
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.record.util import calc_crc32c
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts import topics
+from services.core.db import UnitOfWork, create_engine
 from services.core.kafka import BatchConsumer, Message
 from services.core.settings import Settings
 from services.trigger_ingest.persistence import RejectionRow, TriggerRow
@@ -71,10 +74,13 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_records_around_it_
 async def test_a_consumer_that_does_not_take_undecodable_records_skips_them(settings: Settings) -> None:
     seen: list[Message] = []
 
-    async def handle(batch: Sequence[Message]) -> None:
+    async def flow(session: AsyncSession, batch: Sequence[Message], now: datetime) -> None:
         seen.extend(batch)
 
-    consumer = BatchConsumer(settings=settings, topic=topics.TRIGGERS, group="skip-test", handle=handle)
+    engine = create_engine(settings.database_url.get_secret_value())
+    consumer: BatchConsumer[None] = BatchConsumer(
+        settings=settings, uow=UnitOfWork(engine), topic=topics.TRIGGERS, group="skip-test", flow=flow
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:
@@ -88,4 +94,5 @@ async def test_a_consumer_that_does_not_take_undecodable_records_skips_them(sett
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+        await engine.dispose()
     assert not task.exception()

@@ -1,25 +1,38 @@
-"""The `reviews.events` consumer: delivery rows written in the same transaction as the batch."""
+"""The `reviews.events` consumer: delivery rows planned by the flow, then the delivery worker woken after
+commit (`core.kafka.BatchConsumer` owns the transaction, the stored position, retries and parking)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts import topics
-from services.core.db import UnitOfWork, after_commit
+from services.core.db import UnitOfWork
 from services.core.kafka import BatchConsumer, Message
 from services.core.settings import Settings
 from services.notifier.flows import plan_deliveries
 
 
 def review_events_consumer(
-    *, settings: Settings, uow: UnitOfWork, planned: Callable[[], None] = lambda: None
-) -> BatchConsumer:
+    *,
+    settings: Settings,
+    uow: UnitOfWork,
+    planned: Callable[[], None] = lambda: None,
+    after_handle: Callable[[Sequence[Message]], None] | None = None,
+) -> BatchConsumer[int]:
     """`planned` runs after a batch's deliveries are committed (the notifier wakes its delivery worker)."""
 
-    async def handle(batch: Sequence[Message]) -> None:
-        async with uow.begin() as session:
-            await plan_deliveries(session, batch, now=datetime.now(UTC))
-            after_commit(session, planned)
+    async def flow(session: AsyncSession, batch: Sequence[Message], now: datetime) -> int:
+        return await plan_deliveries(session, batch, now=now)
 
-    return BatchConsumer(settings=settings, topic=topics.REVIEWS_EVENTS, group="notifier", handle=handle)
+    return BatchConsumer(
+        settings=settings,
+        uow=uow,
+        topic=topics.REVIEWS_EVENTS,
+        group="notifier",
+        flow=flow,
+        hooks=[lambda _: planned()],
+        after_handle=after_handle,
+    )

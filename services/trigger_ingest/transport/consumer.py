@@ -1,8 +1,12 @@
-"""The `triggers` consumer: one transaction per batch, then offsets (see `core.kafka.BatchConsumer`)."""
+"""The `triggers` consumer: the ingest flow and its after-commit hooks (`core.kafka.BatchConsumer` owns the
+transaction, the stored position, retries and parking)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts import topics
 from services.core.db import UnitOfWork
@@ -10,7 +14,7 @@ from services.core.kafka import BatchConsumer, Message
 from services.core.observability import TRIGGERS, get_logger
 from services.core.outbox import OutboxRelay
 from services.core.settings import Settings
-from services.trigger_ingest.flows import ingest_batch, utcnow
+from services.trigger_ingest.flows import BatchOutcome, dead_letter_skipped, ingest_batch
 
 log = get_logger(__name__)
 
@@ -21,31 +25,35 @@ def trigger_consumer(
     uow: UnitOfWork,
     relay: OutboxRelay,
     after_handle: Callable[[Sequence[Message]], None] | None = None,
-) -> BatchConsumer:
-    async def handle(batch: Sequence[Message]) -> None:
-        async with uow.begin() as session:
-            outcome = await ingest_batch(session, batch, now=utcnow())
-            relay.wake_after_commit(session)
-        for trigger in outcome.accepted:
-            TRIGGERS.labels("accepted", trigger.category.value).inc()
-        for rejection in outcome.rejected:
-            log.info("trigger dead-lettered", reason=rejection.kind, detail=rejection.message)
-            TRIGGERS.labels("rejected", "unknown").inc()
-        for trigger in outcome.duplicates:
-            TRIGGERS.labels("duplicate", trigger.category.value).inc()
-        log.debug(
-            "batch stored",
-            size=len(batch),
-            accepted=len(outcome.accepted),
-            duplicates=len(outcome.duplicates),
-            rejected=len(outcome.rejected),
-        )
+) -> BatchConsumer[BatchOutcome]:
+    async def flow(session: AsyncSession, batch: Sequence[Message], now: datetime) -> BatchOutcome:
+        return await ingest_batch(session, batch, now=now)
 
     return BatchConsumer(
         settings=settings,
+        uow=uow,
         topic=topics.TRIGGERS,
         group="ingest",
-        handle=handle,
+        flow=flow,
+        hooks=[lambda _: relay.wake(), count],
+        on_skip=dead_letter_skipped,
         after_handle=after_handle,
         deliver_unreadable=True,  # dead-lettered like any other bad record
+    )
+
+
+def count(outcome: BatchOutcome) -> None:
+    """Metrics and logs of a committed batch."""
+    for trigger in outcome.accepted:
+        TRIGGERS.labels("accepted", trigger.category.value).inc()
+    for rejection in outcome.rejected:
+        log.info("trigger dead-lettered", reason=rejection.kind, detail=rejection.message)
+        TRIGGERS.labels("rejected", "unknown").inc()
+    for trigger in outcome.duplicates:
+        TRIGGERS.labels("duplicate", trigger.category.value).inc()
+    log.debug(
+        "batch stored",
+        accepted=len(outcome.accepted),
+        duplicates=len(outcome.duplicates),
+        rejected=len(outcome.rejected),
     )
