@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 kafka_port="${TEST_KAFKA_PORT:-29092}"
 kafka_dir="${TEST_KAFKA_DIR:-.run/kafka-test}"
+# Every test makes its own topics: a whole run holds a few thousand partitions (the faults' broker inherits it).
+export KAFKA_HEAP="${KAFKA_HEAP:-1g}"
 started=()
 
 stop_what_we_started() {
