@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     webhook_allow_cidrs: Annotated[tuple[str, ...], NoDecode] = ()
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65_535)
+    port: int = Field(default=8000, ge=0, le=65_535)
+    """0: any free port."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
