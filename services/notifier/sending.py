@@ -16,11 +16,15 @@ from dataclasses import dataclass
 
 import httpx
 
+from services.core.observability import get_logger
 from services.notifier.egress import EgressRefused
 from services.notifier.retries import RETRY_AFTER_MAX_CHARS, Outcome
 
+log = get_logger(__name__)
+
 RESPONSE_KEEP = 1000
-"""Bytes of a receiver's answer kept (and characters stored) per attempt; the rest is never read."""
+"""Bytes of a receiver's answer kept (and characters stored) per attempt; beyond them the answer is not read
+(at most one more network read of up to 64 KiB is discarded)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,9 @@ async def post(client: httpx.AsyncClient, request: Request, *, deadline_s: float
     except TimeoutError:
         answer.error = f"no complete answer within {deadline_s:g} s"
     except (httpx.HTTPError, EgressRefused, OSError, ValueError) as exc:  # ValueError: a malformed answer
+        answer.error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a client or transport bug: the attempt is still recorded, never lost or resent
+        log.exception("webhook POST failed unexpectedly")
         answer.error = f"{type(exc).__name__}: {exc}"
     return Outcome(
         answer.status_code,
