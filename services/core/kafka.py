@@ -253,6 +253,7 @@ class BatchConsumer(Generic[R]):
 
     async def _park(self, consumer: AIOKafkaConsumer, stuck: batches.Stuck, stop: asyncio.Event) -> None:
         message = stuck.message
+        error = positions.error_text(stuck.error)
         retries = 0
         while True:
             now = self._clock()
@@ -264,13 +265,14 @@ class BatchConsumer(Generic[R]):
                         topic=self.topic,
                         partition=message.partition,
                         offset=message.offset,
-                        error=stuck.error,
+                        error=error,
                         now=now,
                     )
                 break
             except Exception as exc:
-                if not batches.is_transient(exc):
-                    raise
+                if not batches.is_transient(exc):  # still hold the partition, in memory: never crash the worker
+                    log.exception("could not store the parked partition; it stays paused in this process only")
+                    break
                 retries += 1
                 await _sleep_unless_stopped(stop, batches.backoff_s(retries, base_s=1.0))
         position = Position(
@@ -279,7 +281,7 @@ class BatchConsumer(Generic[R]):
             partition=message.partition,
             next_offset=message.offset,
             parked_at=now,
-            error=stuck.error,
+            error=error,
         )
         self._assignment.hold(consumer, position)
         log.error(
@@ -288,7 +290,7 @@ class BatchConsumer(Generic[R]):
             topic=self.topic,
             partition=message.partition,
             offset=message.offset,
-            error=stuck.error,
+            error=error,
         )
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:

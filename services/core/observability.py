@@ -29,6 +29,8 @@ _BOUND_VALUES = (
     (re.compile(r"(query argument \$\d+:)[^\n]*"), r"\1 [value hidden]"),
     # SQLAlchemy's parameter list, should an engine without `hide_parameters` ever raise
     (re.compile(r"^\[parameters: [^\n]*", re.MULTILINE), "[parameters hidden]"),
+    # PostgreSQL's DETAIL and HINT quote row values: "Failing row contains (..., whsec_...)", "Key (x)=(...)"
+    (re.compile(r"^(\s*(?:DETAIL|HINT):)[^\n]*", re.MULTILINE), r"\1 [hidden: may quote row values]"),
 )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.bounds import bounded
 from services.core.db import Base, UTCDateTime, table_of
+from services.core.observability import scrub
 
 ERROR_MAX_CHARS = 2000
 _PERMANENT_KAFKA = (
@@ -72,7 +73,7 @@ def is_permanent(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    return bounded(f"{type(exc).__name__}: {exc}", ERROR_MAX_CHARS)
+    return bounded(scrub(f"{type(exc).__name__}: {exc}"), ERROR_MAX_CHARS)
 
 
 async def park(session: AsyncSession, outbox: str, refused: Sequence[tuple[Any, BaseException]]) -> None:

@@ -18,7 +18,9 @@ from sqlalchemy import BigInteger, Integer, String, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.core.bounds import bounded
 from services.core.db import Base, UTCDateTime, insert_ignore, is_postgres, table_of
+from services.core.observability import scrub
 
 MAX_ERROR_CHARS = 2000
 
@@ -100,6 +102,11 @@ async def advance(session: AsyncSession, *, group: str, topic: str, moves: Seque
     await session.execute(statement, [{"p": m.partition, "n": m.next_offset, "s": m.skip_offset} for m in moves])
 
 
+def error_text(error: str) -> str:
+    """An error as stored and shown (readiness, CLI): no quoted row values, storable, bounded."""
+    return bounded(scrub(error), MAX_ERROR_CHARS)
+
+
 async def park(
     session: AsyncSession, *, group: str, topic: str, partition: int, offset: int, error: str, now: datetime
 ) -> None:
@@ -108,7 +115,7 @@ async def park(
     await session.execute(
         update(ConsumerPositionRow)
         .where(_key(group, topic), ConsumerPositionRow.partition == partition)
-        .values(next_offset=offset, parked_at=now, error=error[:MAX_ERROR_CHARS], skip_offset=None, updated_at=now)
+        .values(next_offset=offset, parked_at=now, error=error_text(error), skip_offset=None, updated_at=now)
     )
 
 

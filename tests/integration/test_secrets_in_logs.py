@@ -30,6 +30,11 @@ async def _fail(engine_url: str, statement: str) -> Exception:
                         id=uuid.uuid4(), url="x" * 3000, secret=SECRET, event_types=[], created_at=datetime.now(UTC)
                     )
                 )
+            elif statement == "not-null":  # PostgreSQL's DETAIL quotes the failing row, secret included
+                await session.execute(
+                    text("INSERT INTO notifier_subscriptions (id, url, secret) VALUES (:id, NULL, :secret)"),
+                    {"id": uuid.uuid4(), "secret": SECRET},
+                )
             else:  # asyncpg quotes a value it cannot encode in its own message
                 await session.execute(text("SELECT CAST(:value AS integer)"), {"value": SECRET})
     except Exception as exc:
@@ -51,7 +56,7 @@ def restored_logging() -> Iterator[None]:
 
 @pytest.mark.usefixtures("restored_logging")
 @pytest.mark.parametrize("log_format", ["json", "console"])
-@pytest.mark.parametrize("statement", ["insert", "cast"])
+@pytest.mark.parametrize("statement", ["insert", "cast", "not-null"])
 async def test_a_failing_statement_that_binds_a_secret_never_logs_it(
     settings: Settings, capsys: pytest.CaptureFixture[str], statement: str, log_format: str
 ) -> None:
