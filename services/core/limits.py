@@ -125,9 +125,8 @@ class RateLimiter:
         bucket = self._buckets.setdefault(caller, _Bucket(self._burst, now))
         bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
         bucket.updated = now
-        if cost > self._burst:
-            cost = self._burst  # a request larger than the burst waits for a full bucket, not forever
-        if bucket.tokens >= cost:
-            bucket.tokens -= cost
+        needed = min(cost, self._burst)  # a request larger than the burst waits for a full bucket, not forever
+        if bucket.tokens >= needed:
+            bucket.tokens -= cost  # the whole cost: below zero, the caller repays it before its next request
             return 0.0
-        return (cost - bucket.tokens) / self._rate
+        return (needed - bucket.tokens) / self._rate

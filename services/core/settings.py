@@ -64,9 +64,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
 
     http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
-    ingest_rate_limit_per_s: float = Field(default=1000.0, gt=0)
+    ingest_rate_limit_per_s: float = Field(default=1000.0, ge=0.01, le=1e9)
     """Trigger events a second per API key on `POST /v1/triggers` (a batch counts each event)."""
-    ingest_rate_burst: float = Field(default=2000.0, ge=1)
+    ingest_rate_burst: float = Field(default=2000.0, ge=1, le=1e9)
     consumer_max_records: int = Field(default=500, ge=1, le=10_000)
     consumer_fetch_timeout_ms: int = Field(default=200, ge=1, le=600_000)
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)

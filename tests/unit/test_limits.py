@@ -33,3 +33,16 @@ def test_a_batch_costs_one_token_per_event_and_an_oversized_one_waits_for_a_full
     assert limiter.take("a", cost=10) == pytest.approx(0.5)
     clock.now += 2
     assert limiter.take("a", cost=500) == 0  # capped at the burst: allowed once the bucket is full
+    assert limiter.take("a", cost=1) == pytest.approx((500 - 20 + 1) / 10)  # ... and paid for in full
+
+
+def test_oversized_batches_cannot_beat_the_average_rate() -> None:
+    clock = Clock()
+    limiter = RateLimiter(rate=1, burst=10, clock=clock)
+    admitted = 0
+    while clock.now < 10_000:  # a client sending a 1000-event batch as soon as it may, for 10,000 s
+        wait = limiter.take("a", cost=1000)
+        if wait == 0:
+            admitted += 1000
+        clock.now += max(wait, 1.0)
+    assert admitted <= 10_000 + 1000  # the rate (1/s) over the time, plus one batch on credit
