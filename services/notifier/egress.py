@@ -3,7 +3,7 @@
 Only global unicast addresses are permitted, unless inside `SMITS_WEBHOOK_ALLOW_CIDRS`. IPv6 forms that
 embed an IPv4 address (IPv4-mapped `::ffff:0:0/96`, IPv4-compatible `::/96` (deprecated), IPv4-translated
 `::ffff:0:0:0/96`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`) are judged by the embedded
-address, and the deprecated site-local range `fec0::/10` is not global (the standard library still says it is).
+address; `fec0::/10` (site-local), `3fff::/20`, `5f00::/16` and `192.88.99.0/24` are refused on every Python version.
 `PinnedBackend` resolves the host itself and hands httpcore a connection to the
 address it checked, so a DNS answer cannot change between the check and the connect (no rebinding); the
 Host header and TLS SNI still carry the hostname because only the TCP connect target is replaced.
@@ -33,8 +33,13 @@ _EMBEDDING = (
     ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix (RFC 6052)
     ipaddress.IPv6Network("64:ff9b:1::/48"),  # NAT64 local-use prefix (RFC 8215)
 )
-# Deprecated (RFC 3879) but still routed inside some sites; `ipaddress` reports it as global.
-_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
+# Not global, though some Python versions' `ipaddress` tables say they are: judged the same on every version.
+_NOT_GLOBAL: tuple[Network, ...] = (
+    ipaddress.IPv6Network("fec0::/10"),  # site-local, deprecated (RFC 3879) but still routed inside some sites
+    ipaddress.IPv6Network("3fff::/20"),  # documentation (RFC 9637)
+    ipaddress.IPv6Network("5f00::/16"),  # SRv6 segment identifiers (RFC 9602)
+    ipaddress.IPv4Network("192.88.99.0/24"),  # 6to4 relay anycast, deprecated (RFC 7526)
+)
 
 
 class EgressRefused(Exception):
@@ -69,7 +74,7 @@ def is_permitted(ip: IPAddress, allow: Sequence[Network]) -> bool:
     inner = embedded_ipv4(ip)
     if inner is not None:
         return is_permitted(inner, allow)
-    if ip in _SITE_LOCAL:
+    if any(ip.version == net.version and ip in net for net in _NOT_GLOBAL):
         return False
     return ip.is_global and not ip.is_multicast
 

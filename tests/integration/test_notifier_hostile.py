@@ -187,8 +187,8 @@ async def test_a_tiny_rate_limit_defers_only_its_own_deliveries_even_once_delete
     assert len(paced.received) == 1  # one now; the next would have waited its turn (100 s at the floor)
 
 
-@pytest.mark.parametrize("rate", [1e-9, 0.009, 0, -1, 1000.5, 1e308])
-async def test_rate_limit_bounds_are_validated_at_the_api(settings: Settings, rate: float) -> None:
+@pytest.mark.parametrize("rate", [1e-9, 0.009, 0, -1, 1000.5, 1e308, True, "0.5"])
+async def test_rate_limit_bounds_are_validated_at_the_api(settings: Settings, rate: object) -> None:
     with Receiver() as receiver:
         async with smits(settings, ["notifier"]) as app:
             created = await app.api.post("/v1/subscriptions", json={"url": receiver.url, "rate_limit_per_s": rate})
@@ -200,3 +200,18 @@ async def test_rate_limit_bounds_are_validated_at_the_api(settings: Settings, ra
         assert response.headers["content-type"] == "application/problem+json"
         assert [error["field"] for error in response.json()["errors"]] == ["rate_limit_per_s"]
     assert edge.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("url", "http://127.0.0.1:0/hooks"), ("scopes", ["bu"] * 101), ("event_types", ["review.*"] * 101)],
+    ids=["port-0", "101-scopes", "101-event-types"],
+)
+async def test_unusable_or_unbounded_subscription_settings_are_refused(
+    settings: Settings, field: str, value: object
+) -> None:
+    with Receiver() as receiver:
+        async with smits(settings, ["notifier"]) as app:
+            created = await app.api.post("/v1/subscriptions", json={"url": receiver.url, field: value})
+    assert created.status_code == 422, created.text
+    assert [error["field"] for error in created.json()["errors"]] == [field]

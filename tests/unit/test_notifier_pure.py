@@ -96,6 +96,9 @@ def test_allowlist_admits_a_private_range_and_global_addresses_pass() -> None:
         "fec0::1",  # deprecated site-local
         "fec0:1:2:3::8.8.8.8",
         "feff:ffff::1",
+        "3fff::1",  # documentation (some Python versions call it global)
+        "5f00::1",  # SRv6 segment identifiers
+        "192.88.99.1",  # deprecated 6to4 relay anycast
     ],
 )
 def test_deprecated_and_embedding_ipv6_forms_of_non_global_addresses_are_refused(address: str) -> None:

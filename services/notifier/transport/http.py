@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Response
-from pydantic import AnyHttpUrl, BaseModel, Field
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field, Strict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,10 +22,23 @@ from services.notifier.signing import generate_secret
 
 EventType = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_.]+(\.\*)?)$")]
 Scope = Annotated[str, Field(min_length=1, max_length=500)]
-WebhookUrl = Annotated[AnyHttpUrl, fits(2000)]
+T = TypeVar("T")
+FILTER_MAX_ITEMS = 100
+Filter = Annotated[list[T], Field(max_length=FILTER_MAX_ITEMS)]
+"""A subscription filter: every planned event is matched against it, so its length is bounded."""
+
+
+def _port_given(url: AnyHttpUrl) -> AnyHttpUrl:
+    if url.port == 0:
+        raise ValueError("port 0 cannot be connected to")
+    return url
+
+
+WebhookUrl = Annotated[AnyHttpUrl, fits(2000), AfterValidator(_port_given)]
 """The column holds 2,000 characters of the URL as normalised (percent-encoded), not as typed."""
 RatePerS = Annotated[
     float,
+    Strict(),  # a JSON number: `true` or "0.5" are refused, not coerced
     Field(
         ge=RATE_MIN_PER_S,
         le=RATE_MAX_PER_S,
@@ -37,10 +50,10 @@ RatePerS = Annotated[
 
 class SubscriptionIn(BaseModel):
     url: WebhookUrl
-    event_types: list[EventType] = Field(default_factory=list, description="exact or `prefix.*`; empty = all")
-    categories: list[Category] = Field(default_factory=list, description="empty = all")
-    severities: list[Severity] = Field(default_factory=list, description="empty = all")
-    scopes: list[Scope] = Field(default_factory=list, description="review scopes (trigger subject); empty = all")
+    event_types: Filter[EventType] = Field(default_factory=list, description="exact or `prefix.*`; empty = all")
+    categories: Filter[Category] = Field(default_factory=list, description="empty = all")
+    severities: Filter[Severity] = Field(default_factory=list, description="empty = all")
+    scopes: Filter[Scope] = Field(default_factory=list, description="review scopes (trigger subject); empty = all")
     description: Annotated[str, Field(max_length=500)] | None = None
     enabled: bool = True
     rate_limit_per_s: RatePerS | None = None
@@ -50,10 +63,10 @@ class SubscriptionPatch(Patch):
     nullable = frozenset({"description", "rate_limit_per_s"})
 
     url: WebhookUrl | None = None
-    event_types: list[EventType] | None = None
-    categories: list[Category] | None = None
-    severities: list[Severity] | None = None
-    scopes: list[Scope] | None = None
+    event_types: Filter[EventType] | None = None
+    categories: Filter[Category] | None = None
+    severities: Filter[Severity] | None = None
+    scopes: Filter[Scope] | None = None
     description: Annotated[str, Field(max_length=500)] | None = None
     enabled: bool | None = None
     rate_limit_per_s: RatePerS | None = None
