@@ -63,6 +63,12 @@ class Claim:
     review_id: str | None
 
 
+def reserved_slots(concurrency: int) -> int:
+    """Slots only a subscription with nothing in flight may take, so slow receivers holding slots (each at
+    most its own cap) cannot leave every other subscriber waiting for one."""
+    return max(1, concurrency // 5)
+
+
 class DeliveryWorker:
     def __init__(
         self, *, uow: UnitOfWork, settings: Settings, client: httpx.AsyncClient, clock: Clock | None = None
@@ -136,6 +142,7 @@ class DeliveryWorker:
         if held:
             query = query.where(DeliveryRow.subscription_id.not_in(held))
         taken = Counter(self._in_flight)
+        reserve = reserved_slots(self._settings.delivery_concurrency)
         claims: list[Claim] = []
         async with self._uow.begin() as session:
             if is_postgres(session):
@@ -144,7 +151,11 @@ class DeliveryWorker:
             for delivery, subscription in rows:
                 if len(claims) >= limit:
                     break
-                if taken[subscription.id] >= cap or not self._paced(subscription):
+                if taken[subscription.id] >= cap:
+                    continue
+                if taken[subscription.id] and limit - len(claims) - 1 < reserve:
+                    continue  # the last free slots are kept for subscriptions with nothing in flight
+                if not self._paced(subscription):
                     continue
                 taken[subscription.id] += 1
                 delivery.locked_until = now + timedelta(seconds=self._settings.delivery_lease_s)

@@ -1,0 +1,95 @@
+"""Several slow receivers together cannot take every delivery slot: a subscriber with nothing in flight always
+finds one (the worker keeps the last free slots for such subscribers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from services.core.db import UnitOfWork, create_engine
+from services.core.settings import Settings
+from services.notifier.delivery import DeliveryWorker
+from services.notifier.persistence import DeliveryRow, SubscriptionRow
+from services.notifier.retries import PENDING
+from services.notifier.signing import generate_secret
+
+SLOW_S = 1.5
+EVENTS = 8
+
+
+class _Body(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"ok"
+
+
+async def _seed(uow: UnitOfWork, names: list[str]) -> None:
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    async with uow.begin() as session:
+        subscriptions = [
+            SubscriptionRow(
+                id=uuid.uuid4(),
+                url=f"https://{name}.example/hooks",
+                secret=generate_secret(),
+                event_types=[],
+                created_at=now,
+            )
+            for name in names
+        ]
+        session.add_all(subscriptions)
+        await session.flush()
+        for n in range(EVENTS):  # each event fanned out to every subscription
+            for subscription in subscriptions:
+                session.add(
+                    DeliveryRow(
+                        msg_id=f"msg_{n}",
+                        subscription_id=subscription.id,
+                        event_type="review.opened",
+                        review_id=None,
+                        sequence=n,
+                        body="{}",
+                        status=PENDING,
+                        next_attempt_at=now + timedelta(milliseconds=n),
+                        created_at=now,
+                        ready=True,
+                    )
+                )
+
+
+async def test_three_slow_receivers_do_not_hold_every_slot(settings: Settings) -> None:
+    tuned = settings.model_copy(update={"delivery_timeout_s": SLOW_S + 1, "delivery_lease_s": 30.0})
+    # 3 slow subscriptions x 4 slots each (SMITS_DELIVERY_SUBSCRIPTION_CONCURRENCY) > 10 slots in all.
+    started = time.monotonic()
+    healthy_at: list[float] = []
+    all_arrived = asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host.startswith("slow"):
+            await asyncio.sleep(SLOW_S)  # within the deadline: a slow 200
+        else:
+            healthy_at.append(time.monotonic() - started)
+            if len(healthy_at) == EVENTS:
+                all_arrived.set()
+        return httpx.Response(200, stream=_Body())
+
+    engine = create_engine(tuned.database_url.get_secret_value())
+    uow = UnitOfWork(engine)
+    await _seed(uow, ["slow1", "slow2", "slow3", "healthy"])
+    worker = DeliveryWorker(uow=uow, settings=tuned, client=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    stop = asyncio.Event()
+    started = time.monotonic()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_arrived.wait(), 3 * SLOW_S)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await engine.dispose()
+    assert len(healthy_at) == EVENTS
+    assert max(healthy_at) < SLOW_S, f"the healthy subscriber waited for a slow one's slot: {healthy_at}"
