@@ -119,14 +119,24 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
+    def wait(self, caller: str) -> float:
+        """Seconds until `caller` has a token at all (0 if it has): checked before the work of reading a
+        request, so a caller over its rate costs no parsing; charges nothing."""
+        bucket = self._refilled(caller)
+        return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / self._rate
+
     def take(self, caller: str, cost: float = 1.0) -> float:
         """0 when allowed (and charged); otherwise the seconds until `cost` tokens will be there."""
-        now = self._clock()
-        bucket = self._buckets.setdefault(caller, _Bucket(self._burst, now))
-        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
-        bucket.updated = now
+        bucket = self._refilled(caller)
         needed = min(cost, self._burst)  # a request larger than the burst waits for a full bucket, not forever
         if bucket.tokens >= needed:
             bucket.tokens -= cost  # the whole cost: below zero, the caller repays it before its next request
             return 0.0
         return (needed - bucket.tokens) / self._rate
+
+    def _refilled(self, caller: str) -> _Bucket:
+        now = self._clock()
+        bucket = self._buckets.setdefault(caller, _Bucket(self._burst, now))
+        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+        bucket.updated = now
+        return bucket

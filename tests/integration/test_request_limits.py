@@ -47,6 +47,17 @@ async def test_ingest_is_rate_limited_per_key_with_retry_after(settings: Setting
     assert int(refused.headers["retry-after"]) >= 1
 
 
+async def test_a_key_over_its_rate_is_refused_before_its_request_is_parsed(settings: Settings) -> None:
+    batch = orjson.dumps([orjson.loads(EXAMPLE) | {"id": f"evt-{n}"} for n in range(20)])
+    batch_type = {"content-type": "application/cloudevents-batch+json"}
+    async with smits(tuned(settings, ingest_rate_limit_per_s=0.5, ingest_rate_burst=5), ["ingest"]) as app:
+        oversized = await app.api.post("/v1/triggers", content=batch, headers=batch_type)  # 20 > burst: on credit
+        garbage = await app.api.post("/v1/triggers", content=b"{not json" * 1000, headers=STRUCTURED)
+    assert oversized.status_code == 202
+    assert garbage.status_code == 429  # not 400: the debt is checked before the body is read and parsed
+    assert int(garbage.headers["retry-after"]) >= 30  # 15 events of debt + 1 at 0.5 a second
+
+
 async def test_nul_characters_are_refused_anywhere_in_a_request(settings: Settings) -> None:
     async with smits(settings) as app:
         in_query = await app.api.get("/v1/reviews", params={"owner": "a\x00b"})

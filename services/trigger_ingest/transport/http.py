@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import urllib.parse
 from datetime import datetime
@@ -71,18 +72,14 @@ class TriggerPage(BaseModel):
     next_cursor: str | None
 
 
+THREAD_ABOVE_BYTES = 64 * 1024
+
+
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1/triggers", tags=["triggers"])
     limiter = RateLimiter(rate=runtime.settings.ingest_rate_limit_per_s, burst=runtime.settings.ingest_rate_burst)
 
-    @router.post("", status_code=202, response_model=AcceptedOut)
-    async def post_triggers(
-        request: Request, _auth: TriggersWrite, content_type: Annotated[str, Header()] = ""
-    ) -> AcceptedOut:
-        """Validate CloudEvents synchronously, then produce them to `triggers` (acks=all); 202 once durable."""
-        body = await request.body()  # size capped by the BodyLimit middleware (MAX_BODY_BYTES here)
-        events = _validate(body, content_type, request)
-        wait = limiter.take(request.state.caller, cost=len(events))
+    def _refuse_if_waiting(wait: float) -> None:
         if wait:
             error = ProblemError(
                 429,
@@ -91,6 +88,19 @@ def build_router(runtime: Runtime) -> APIRouter:
             )
             error.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             raise error
+
+    @router.post("", status_code=202, response_model=AcceptedOut)
+    async def post_triggers(
+        request: Request, _auth: TriggersWrite, content_type: Annotated[str, Header()] = ""
+    ) -> AcceptedOut:
+        """Validate CloudEvents synchronously, then produce them to `triggers` (acks=all); 202 once durable."""
+        _refuse_if_waiting(limiter.wait(request.state.caller))  # before reading: an over-rate caller costs little
+        body = await request.body()  # size capped by the BodyLimit middleware (MAX_BODY_BYTES here)
+        if len(body) > THREAD_ABOVE_BYTES:  # a large batch is parsed off the event loop the workers share
+            events = await asyncio.to_thread(_validate, body, content_type, request)
+        else:
+            events = _validate(body, content_type, request)
+        _refuse_if_waiting(limiter.take(request.state.caller, cost=len(events)))
         topic = runtime.settings.topic(topics.TRIGGERS)
         traceparent = current_traceparent(request.state.traceparent).encode()
         headers = [("content-type", b"application/cloudevents+json"), (TRACEPARENT, traceparent)]
