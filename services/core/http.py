@@ -86,7 +86,7 @@ class Patch(BaseModel):
 
     The published schema says the same: only `nullable` fields admit null."""
 
-    model_config = ConfigDict(json_schema_extra=_without_null)
+    model_config = ConfigDict(json_schema_extra=_without_null, extra="forbid")  # a typo is an error, not a no-op
     nullable: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="before")

@@ -204,8 +204,13 @@ async def test_rate_limit_bounds_are_validated_at_the_api(settings: Settings, ra
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("url", "http://127.0.0.1:0/hooks"), ("scopes", ["bu"] * 101), ("event_types", ["review.*"] * 101)],
-    ids=["port-0", "101-scopes", "101-event-types"],
+    [
+        ("url", "http://127.0.0.1:0/hooks"),
+        ("scopes", ["bu"] * 101),
+        ("event_types", ["review.*"] * 101),
+        ("scope", ["bu"]),  # a misspelt filter must not leave the subscription unfiltered
+    ],
+    ids=["port-0", "101-scopes", "101-event-types", "misspelt-field"],
 )
 async def test_unusable_or_unbounded_subscription_settings_are_refused(
     settings: Settings, field: str, value: object
@@ -215,3 +220,12 @@ async def test_unusable_or_unbounded_subscription_settings_are_refused(
             created = await app.api.post("/v1/subscriptions", json={"url": receiver.url, field: value})
     assert created.status_code == 422, created.text
     assert [error["field"] for error in created.json()["errors"]] == [field]
+
+
+async def test_a_misspelt_field_in_a_patch_is_refused_not_ignored(settings: Settings) -> None:
+    with Receiver() as receiver:
+        async with smits(settings, ["notifier"]) as app:
+            created = await _subscribe(app, receiver.url)
+            patched = await app.api.patch(f"/v1/subscriptions/{created['id']}", json={"rate_limit": 1})
+    assert patched.status_code == 422, patched.text
+    assert [error["field"] for error in patched.json()["errors"]] == ["rate_limit"]

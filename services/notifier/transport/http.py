@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Response
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field, Strict
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, Strict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +49,8 @@ RatePerS = Annotated[
 
 
 class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt filter would otherwise widen the subscription
+
     url: WebhookUrl
     event_types: Filter[EventType] = Field(default_factory=list, description="exact or `prefix.*`; empty = all")
     categories: Filter[Category] = Field(default_factory=list, description="empty = all")
