@@ -25,7 +25,7 @@ STRUCTURED_PREFIX = "application/cloudevents"
 STRUCTURED_JSON = "application/cloudevents+json"
 DEFAULT_SUBJECT = "global"
 _REQUIRED = ("specversion", "id", "source", "type")
-_MAX_LENGTH = {"id": 500, "source": 500, "type": 200, "subject": 500}
+_MAX_LENGTH = {"id": 500, "source": 500, "type": 200, "subject": 500, "partitionkey": 500}
 QUOTE_MAX_CHARS = 100
 """Longest piece of the input a rejection quotes (a header name, a content type, a data key)."""
 FIELD_MAX_CHARS = 300
@@ -143,6 +143,10 @@ def _validate_event(event: Mapping[str, Any], received_at: datetime) -> Trigger 
             return Rejection("InvalidAttribute", f"{name} is longer than {limit} characters", field=name)
         if isinstance(value, str) and "\x00" in value:
             return Rejection("InvalidAttribute", f"{name} contains a NUL character", field=name)
+    partition_key = event.get("partitionkey")
+    if partition_key is not None and (not isinstance(partition_key, str) or not partition_key):
+        # the CloudEvents partitioning extension: a string, used as the Kafka key when the event is produced
+        return Rejection("InvalidAttribute", "partitionkey must be a non-empty string", field="partitionkey")
     if event["specversion"] != "1.0":
         return Rejection(
             "UnsupportedSpecVersion", f"specversion {_quoted(event['specversion'])} is not 1.0", field="specversion"

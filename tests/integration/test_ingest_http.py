@@ -86,6 +86,22 @@ BAD: list[tuple[str, bytes, dict[str, str], int, str | None, str | None]] = [
     ("invalid UTF-8 header", b"{}", binary_headers(**{"ce-id": "%C3%28"}), 400, "ce-id", "InvalidHeader"),
     ("bad event in a batch", orjson.dumps([event(id="x"), event(type="nope")]), BATCH, 422, "[1].type", "UnknownType"),
     ("empty batch", b"[]", BATCH, 422, "body", None),
+    (
+        "partitionkey not a string",
+        orjson.dumps(event(partitionkey={"a": 1})),
+        STRUCTURED,
+        422,
+        "partitionkey",
+        "InvalidAttribute",
+    ),
+    (
+        "partitionkey too long",
+        orjson.dumps(event(partitionkey="k" * 501)),
+        STRUCTURED,
+        422,
+        "partitionkey",
+        "InvalidAttribute",
+    ),
 ]
 
 
