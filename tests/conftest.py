@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
 from services.core.cli import alembic_config
+from services.core.db import UnitOfWork, create_engine
 from services.core.kafka import create_topics
 from services.core.settings import Settings
 from tests.support import infra
@@ -53,3 +55,13 @@ async def settings(database_url: str, kafka: str) -> Settings:
     )
     await create_topics(value)
     return value
+
+
+@pytest.fixture
+async def uow(database_url: str) -> AsyncIterator[UnitOfWork]:
+    """A unit of work on the test's own database, for flow-level tests (no Kafka)."""
+    engine = create_engine(database_url)
+    try:
+        yield UnitOfWork(engine)
+    finally:
+        await engine.dispose()

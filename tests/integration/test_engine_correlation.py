@@ -10,19 +10,11 @@ from sqlalchemy import select
 
 from services.core.settings import Settings
 from services.strategy_engine.persistence import ReviewRow, TriggerRow
-from tests.support.events import accepted, feed_engine
+from tests.support.events import DORA, accepted, feed_engine
 from tests.support.harness import Harness, smits
 from tests.support.waiting import eventually
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
-DORA = {
-    "regulation_id": "DORA",
-    "title": "DORA",
-    "jurisdiction": "EU",
-    "issuing_body": "ESAs",
-    "change_type": "amendment",
-    "effective_date": "2027-01-17",
-}
 
 
 def count_is(expected: int) -> Callable[[int], bool]:

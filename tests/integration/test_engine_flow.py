@@ -3,7 +3,7 @@ the hard cap, the N-of-M threshold, batch boundaries and replays, in millisecond
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,23 +11,15 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from services.core.db import UnitOfWork, create_engine
+from services.core.db import UnitOfWork
 from services.core.kafka import Message
 from services.strategy_engine.flows.correlation import handle_accepted_batch
 from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
 from services.strategy_engine.policies import PolicySet, load
-from tests.support.events import accepted
+from tests.support.events import DORA, accepted
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
-DORA = {
-    "regulation_id": "DORA",
-    "title": "DORA",
-    "jurisdiction": "EU",
-    "issuing_body": "ESAs",
-    "change_type": "amendment",
-    "effective_date": "2027-01-17",
-}
 FEEDBACK = {"customer": "Retail", "channel": "survey", "metric": "csat", "value": "2.1"}
 POLICIES: PolicySet = load()
 
@@ -45,15 +37,6 @@ def messages(documents: Sequence[dict[str, Any]], *, first_offset: int = 0) -> l
         )
         for n, doc in enumerate(documents)
     ]
-
-
-@pytest.fixture
-async def uow(database_url: str) -> AsyncIterator[UnitOfWork]:
-    engine = create_engine(database_url)
-    try:
-        yield UnitOfWork(engine)
-    finally:
-        await engine.dispose()
 
 
 async def run(uow: UnitOfWork, documents: Sequence[dict[str, Any]], *, per_batch: int | None = None) -> None:

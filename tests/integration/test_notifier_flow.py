@@ -4,15 +4,14 @@ per-review order (only the first pending delivery of a subscription and review i
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
-import pytest
 from sqlalchemy import select, update
 
 from services.contracts.reviews import ReviewEventV1
-from services.core.db import UnitOfWork, create_engine
+from services.core.db import UnitOfWork
 from services.core.kafka import Message
 from services.notifier.flows import plan_deliveries
 from services.notifier.persistence import DeliveryRow, SubscriptionRow
@@ -32,15 +31,6 @@ def messages(values: Sequence[bytes]) -> list[Message]:
 
 def encoded(events: Sequence[ReviewEventV1]) -> list[bytes]:
     return [orjson.dumps(event.model_dump(mode="json")) for event in events]
-
-
-@pytest.fixture
-async def uow(database_url: str) -> AsyncIterator[UnitOfWork]:
-    engine = create_engine(database_url)
-    try:
-        yield UnitOfWork(engine)
-    finally:
-        await engine.dispose()
 
 
 async def subscription_ids(uow: UnitOfWork) -> list[uuid.UUID]:

@@ -82,3 +82,14 @@ async def feed_engine(settings: Settings, documents: Sequence[dict[str, Any]]) -
         topics.TRIGGERS_ACCEPTED,
         [Raw(orjson.dumps(doc), key=doc["subject"].encode()) for doc in documents],
     )
+
+
+DORA = {
+    "regulation_id": "DORA",
+    "title": "DORA",
+    "jurisdiction": "EU",
+    "issuing_body": "ESAs",
+    "change_type": "amendment",
+    "effective_date": "2027-01-17",
+}
+"""The `data` of a regulation update that the bundled policy correlates on `regulation_id`."""
