@@ -1,14 +1,13 @@
-"""The `smits` command line."""
+"""The `smits` command line: the commands that need no service. The composition root (`services/app.py`)
+adds `serve` and `dlq replay`, which do, and is where the console script starts."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -20,13 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.core.auth import Scope
 from services.core.observability import configure_logging, get_logger
 from services.core.positions import Position
-from services.core.runtime import StartupAborted, build_app, running
+from services.core.runtime import Builder, StartupAborted, build_app, running
 from services.core.settings import ConfigurationError, Settings, load_settings
 from services.core.tracing import configure_otel, shutdown_otel
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="smits: strategy review triggers")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics")
-dlq_app = typer.Typer(no_args_is_help=True, help="Dead-lettered triggers")
 schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the event contracts")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 outbox_app = typer.Typer(no_args_is_help=True, help="Outbox records Kafka refused for good (parked)")
@@ -34,7 +32,6 @@ consumer_app = typer.Typer(no_args_is_help=True, help="Kafka consumers (parked p
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
 app.add_typer(schemas_app, name="schemas")
-app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(consumer_app, name="consumer")
 
@@ -43,14 +40,7 @@ T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
-class Which(StrEnum):
-    INGEST = "ingest"
-    ENGINE = "engine"
-    NOTIFIER = "notifier"
-    ALL = "all"
-
-
-def _settings(**overrides: object) -> Settings:
+def settings_of(**overrides: object) -> Settings:
     """The process's settings (invalid ones raise `ConfigurationError`, which `main` turns into exit 2)."""
     settings = load_settings(**overrides)
     configure_logging(settings)
@@ -69,29 +59,14 @@ def migrate() -> None:
     """Apply database migrations (alembic upgrade head) to SMITS_DATABASE_URL."""
     from alembic import command
 
-    settings = _settings()
+    settings = settings_of()
     command.upgrade(alembic_config(settings.database_url.get_secret_value()), "head")
     log.info("database migrated")
 
 
-@app.command()
-def serve(
-    which: Annotated[Which, typer.Argument(help="service to run; all = the three in one process")],
-    host: Annotated[str | None, typer.Option(help="listen address (default SMITS_HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port (default SMITS_PORT)")] = None,
-) -> None:
-    """Run a service's HTTP API and its Kafka workers until SIGTERM/SIGINT."""
-    overrides: dict[str, object] = {}
-    if host is not None:
-        overrides["host"] = host
-    if port is not None:
-        overrides["port"] = port
-    settings = _settings(**overrides)
-    names = ["ingest", "engine", "notifier"] if which is Which.ALL else [which.value]
-    sys.exit(asyncio.run(_serve(settings, names)))
-
-
-async def _serve(settings: Settings, names: list[str]) -> int:
+async def serve_services(settings: Settings, services: Mapping[str, Builder]) -> int:
+    """Run `services` (name → build function) with their HTTP API until SIGTERM/SIGINT; the exit code."""
+    names = list(services)
 
     if settings.auth_disabled:
         log.warning("AUTHENTICATION IS DISABLED (SMITS_AUTH_DISABLED=true): local demo only, never in production")
@@ -100,7 +75,7 @@ async def _serve(settings: Settings, names: list[str]) -> int:
     if configure_otel("-".join(names) if len(names) == 1 else "all"):
         log.info("OpenTelemetry tracing on (OTEL_* variables)")
     try:
-        return await _serve_until_stopped(settings, names, stop)
+        return await _serve_until_stopped(settings, services, stop)
     except ConfigurationError as exc:
         log.error("cannot start: configuration error", error=str(exc))
         return 2
@@ -111,8 +86,8 @@ async def _serve(settings: Settings, names: list[str]) -> int:
         shutdown_otel()
 
 
-async def _serve_until_stopped(settings: Settings, names: list[str], stop: asyncio.Event) -> int:
-    async with running(settings, names, stop=stop) as (runtime, units):
+async def _serve_until_stopped(settings: Settings, services: Mapping[str, Builder], stop: asyncio.Event) -> int:
+    async with running(settings, services, stop=stop) as (runtime, units):
         config = uvicorn.Config(
             build_app(runtime, units),
             host=settings.host,
@@ -123,7 +98,7 @@ async def _serve_until_stopped(settings: Settings, names: list[str], stop: async
         )
         server = uvicorn.Server(config)
         stopper = asyncio.create_task(_exit_when_stopped(runtime.stop, server))
-        log.info("listening", host=settings.host, port=settings.port, services=names)
+        log.info("listening", host=settings.host, port=settings.port, services=list(services))
         await server.serve()
         stopper.cancel()
     return 1 if runtime.failed else 0
@@ -153,24 +128,11 @@ def topics_create() -> None:
     """Create the contract's topics (partitions and replication from settings)."""
     from services.core.kafka import create_topics
 
-    settings = _settings()
+    settings = settings_of()
     created = asyncio.run(create_topics(settings))
     for name in created:
         typer.echo(f"created {name}")
     typer.echo(f"{len(created)} created; topics ready under prefix {settings.topic_prefix!r}")
-
-
-@dlq_app.command("replay")
-def dlq_replay(
-    since: Annotated[datetime | None, typer.Option(help="only dead letters recorded at or after this time")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="at most this many")] = None,
-) -> None:
-    """Re-publish dead-lettered triggers to the input topic (original key, value and headers)."""
-    module = importlib.import_module("services.trigger_ingest.replay")
-    settings = _settings()
-    when = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
-    count = asyncio.run(module.replay_dead_letters(settings, since=when, limit=limit))
-    typer.echo(f"replayed {count} dead-lettered trigger(s) to {settings.topic('triggers')}")
 
 
 @schemas_app.command("export")
@@ -194,7 +156,7 @@ def keys_create(
         scopes = [Scope(value) for value in scope]
     except ValueError as exc:
         raise typer.BadParameter(f"{exc}; scopes are {', '.join(s.value for s in Scope)}") from exc
-    typer.echo(asyncio.run(_create_key(_settings(), name, scopes)))
+    typer.echo(asyncio.run(_create_key(settings_of(), name, scopes)))
 
 
 async def _create_key(settings: Settings, name: str, scopes: list[Scope]) -> str:
@@ -222,7 +184,7 @@ def consumer_resume(
 ) -> None:
     """Resume a parked partition: its consumer retries the failing record, or with --skip-offset moves past
     it (logged; ingest dead-letters it). The running consumer picks the request up within a few seconds."""
-    found = asyncio.run(_resume(_settings(), group, topic, partition, skip_offset))
+    found = asyncio.run(_resume(settings_of(), group, topic, partition, skip_offset))
     if isinstance(found, list):
         parked = ", ".join(f"{p.group} {p.topic} {p.partition} at offset {p.next_offset}" for p in found) or "none"
         typer.echo(f"group {group} topic {topic} partition {partition} is not parked; parked now: {parked}", err=True)
@@ -259,7 +221,7 @@ def outbox_parked(
     """List parked outbox records (oldest first) with the error Kafka gave."""
     from services.core import parking
 
-    records = asyncio.run(_in_transaction(_settings(), lambda session: parking.list_parked(session, limit=limit)))
+    records = asyncio.run(_in_transaction(settings_of(), lambda session: parking.list_parked(session, limit=limit)))
     for record in records:
         typer.echo(
             f"{record.id}\t{record.outbox}#{record.outbox_id}\t{record.topic}\t{record.size} bytes\t"
@@ -273,7 +235,7 @@ def outbox_retry(parked_id: Annotated[int, typer.Argument(help="id from `smits o
     """Put a parked record back into its outbox, in its original place; the relay publishes it again."""
     from services.core import parking
 
-    record = asyncio.run(_in_transaction(_settings(), lambda session: parking.retry(session, parked_id)))
+    record = asyncio.run(_in_transaction(settings_of(), lambda session: parking.retry(session, parked_id)))
     if record is None:
         typer.echo(f"no parked record {parked_id}", err=True)
         raise typer.Exit(1)
@@ -286,7 +248,7 @@ def outbox_drop(parked_id: Annotated[int, typer.Argument(help="id from `smits ou
     """Delete a parked record for good (it is never published)."""
     from services.core import parking
 
-    record = asyncio.run(_in_transaction(_settings(), lambda session: parking.drop(session, parked_id)))
+    record = asyncio.run(_in_transaction(settings_of(), lambda session: parking.drop(session, parked_id)))
     if record is None:
         typer.echo(f"no parked record {parked_id}", err=True)
         raise typer.Exit(1)

@@ -1,14 +1,13 @@
 """Composition of services into one process: shared engine and producer, worker tasks, the HTTP app.
 
-Services are loaded by import path (`SERVICES`), so core never imports a service module statically and
-services never import each other.
+Core never imports a service: the composition root (`services/app.py`) imports the three `build` functions
+statically and hands them to `running`; services never import each other.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +30,6 @@ from services.core.tracing import instrument
 
 log = get_logger(__name__)
 
-SERVICES: dict[str, str] = {
-    "ingest": "services.trigger_ingest.service:build",
-    "engine": "services.strategy_engine.service:build",
-    "notifier": "services.notifier.service:build",
-}
 
 Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -67,10 +61,8 @@ class ServiceUnit:
     """Outbox tables the service's relays publish; a parked record of one makes `/readyz` fail."""
 
 
-def load_service(name: str, runtime: Runtime) -> ServiceUnit:
-    module_name, _, attr = SERVICES[name].partition(":")
-    build: Callable[[Runtime], ServiceUnit] = getattr(importlib.import_module(module_name), attr)
-    return build(runtime)
+Builder = Callable[[Runtime], ServiceUnit]
+"""A service's composition: what it runs and serves in a process, built from what the process shares."""
 
 
 class StartupAborted(Exception):
@@ -79,9 +71,10 @@ class StartupAborted(Exception):
 
 @asynccontextmanager
 async def running(
-    settings: Settings, names: Sequence[str], *, stop: asyncio.Event | None = None
+    settings: Settings, services: Mapping[str, Builder], *, stop: asyncio.Event | None = None
 ) -> AsyncIterator[tuple[Runtime, list[ServiceUnit]]]:
-    """Start the named services' workers; on exit drain them (finish in-flight batches) and close clients.
+    """Build `services` (name → build function) and start their workers; on exit drain them (finish in-flight
+    batches) and close clients.
 
     `stop`, when given, is the process's stop request (signals); setting it begins the drain."""
     engine = create_engine(settings.database_url.get_secret_value())
@@ -90,7 +83,7 @@ async def running(
         settings=settings, engine=engine, uow=UnitOfWork(engine), producer=producer, stop=stop or asyncio.Event()
     )
     try:
-        units = [load_service(name, runtime) for name in names]  # configuration errors surface here, first
+        units = [build(runtime) for build in services.values()]  # configuration errors surface here, first
         if not await start_when_reachable(producer, "producer", runtime.stop):
             raise StartupAborted
     except BaseException:
@@ -100,7 +93,8 @@ async def running(
     tasks = [asyncio.create_task(worker(runtime.stop), name=unit.name) for unit in units for worker in unit.workers]
     for task in tasks:
         task.add_done_callback(lambda t: _on_worker_done(t, runtime))
-    log.info("services started", services=list(names), workers=len(tasks))
+    names = list(services)
+    log.info("services started", services=names, workers=len(tasks))
     try:
         yield runtime, units
     finally:
@@ -114,7 +108,7 @@ async def running(
         await producer.flush()
         await producer.stop()
         await engine.dispose()
-        log.info("services stopped", services=list(names))
+        log.info("services stopped", services=names)
 
 
 def _on_worker_done(task: asyncio.Task[None], runtime: Runtime) -> None:

@@ -147,7 +147,7 @@ async def test_after_a_crash_between_the_db_and_the_offset_commit_the_stored_pos
     def record(batch: Sequence[Message]) -> None:
         handed.extend((m.partition, m.offset) for m in batch)
 
-    async with running(settings, []) as (runtime, _):
+    async with running(settings, {}) as (runtime, _):
         harness = Harness(runtime, None)  # type: ignore[arg-type]
         await feed(settings, runtime)
         ends = await _ends(settings, topic)

@@ -154,7 +154,7 @@ async def test_thousand_events_with_duplicates_survive_a_crash_between_db_and_of
     def crash_after_first_batch(batch: Sequence[Message]) -> None:
         raise Crash(f"after committing {len(batch)} records")
 
-    async with running(settings, []) as (runtime, _):
+    async with running(settings, {}) as (runtime, _):
         relay = OutboxRelay(uow=runtime.uow, row=IngestOutboxRow, producer=runtime.producer, settings=settings)
         doomed = trigger_consumer(settings=settings, uow=runtime.uow, relay=relay, after_handle=crash_after_first_batch)
         with pytest.raises(Crash):

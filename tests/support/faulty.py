@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.cli import main
+from services.app import main
 from services.core.kafka import BatchConsumer, Message
 from services.strategy_engine.flows.correlation import handle_accepted_batch as _real
 from services.strategy_engine.policies import Decision, PolicySet

@@ -14,6 +14,7 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 from sqlalchemy import func, select
 
+from services.app import selected
 from services.core.auth import Scope, create_key
 from services.core.runtime import Runtime, build_app, running
 from services.core.settings import Settings
@@ -33,7 +34,7 @@ class Harness:
 
 @asynccontextmanager
 async def smits(settings: Settings, names: Sequence[str] = ALL) -> AsyncIterator[Harness]:
-    async with running(settings, names) as (runtime, units):
+    async with running(settings, selected(list(names))) as (runtime, units):
         async with runtime.uow.begin() as session:
             key = await create_key(session, name="tests", scopes=[Scope.ADMIN])
         transport = httpx.ASGITransport(app=build_app(runtime, units))

@@ -1,0 +1,75 @@
+"""The composition root: the three services, imported statically, and the commands that need them.
+
+The `smits` console script starts here. `services.core` never imports a service, and services never import
+each other; this module is the one place that knows them all, so mypy follows every call from the command
+line into each service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from services.core import cli
+from services.core.runtime import Builder
+from services.notifier.service import build as build_notifier
+from services.strategy_engine.service import build as build_engine
+from services.trigger_ingest.replay import replay_dead_letters
+from services.trigger_ingest.service import build as build_ingest
+
+SERVICES: dict[str, Builder] = {"ingest": build_ingest, "engine": build_engine, "notifier": build_notifier}
+
+
+class Which(StrEnum):
+    INGEST = "ingest"
+    ENGINE = "engine"
+    NOTIFIER = "notifier"
+    ALL = "all"
+
+
+def selected(names: list[str]) -> dict[str, Builder]:
+    """The services named, in the order of `SERVICES`."""
+    return {name: build for name, build in SERVICES.items() if name in names}
+
+
+@cli.app.command()
+def serve(
+    which: Annotated[Which, typer.Argument(help="service to run; all = the three in one process")],
+    host: Annotated[str | None, typer.Option(help="listen address (default SMITS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default SMITS_PORT)")] = None,
+) -> None:
+    """Run a service's HTTP API and its Kafka workers until SIGTERM/SIGINT."""
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    settings = cli.settings_of(**overrides)
+    services = SERVICES if which is Which.ALL else selected([which.value])
+    sys.exit(asyncio.run(cli.serve_services(settings, services)))
+
+
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-lettered triggers")
+cli.app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    since: Annotated[datetime | None, typer.Option(help="only dead letters recorded at or after this time")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most this many")] = None,
+) -> None:
+    """Re-publish dead-lettered triggers to the input topic (original key, value and headers)."""
+    settings = cli.settings_of()
+    when = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
+    count = asyncio.run(replay_dead_letters(settings, since=when, limit=limit))
+    typer.echo(f"replayed {count} dead-lettered trigger(s) to {settings.topic('triggers')}")
+
+
+def main() -> None:
+    """The console script (`smits`)."""
+    cli.main()
