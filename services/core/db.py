@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
+
+from services.core.errors import NotFound
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -143,3 +145,14 @@ def insert_ignore(session: AsyncSession, table: Table, index_elements: Sequence[
 
 def is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+M = TypeVar("M")
+
+
+async def get_row(session: AsyncSession, model: type[M], key: object, *, what: str) -> M:
+    """The row of `model` with primary key `key`; `NotFound` naming `what` if there is none."""
+    row = await session.get(model, key)
+    if row is None:
+        raise NotFound(f"no {what} {key}")
+    return row

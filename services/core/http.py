@@ -16,10 +16,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from services.core.errors import DomainError
 from services.core.observability import HTTP_LATENCY, HTTP_REQUESTS, get_logger
 from services.core.tracing import TRACEPARENT, child_of, trace_id_of
 
@@ -97,17 +97,6 @@ class Patch(BaseModel):
         return value
 
 
-M = TypeVar("M")
-
-
-async def get_or_404(session: AsyncSession, model: type[M], key: object, *, what: str) -> M:
-    """The row with primary key `key`, or a 404 problem naming `what` was not found."""
-    row = await session.get(model, key)
-    if row is None:
-        raise ProblemError(404, "Not Found", f"no {what} {key}")
-    return row
-
-
 class ProblemError(Exception):
     """An error the client should see as problem+json. `extra` members are added to the body."""
 
@@ -170,6 +159,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(
             exc.status_code, str(exc.detail), instance=request.url.path, headers=dict(exc.headers or {}) or None
+        )
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        # The one place a flow's domain error becomes HTTP: its kind names the problem type.
+        return problem_response(
+            exc.status, exc.title, exc.detail, type_=exc.type_uri(), instance=request.url.path, **exc.extra
         )
 
     @app.exception_handler(ClientDisconnect)

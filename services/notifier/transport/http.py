@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.triggers import Category, Severity
 from services.core.auth import SubscriptionsAdmin
-from services.core.http import Patch, ProblemError, fits, get_or_404
+from services.core.db import get_row
+from services.core.http import Patch, ProblemError, fits
 from services.core.runtime import Runtime
 from services.notifier.egress import EgressRefused, check_url
 from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow
@@ -249,7 +250,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def resend(delivery_id: uuid.UUID, _auth: SubscriptionsAdmin) -> DeliveryOut:
         """Send a failed delivery again now, with the same `webhook-id` and a fresh retry schedule."""
         async with runtime.uow.begin() as session:
-            delivery = await get_or_404(session, DeliveryRow, delivery_id, what="delivery")
+            delivery = await get_row(session, DeliveryRow, delivery_id, what="delivery")
             subscription = await _subscription(session, delivery.subscription_id)
             if delivery.status != FAILED:
                 raise ProblemError(409, "Conflict", f"delivery is {delivery.status}; only failed ones are resent")

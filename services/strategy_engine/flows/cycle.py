@@ -9,8 +9,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.reviews import ReviewEventType
-from services.core.http import ProblemError
 from services.strategy_engine.assessments import AssessmentIn, Verdict, decision, missing, next_in_sequence
+from services.strategy_engine.errors import GuardRefused
 from services.strategy_engine.flows.events import lock_review, record_event, stored_trigger_ref
 from services.strategy_engine.lifecycle import TERMINAL, Refusal, ReviewFacts, ReviewState, check
 from services.strategy_engine.persistence import (
@@ -125,7 +125,7 @@ async def record_assessment(
     """A new version; approvals given to earlier versions no longer count."""
     review = await lock_review(session, review_id)
     if ReviewState(review.state) in TERMINAL:
-        raise ProblemError(409, "Review closed", f"the review is {review.state}", guard="review_open")
+        raise GuardRefused("review_open", f"the review is {review.state}")
     previous = await latest_assessment(session, review.id)
     gaps = missing(body)
     row = AssessmentRow(
@@ -168,27 +168,20 @@ async def record_approval(
     """Record one approver's verdict on the current assessment version; returns the resulting decision."""
     review = await lock_review(session, review_id)
     if review.state != ReviewState.APPROVAL.value:
-        raise ProblemError(409, "Not in approval", f"the review is in {review.state}", guard="in_approval")
+        raise GuardRefused("in_approval", f"the review is in {review.state}")
     current = await latest_assessment(session, review.id)
     if current is None or current.version != version:
         latest = current.version if current else None
-        raise ProblemError(
-            409,
-            "Superseded assessment",
-            f"version {version} is not the current one ({latest})",
-            guard="current_version",
-        )
+        raise GuardRefused("current_version", f"version {version} is not the current one ({latest})")
     body = AssessmentIn.model_validate(current.body)
     if body.approvers is None or approver not in body.approvers.names:
-        raise ProblemError(
-            409, "Not an approver", f"{approver!r} is not an approver of version {version}", guard="named_approver"
-        )
+        raise GuardRefused("named_approver", f"{approver!r} is not an approver of version {version}")
     given = await _verdicts(session, current.id)
     if any(name == approver for name, _ in given):
-        raise ProblemError(409, "Already decided", f"{approver!r} already gave a verdict", guard="single_verdict")
+        raise GuardRefused("single_verdict", f"{approver!r} already gave a verdict")
     expected = next_in_sequence(body.approvers, [n for n, v in given if v is Verdict.APPROVE])
     if body.approvers.mode == "sequence" and verdict is Verdict.APPROVE and approver != expected:
-        raise ProblemError(409, "Out of sequence", f"waiting for {expected!r}", guard="approval_sequence")
+        raise GuardRefused("approval_sequence", f"waiting for {expected!r}")
     session.add(
         ApprovalRow(assessment_id=current.id, approver=approver, verdict=verdict.value, comment=comment, at=now)
     )
@@ -214,13 +207,13 @@ async def merge(
 ) -> ReviewRow:
     """Close `source` as merged into `into`; its triggers are re-linked to `into`."""
     if source_id == into_id:
-        raise ProblemError(409, "Cannot merge", "a review cannot be merged into itself", guard="distinct_reviews")
+        raise GuardRefused("distinct_reviews", "a review cannot be merged into itself")
     first, second = sorted([source_id, into_id])  # lock in a fixed order: two opposite merges cannot deadlock
     locked = {first: await lock_review(session, first), second: await lock_review(session, second)}
     source, target = locked[source_id], locked[into_id]
     for review in (source, target):
         if ReviewState(review.state) in TERMINAL:
-            raise ProblemError(409, "Cannot merge", f"review {review.id} is {review.state}", guard="review_open")
+            raise GuardRefused("review_open", f"review {review.id} is {review.state}")
     moved = list((await session.scalars(select(TriggerRow).where(TriggerRow.review_id == source.id))).all())
     await session.execute(update(TriggerRow).where(TriggerRow.review_id == source.id).values(review_id=target.id))
     previous = source.state

@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.reviews import ReviewEventType
-from services.core.http import ProblemError, get_or_404
+from services.core.db import get_row
 from services.strategy_engine.documents import PER_ORG_UNIT, Kind, Recipient, Status, may_move
+from services.strategy_engine.errors import GuardRefused, Invalid, NotFound
 from services.strategy_engine.flows.events import lock_review, record_event
 from services.strategy_engine.lifecycle import TERMINAL, ReviewState
 from services.strategy_engine.persistence import AcknowledgementRow, DocumentRow, DocumentVersionRow
@@ -35,11 +36,9 @@ async def add_version(
     """A new draft version of the (kind, org unit) document, produced by this review."""
     review = await lock_review(session, review_id)
     if ReviewState(review.state) in TERMINAL:
-        raise ProblemError(409, "Review closed", f"the review is {review.state}", guard="review_open")
+        raise GuardRefused("review_open", f"the review is {review.state}")
     if kind in PER_ORG_UNIT and not org_unit:
-        raise ProblemError(
-            422, "Organisational unit required", f"a {kind.value} is per organisational unit", field="org_unit"
-        )
+        raise Invalid(f"a {kind.value} is per organisational unit", field="org_unit")
     unit = org_unit or ORG_WIDE
     document = await session.scalar(
         select(DocumentRow).where(DocumentRow.kind == kind.value, DocumentRow.org_unit == unit)
@@ -73,9 +72,7 @@ async def move_version(
 ) -> DocumentVersionRow:
     current = Status(version.status)
     if not may_move(current, target):
-        raise ProblemError(
-            409, "Status change refused", f"{current.value} → {target.value} is not allowed", guard="document_status"
-        )
+        raise GuardRefused("document_status", f"{current.value} → {target.value} is not allowed")
     if target is Status.PUBLISHED:
         await _publish(session, version, certified_by, now)
     else:
@@ -85,13 +82,11 @@ async def move_version(
 
 async def _publish(session: AsyncSession, version: DocumentVersionRow, certified_by: str | None, now: datetime) -> None:
     if not certified_by:
-        raise ProblemError(422, "Certification required", "publishing needs `certified_by`", field="certified_by")
+        raise Invalid("publishing needs `certified_by`", field="certified_by")
     document = await session.get(DocumentRow, version.document_id, with_for_update=True)
     assert document is not None
     if document.current_version is not None and document.current_version > version.version:
-        raise ProblemError(
-            409, "Older version", f"version {document.current_version} is already published", guard="no_rollback"
-        )
+        raise GuardRefused("no_rollback", f"version {document.current_version} is already published")
     previous = await session.scalar(
         select(DocumentVersionRow).where(
             DocumentVersionRow.document_id == document.id, DocumentVersionRow.status == Status.PUBLISHED.value
@@ -135,10 +130,10 @@ async def acknowledge(
     session: AsyncSession, *, document_id: uuid.UUID, recipient: str, version: int | None, now: datetime
 ) -> AcknowledgementRow:
     """Record that `recipient` holds a published version (the current one unless `version` is given)."""
-    document = await get_or_404(session, DocumentRow, document_id, what="document")
+    document = await get_row(session, DocumentRow, document_id, what="document")
     wanted = version if version is not None else document.current_version
     if wanted is None:
-        raise ProblemError(409, "Nothing published", "the document has no published version", guard="published")
+        raise GuardRefused("published", "the document has no published version")
     row = await session.scalar(
         select(AcknowledgementRow)
         .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
@@ -149,7 +144,7 @@ async def acknowledge(
         )
     )
     if row is None:
-        raise ProblemError(404, "Not a recipient", f"{recipient!r} is not on version {wanted}'s distribution list")
+        raise NotFound(f"{recipient!r} is not on version {wanted}'s distribution list")
     if row.acknowledged_at is None:
         row.acknowledged_at = now
     return row

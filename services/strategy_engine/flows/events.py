@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.contracts import topics
 from services.contracts.reviews import ReviewEventType, ReviewEventV1
 from services.core.db import is_postgres
-from services.core.http import ProblemError
 from services.core.observability import REVIEWS
 from services.core.outbox import outbox_values
 from services.core.tracing import TRACEPARENT, child_of
+from services.strategy_engine.errors import ReviewNotFound
 from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
 
 
@@ -27,7 +27,7 @@ async def lock_review(session: AsyncSession, review_id: uuid.UUID) -> ReviewRow:
         query = query.with_for_update()
     review = await session.scalar(query)
     if review is None:
-        raise ProblemError(404, "Not Found", f"no review {review_id}")
+        raise ReviewNotFound(review_id)
     return review
 
 

@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 
 from services.contracts.reviews import ReviewEventType
 from services.core.auth import ReviewsWrite
-from services.core.http import Patch, PositiveInt32, ProblemError
+from services.core.http import Patch, PositiveInt32
 from services.core.runtime import Runtime
 from services.strategy_engine.assessments import AssessmentIn, Verdict, missing
+from services.strategy_engine.errors import GuardRefused
 from services.strategy_engine.flows import cycle
 from services.strategy_engine.flows.events import lock_review, record_event
 from services.strategy_engine.lifecycle import Refusal, ReviewState
@@ -64,12 +65,6 @@ class MergeIn(BaseModel):
     actor: Actor | None = None
 
 
-def refused(refusal: Refusal) -> ProblemError:
-    return ProblemError(
-        409, "Transition refused", refusal.detail, type_="https://smits.example/problems/guard", guard=refusal.guard
-    )
-
-
 def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
     router = APIRouter(prefix="/v1/reviews/{review_id}", tags=["reviews"])
 
@@ -100,7 +95,7 @@ def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
                 now=now,
             )
             if isinstance(result, Refusal):
-                raise refused(result)
+                raise GuardRefused(result.guard, result.detail)
             return review_out(result, now)
 
     @router.post("/assessments", status_code=201, response_model=AssessmentRecordedOut)

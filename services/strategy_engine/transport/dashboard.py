@@ -11,7 +11,8 @@ from pydantic import BaseModel
 from sqlalchemy import and_, or_, select
 
 from services.core.auth import ReviewsRead
-from services.core.http import decode_cursor, encode_cursor, get_or_404
+from services.core.db import get_row
+from services.core.http import decode_cursor, encode_cursor
 from services.core.runtime import Runtime
 from services.strategy_engine import kpis
 from services.strategy_engine.flows.cycle import facts, latest_assessment
@@ -173,7 +174,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     @router.get("/reviews/{review_id}", response_model=ReviewDetailOut)
     async def get_review(review_id: uuid.UUID, _auth: ReviewsRead) -> ReviewDetailOut:
         async with runtime.uow.begin() as session:
-            review = await get_or_404(session, ReviewRow, review_id, what="review")
+            review = await get_row(session, ReviewRow, review_id, what="review")
             triggers = (
                 await session.scalars(
                     select(TriggerRow)
@@ -213,7 +214,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def get_timeline(review_id: uuid.UUID, _auth: ReviewsRead) -> list[TimelineEntryOut]:
         """Append-only: every event the review emitted, in order."""
         async with runtime.uow.begin() as session:
-            await get_or_404(session, ReviewRow, review_id, what="review")
+            await get_row(session, ReviewRow, review_id, what="review")
             rows = (
                 await session.scalars(
                     select(TimelineRow).where(TimelineRow.review_id == review_id).order_by(TimelineRow.sequence)

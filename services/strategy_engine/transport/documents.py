@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.auth import ReviewsRead, ReviewsWrite
-from services.core.http import PositiveInt32, ProblemError, get_or_404
+from services.core.db import get_row
+from services.core.http import PositiveInt32, ProblemError
 from services.core.runtime import Runtime
 from services.strategy_engine.documents import Kind, Recipient, Status
 from services.strategy_engine.flows import documents
@@ -123,7 +124,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     @router.get("/documents/{document_id}", response_model=DocumentOut)
     async def get_document(document_id: uuid.UUID, _auth: ReviewsRead) -> DocumentOut:
         async with runtime.uow.begin() as session:
-            document = await get_or_404(session, DocumentRow, document_id, what="document")
+            document = await get_row(session, DocumentRow, document_id, what="document")
             versions = (
                 await session.scalars(
                     select(DocumentVersionRow)

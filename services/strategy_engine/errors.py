@@ -1,0 +1,12 @@
+"""The engine's domain errors: what its flows raise (mapped to problem types at the HTTP edge by core)."""
+
+from __future__ import annotations
+
+from services.core.errors import Conflict, GuardRefused, Invalid, NotFound
+
+__all__ = ["Conflict", "GuardRefused", "Invalid", "NotFound", "ReviewNotFound"]
+
+
+class ReviewNotFound(NotFound):
+    def __init__(self, review_id: object) -> None:
+        super().__init__(f"no review {review_id}")
