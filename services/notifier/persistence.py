@@ -186,3 +186,41 @@ async def next_due(session: AsyncSession, pair: Pair, *, now: datetime) -> Deliv
     if row.locked_until is not None and row.locked_until >= now:
         return None
     return row
+
+
+# Reads for the subscription and delivery routes (transport decodes, calls these, encodes).
+
+
+async def live_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> SubscriptionRow | None:
+    """The subscription unless it does not exist or was deleted."""
+    row = await session.get(SubscriptionRow, subscription_id)
+    return None if row is None or row.deleted_at is not None else row
+
+
+async def live_subscriptions(session: AsyncSession) -> list[SubscriptionRow]:
+    query = select(SubscriptionRow).where(SubscriptionRow.deleted_at.is_(None)).order_by(SubscriptionRow.created_at)
+    return list((await session.scalars(query)).all())
+
+
+async def notices_of(session: AsyncSession, subscription_id: uuid.UUID) -> list[NoticeRow]:
+    query = select(NoticeRow).where(NoticeRow.subscription_id == subscription_id).order_by(NoticeRow.id)
+    return list((await session.scalars(query)).all())
+
+
+async def recent_deliveries(
+    session: AsyncSession, *, subscription_id: uuid.UUID | None, status: str | None, limit: int
+) -> list[DeliveryRow]:
+    """Newest first."""
+    query = select(DeliveryRow).order_by(DeliveryRow.created_at.desc(), DeliveryRow.sequence.desc()).limit(limit)
+    if subscription_id is not None:
+        query = query.where(DeliveryRow.subscription_id == subscription_id)
+    if status is not None:
+        query = query.where(DeliveryRow.status == status)
+    return list((await session.scalars(query)).all())
+
+
+async def attempts_of(session: AsyncSession, delivery_ids: Collection[uuid.UUID]) -> list[AttemptRow]:
+    if not delivery_ids:
+        return []
+    query = select(AttemptRow).where(AttemptRow.delivery_id.in_(list(delivery_ids))).order_by(AttemptRow.id)
+    return list((await session.scalars(query)).all())

@@ -18,7 +18,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    and_,
     func,
+    or_,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -235,3 +237,90 @@ async def waiting_triggers(session: AsyncSession, *, policy_id: str, key: str, s
         )
     )
     return list(rows.all())
+
+
+# Reads for the dashboard and document routes (transport decodes, calls these, encodes).
+
+
+async def list_reviews(
+    session: AsyncSession,
+    *,
+    filters: dict[str, str | None],
+    overdue: bool | None,
+    terminal: Collection[str],
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+    now: datetime,
+) -> list[ReviewRow]:
+    """Newest first; `filters` are exact matches on state, category, severity, owner (None: any);
+    `before` is the (opened_at, id) of the last review of the previous page."""
+    query = select(ReviewRow)
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(getattr(ReviewRow, name) == value)
+    late = and_(ReviewRow.due_at < now, ReviewRow.state.not_in(sorted(terminal)))
+    if overdue is not None:
+        query = query.where(late if overdue else ~late | ReviewRow.due_at.is_(None))
+    if before is not None:
+        opened_at, last_id = before
+        query = query.where(
+            or_(ReviewRow.opened_at < opened_at, and_(ReviewRow.opened_at == opened_at, ReviewRow.id < last_id))
+        )
+    query = query.order_by(ReviewRow.opened_at.desc(), ReviewRow.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def review_triggers(session: AsyncSession, review_id: uuid.UUID) -> list[TriggerRow]:
+    query = select(TriggerRow).where(TriggerRow.review_id == review_id).order_by(TriggerRow.occurred_at, TriggerRow.id)
+    return list((await session.scalars(query)).all())
+
+
+async def review_documents(session: AsyncSession, review_id: uuid.UUID) -> list[tuple[DocumentVersionRow, DocumentRow]]:
+    query = (
+        select(DocumentVersionRow, DocumentRow)
+        .join(DocumentRow, DocumentRow.id == DocumentVersionRow.document_id)
+        .where(DocumentVersionRow.review_id == review_id)
+        .order_by(DocumentVersionRow.created_at)
+    )
+    return [(version, document) for version, document in (await session.execute(query)).all()]
+
+
+async def timeline(session: AsyncSession, review_id: uuid.UUID) -> list[TimelineRow]:
+    query = select(TimelineRow).where(TimelineRow.review_id == review_id).order_by(TimelineRow.sequence)
+    return list((await session.scalars(query)).all())
+
+
+async def decision_of(session: AsyncSession, *, source: str, event_id: str) -> TriggerRow | None:
+    return await session.scalar(select(TriggerRow).where(TriggerRow.source == source, TriggerRow.event_id == event_id))
+
+
+async def document_version(session: AsyncSession, document_id: uuid.UUID, number: int) -> DocumentVersionRow | None:
+    query = select(DocumentVersionRow).where(
+        DocumentVersionRow.document_id == document_id, DocumentVersionRow.version == number
+    )
+    return await session.scalar(query)
+
+
+async def document_versions(session: AsyncSession, document_id: uuid.UUID) -> list[DocumentVersionRow]:
+    query = (
+        select(DocumentVersionRow)
+        .where(DocumentVersionRow.document_id == document_id)
+        .order_by(DocumentVersionRow.version)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def acknowledgements_of(
+    session: AsyncSession, version_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[AcknowledgementRow]]:
+    """Recipients of each version, in one query for all of them (in insertion order)."""
+    found: dict[uuid.UUID, list[AcknowledgementRow]] = {version_id: [] for version_id in version_ids}
+    if found:
+        query = (
+            select(AcknowledgementRow)
+            .where(AcknowledgementRow.version_id.in_(list(found)))
+            .order_by(AcknowledgementRow.id)
+        )
+        for row in (await session.scalars(query)).all():
+            found[row.version_id].append(row)
+    return found

@@ -8,7 +8,6 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Response
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, Strict
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.triggers import Category, Severity
@@ -16,8 +15,9 @@ from services.core.auth import SubscriptionsAdmin
 from services.core.db import get_row
 from services.core.http import Patch, ProblemError, fits
 from services.core.runtime import Runtime
+from services.notifier import persistence
 from services.notifier.egress import EgressRefused, check_url
-from services.notifier.persistence import AttemptRow, DeliveryRow, NoticeRow, SubscriptionRow
+from services.notifier.persistence import DeliveryRow, SubscriptionRow
 from services.notifier.retries import FAILED, PENDING, RATE_MAX_PER_S, RATE_MIN_PER_S
 from services.notifier.signing import generate_secret
 
@@ -157,13 +157,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     @router.get("/subscriptions", response_model=list[SubscriptionOut])
     async def list_subscriptions(_auth: SubscriptionsAdmin) -> list[SubscriptionOut]:
         async with runtime.uow.begin() as session:
-            rows = (
-                await session.scalars(
-                    select(SubscriptionRow)
-                    .where(SubscriptionRow.deleted_at.is_(None))
-                    .order_by(SubscriptionRow.created_at)
-                )
-            ).all()
+            rows = await persistence.live_subscriptions(session)
         return [_out(row) for row in rows]
 
     @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
@@ -210,11 +204,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def list_notices(subscription_id: uuid.UUID, _auth: SubscriptionsAdmin) -> list[NoticeOut]:
         async with runtime.uow.begin() as session:
             await _subscription(session, subscription_id)
-            rows = (
-                await session.scalars(
-                    select(NoticeRow).where(NoticeRow.subscription_id == subscription_id).order_by(NoticeRow.id)
-                )
-            ).all()
+            rows = await persistence.notices_of(session, subscription_id)
         return [NoticeOut(type=row.type, at=row.at, detail=row.detail) for row in rows]
 
     @router.get("/deliveries", response_model=list[DeliveryOut])
@@ -225,20 +215,11 @@ def build_router(runtime: Runtime) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[DeliveryOut]:
         """Newest first, each with every attempt (status, duration, truncated response or error)."""
-        query = select(DeliveryRow).order_by(DeliveryRow.created_at.desc(), DeliveryRow.sequence.desc()).limit(limit)
-        if subscription_id is not None:
-            query = query.where(DeliveryRow.subscription_id == subscription_id)
-        if status is not None:
-            query = query.where(DeliveryRow.status == status)
         async with runtime.uow.begin() as session:
-            deliveries = (await session.scalars(query)).all()
-            attempts = (
-                await session.scalars(
-                    select(AttemptRow)
-                    .where(AttemptRow.delivery_id.in_([d.id for d in deliveries]))
-                    .order_by(AttemptRow.id)
-                )
-            ).all()
+            deliveries = await persistence.recent_deliveries(
+                session, subscription_id=subscription_id, status=status, limit=limit
+            )
+            attempts = await persistence.attempts_of(session, [d.id for d in deliveries])
         by_delivery: dict[uuid.UUID, list[AttemptOut]] = {}
         for attempt in attempts:
             by_delivery.setdefault(attempt.delivery_id, []).append(
@@ -265,8 +246,8 @@ def build_router(runtime: Runtime) -> APIRouter:
 
 
 async def _subscription(session: AsyncSession, subscription_id: uuid.UUID) -> SubscriptionRow:
-    row = await session.get(SubscriptionRow, subscription_id)
-    if row is None or row.deleted_at is not None:
+    row = await persistence.live_subscription(session, subscription_id)
+    if row is None:
         raise ProblemError(404, "Not Found", f"no subscription {subscription_id}")
     return row
 

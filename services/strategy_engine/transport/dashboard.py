@@ -8,16 +8,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import and_, or_, select
 
 from services.core.auth import ReviewsRead
 from services.core.db import get_row
 from services.core.http import decode_cursor, encode_cursor
 from services.core.runtime import Runtime
-from services.strategy_engine import kpis
+from services.strategy_engine import kpis, persistence
 from services.strategy_engine.flows.cycle import facts, latest_assessment
 from services.strategy_engine.lifecycle import TERMINAL, ReviewState
-from services.strategy_engine.persistence import DocumentRow, DocumentVersionRow, ReviewRow, TimelineRow, TriggerRow
+from services.strategy_engine.persistence import ReviewRow, TriggerRow
 
 
 class ReviewOut(BaseModel):
@@ -145,26 +144,13 @@ def build_router(runtime: Runtime) -> APIRouter:
     ) -> ReviewPage:
         """Newest first. Pass `next_cursor` back as `cursor` for the next page; null means the end."""
         now = datetime.now(UTC)
-        query = select(ReviewRow)
-        for column, value in (
-            (ReviewRow.state, state),
-            (ReviewRow.category, category),
-            (ReviewRow.severity, severity),
-            (ReviewRow.owner, owner),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        late = and_(ReviewRow.due_at < now, ReviewRow.state.not_in([s.value for s in TERMINAL]))
-        if overdue is not None:
-            query = query.where(late if overdue else ~late | ReviewRow.due_at.is_(None))
-        if cursor:
-            opened_at, last_id = decode_cursor(cursor, parse_id=uuid.UUID)
-            query = query.where(
-                or_(ReviewRow.opened_at < opened_at, and_(ReviewRow.opened_at == opened_at, ReviewRow.id < last_id))
-            )
-        query = query.order_by(ReviewRow.opened_at.desc(), ReviewRow.id.desc()).limit(limit + 1)
+        before = decode_cursor(cursor, parse_id=uuid.UUID) if cursor else None
+        filters = {"state": state, "category": category, "severity": severity, "owner": owner}
+        terminal = {s.value for s in TERMINAL}
         async with runtime.uow.begin() as session:
-            rows = list((await session.scalars(query)).all())
+            rows = await persistence.list_reviews(
+                session, filters=filters, overdue=overdue, terminal=terminal, before=before, limit=limit + 1, now=now
+            )
         page = rows[:limit]
         return ReviewPage(
             items=[review_out(row, now) for row in page],
@@ -175,23 +161,10 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def get_review(review_id: uuid.UUID, _auth: ReviewsRead) -> ReviewDetailOut:
         async with runtime.uow.begin() as session:
             review = await get_row(session, ReviewRow, review_id, what="review")
-            triggers = (
-                await session.scalars(
-                    select(TriggerRow)
-                    .where(TriggerRow.review_id == review_id)
-                    .order_by(TriggerRow.occurred_at, TriggerRow.id)
-                )
-            ).all()
+            triggers = await persistence.review_triggers(session, review_id)
             current = await latest_assessment(session, review_id)
             snapshot = await facts(session, review)
-            versions = (
-                await session.execute(
-                    select(DocumentVersionRow, DocumentRow)
-                    .join(DocumentRow, DocumentRow.id == DocumentVersionRow.document_id)
-                    .where(DocumentVersionRow.review_id == review_id)
-                    .order_by(DocumentVersionRow.created_at)
-                )
-            ).all()
+            versions = await persistence.review_documents(session, review_id)
         return ReviewDetailOut(
             **review_out(review, datetime.now(UTC)).model_dump(),
             triggers=[decision_out(row) for row in triggers],
@@ -215,11 +188,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         """Append-only: every event the review emitted, in order."""
         async with runtime.uow.begin() as session:
             await get_row(session, ReviewRow, review_id, what="review")
-            rows = (
-                await session.scalars(
-                    select(TimelineRow).where(TimelineRow.review_id == review_id).order_by(TimelineRow.sequence)
-                )
-            ).all()
+            rows = await persistence.timeline(session, review_id)
         return [TimelineEntryOut.model_validate(row, from_attributes=True) for row in rows]
 
     @router.get("/kpis")

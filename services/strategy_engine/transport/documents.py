@@ -8,13 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.auth import ReviewsRead, ReviewsWrite
 from services.core.db import get_row
 from services.core.http import PositiveInt32, ProblemError
 from services.core.runtime import Runtime
+from services.strategy_engine import persistence
 from services.strategy_engine.documents import Kind, Recipient, Status
 from services.strategy_engine.flows import documents
 from services.strategy_engine.persistence import AcknowledgementRow, DocumentRow, DocumentVersionRow
@@ -108,11 +108,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         _auth: ReviewsWrite,
     ) -> VersionOut:
         async with runtime.uow.begin() as session:
-            version = await session.scalar(
-                select(DocumentVersionRow).where(
-                    DocumentVersionRow.document_id == document_id, DocumentVersionRow.version == number
-                )
-            )
+            version = await persistence.document_version(session, document_id, number)
             if version is None:
                 raise ProblemError(404, "Not Found", f"no version {number} of document {document_id}")
             await documents.move_version(
@@ -125,20 +121,15 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def get_document(document_id: uuid.UUID, _auth: ReviewsRead) -> DocumentOut:
         async with runtime.uow.begin() as session:
             document = await get_row(session, DocumentRow, document_id, what="document")
-            versions = (
-                await session.scalars(
-                    select(DocumentVersionRow)
-                    .where(DocumentVersionRow.document_id == document_id)
-                    .order_by(DocumentVersionRow.version)
-                )
-            ).all()
+            versions = await persistence.document_versions(session, document_id)
+            recipients = await persistence.acknowledgements_of(session, [v.id for v in versions])
             return DocumentOut(
                 id=document.id,
                 kind=document.kind,
                 org_unit=document.org_unit or None,
                 title=document.title,
                 current_version=document.current_version,
-                versions=[await _version_out(session, v) for v in versions],
+                versions=[_version_view(document, v, recipients[v.id]) for v in versions],
             )
 
     @router.post("/documents/{document_id}/acknowledgements", response_model=RecipientOut)
@@ -164,15 +155,12 @@ def _recipient(row: AcknowledgementRow) -> RecipientOut:
 
 
 async def _version_out(session: AsyncSession, version: DocumentVersionRow) -> VersionOut:
-    document = await session.get(DocumentRow, version.document_id)
-    assert document is not None
-    acks = (
-        await session.scalars(
-            select(AcknowledgementRow)
-            .where(AcknowledgementRow.version_id == version.id)
-            .order_by(AcknowledgementRow.id)
-        )
-    ).all()
+    document = await get_row(session, DocumentRow, version.document_id, what="document")
+    recipients = await persistence.acknowledgements_of(session, [version.id])
+    return _version_view(document, version, recipients[version.id])
+
+
+def _version_view(document: DocumentRow, version: DocumentVersionRow, acks: list[AcknowledgementRow]) -> VersionOut:
     return VersionOut(
         document_id=document.id,
         kind=document.kind,

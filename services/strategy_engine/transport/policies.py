@@ -6,14 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from services.contracts.accepted import TriggerAcceptedV1
 from services.core.auth import ReviewsRead
 from services.core.http import ProblemError
 from services.core.runtime import Runtime
+from services.strategy_engine import persistence
 from services.strategy_engine.flows.correlation import evaluate
-from services.strategy_engine.persistence import TriggerRow, open_review
+from services.strategy_engine.persistence import open_review
 from services.strategy_engine.policies import PolicySet
 from services.strategy_engine.transport.dashboard import DecisionOut, decision_out
 
@@ -57,9 +57,7 @@ def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
     async def get_decision(source: str, event_id: str, _auth: ReviewsRead) -> DecisionOut:
         """The policy decision taken for one trigger (policy, correlation key, outcome, review, reason)."""
         async with runtime.uow.begin() as session:
-            row = await session.scalar(
-                select(TriggerRow).where(TriggerRow.source == source, TriggerRow.event_id == event_id)
-            )
+            row = await persistence.decision_of(session, source=source, event_id=event_id)
         if row is None:
             raise ProblemError(404, "Not Found", f"the engine has no decision for {event_id!r} from {source!r} (yet)")
         return decision_out(row)
