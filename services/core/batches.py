@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy import exc as sa_exc
 
-from services.core.positions import MAX_ERROR_CHARS, Position
+from services.core.bounds import describe
+from services.core.positions import Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +107,6 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(
         error, OSError | TimeoutError | sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError
     )
-
-
-def describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,11 @@ from typing import Any
 from sqlalchemy import String
 from sqlalchemy.sql.schema import Table
 
+from services.core.observability import scrub
+
 TRUNCATED = "…[truncated]"
+ERROR_MAX_CHARS = 2000
+"""Longest error text kept for operators (parked records and partitions, readiness, the CLI)."""
 
 
 def storable(text: str) -> str:
@@ -42,6 +46,16 @@ def bounded_utf8(text: str, limit: int) -> bytes:
     marker = TRUNCATED.encode("utf-8")
     head = encoded[: max(0, limit - len(marker))].decode("utf-8", "ignore").encode("utf-8")  # whole characters
     return head + marker if len(head) + len(marker) <= limit else head
+
+
+def error_text(text: str) -> str:
+    """An error as stored and shown to operators: no quoted row values, storable, bounded."""
+    return bounded(scrub(text), ERROR_MAX_CHARS)
+
+
+def describe(error: BaseException) -> str:
+    """An exception as operators see it (its class and message), via `error_text`."""
+    return error_text(f"{type(error).__name__}: {error}")
 
 
 def fit_columns(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:

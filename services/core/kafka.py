@@ -28,6 +28,7 @@ from services.contracts import topics
 from services.core import batches, positions
 from services.core.assignment import Assignment
 from services.core.batches import Message as Message
+from services.core.bounds import describe
 from services.core.db import UnitOfWork, after_commit
 from services.core.fetching import fetch
 from services.core.observability import BATCH_SECONDS, BATCHES, CONSUMER_LAG, get_logger
@@ -180,7 +181,7 @@ class BatchConsumer(Generic[R]):
                     "batch keeps failing; narrowing it down to the failing record",
                     consumer=self.name,
                     size=len(batch),
-                    error=batches.describe(error),
+                    error=describe(error),
                 )
                 for stuck in await batches.narrow(batch, apply, record_attempts=attempts):
                     await self._park(consumer, stuck, stop)
@@ -210,7 +211,7 @@ class BatchConsumer(Generic[R]):
                     attempt=retries + 1,
                     transient=transient,
                     size=len(messages),
-                    error=batches.describe(exc),
+                    error=describe(exc),
                     retry_in_s=delay,
                 )
                 await _sleep_unless_stopped(stop, delay)
@@ -253,7 +254,7 @@ class BatchConsumer(Generic[R]):
 
     async def _park(self, consumer: AIOKafkaConsumer, stuck: batches.Stuck, stop: asyncio.Event) -> None:
         message = stuck.message
-        error = positions.error_text(stuck.error)
+        error = stuck.error  # already operator-safe (batches.describe)
         retries = 0
         while True:
             now = self._clock()

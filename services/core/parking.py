@@ -18,11 +18,9 @@ from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, column, d
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core.bounds import bounded
+from services.core.bounds import ERROR_MAX_CHARS, describe
 from services.core.db import Base, UTCDateTime, table_of
-from services.core.observability import scrub
 
-ERROR_MAX_CHARS = 2000
 _PERMANENT_KAFKA = (
     kafka_errors.MessageSizeTooLargeError,  # over max_request_size (client) or max.message.bytes (broker)
     kafka_errors.RecordTooLargeError,
@@ -70,10 +68,6 @@ class Parked:
 def is_permanent(exc: BaseException) -> bool:
     """True when publishing this record again cannot succeed (so it must be moved aside)."""
     return isinstance(exc, (*_PERMANENT_KAFKA, UnicodeError, TypeError))
-
-
-def describe(exc: BaseException) -> str:
-    return bounded(scrub(f"{type(exc).__name__}: {exc}"), ERROR_MAX_CHARS)
 
 
 async def park(session: AsyncSession, outbox: str, refused: Sequence[tuple[Any, BaseException]]) -> None:

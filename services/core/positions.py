@@ -18,11 +18,8 @@ from sqlalchemy import BigInteger, Integer, String, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core.bounds import bounded
+from services.core.bounds import ERROR_MAX_CHARS, error_text
 from services.core.db import Base, UTCDateTime, insert_ignore, is_postgres, table_of
-from services.core.observability import scrub
-
-MAX_ERROR_CHARS = 2000
 
 
 class ConsumerPositionRow(Base):
@@ -33,7 +30,7 @@ class ConsumerPositionRow(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
     parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    error: Mapped[str | None] = mapped_column(String(MAX_ERROR_CHARS))
+    error: Mapped[str | None] = mapped_column(String(ERROR_MAX_CHARS))
     """Why the partition was parked; kept while a skip is pending (it is the dead letter's reason)."""
     skip_offset: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -100,11 +97,6 @@ async def advance(session: AsyncSession, *, group: str, topic: str, moves: Seque
         .values(next_offset=bindparam("n"), skip_offset=bindparam("s"), updated_at=now)
     )
     await session.execute(statement, [{"p": m.partition, "n": m.next_offset, "s": m.skip_offset} for m in moves])
-
-
-def error_text(error: str) -> str:
-    """An error as stored and shown (readiness, CLI): no quoted row values, storable, bounded."""
-    return bounded(scrub(error), MAX_ERROR_CHARS)
 
 
 async def park(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from aiokafka import errors
 
-from services.core import positions
-from services.core.parking import describe, is_permanent
+from services.core.bounds import describe, error_text
+from services.core.parking import is_permanent
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ ROW_ERROR = (
 
 
 def test_errors_kept_for_operators_quote_no_row_values_and_fit_their_column() -> None:
-    for text in (describe(RuntimeError(ROW_ERROR)), positions.error_text(ROW_ERROR)):
+    for text in (describe(RuntimeError(ROW_ERROR)), error_text(ROW_ERROR)):
         assert "whsec_" not in text  # readiness and the CLI show these to anyone who can reach them
         assert "\x00" not in text
         assert len(text) <= 2000
