@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import services.core.auth
+import services.core.identity.audit
 import services.core.positions
 import services.notifier.persistence
 import services.strategy_engine.persistence

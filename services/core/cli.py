@@ -16,7 +16,7 @@ import uvicorn
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.auth import Scope
+from services.core.identity.cli import audit_app, keys_app, org_units_app, users_app
 from services.core.observability import configure_logging, get_logger
 from services.core.positions import Position
 from services.core.runtime import Builder, StartupAborted, build_app, running
@@ -26,11 +26,13 @@ from services.core.tracing import configure_otel, shutdown_otel
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="smits: strategy review triggers")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics")
 schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of the event contracts")
-keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 outbox_app = typer.Typer(no_args_is_help=True, help="Outbox records Kafka refused for good (parked)")
 consumer_app = typer.Typer(no_args_is_help=True, help="Kafka consumers (parked partitions)")
 app.add_typer(topics_app, name="topics")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+app.add_typer(org_units_app, name="org-units")
+app.add_typer(audit_app, name="audit")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(consumer_app, name="consumer")
@@ -146,33 +148,6 @@ def schemas_export(
         typer.echo(f"wrote {path}")
 
 
-@keys_app.command("create")
-def keys_create(
-    name: Annotated[str, typer.Option(help="who or what the key is for")],
-    scope: Annotated[list[str], typer.Option(help="scope to grant; repeat for several")],
-) -> None:
-    """Create an API key and print it once. Only its hash is stored."""
-    try:
-        scopes = [Scope(value) for value in scope]
-    except ValueError as exc:
-        raise typer.BadParameter(f"{exc}; scopes are {', '.join(s.value for s in Scope)}") from exc
-    typer.echo(asyncio.run(_create_key(settings_of(), name, scopes)))
-
-
-async def _create_key(settings: Settings, name: str, scopes: list[Scope]) -> str:
-    from services.core.auth import create_key
-    from services.core.db import UnitOfWork, create_engine
-
-    engine = create_engine(settings.database_url.get_secret_value())
-    try:
-        async with UnitOfWork(engine).begin() as session:
-            key = await create_key(session, name=name, scopes=scopes)
-    finally:
-        await engine.dispose()
-    log.info("api key created", name=name, scopes=[str(s) for s in scopes])
-    return key
-
-
 @consumer_app.command("resume")
 def consumer_resume(
     group: Annotated[str, typer.Option(help="Kafka consumer group, with the topic prefix, as /readyz names it")],
@@ -211,7 +186,7 @@ async def _resume(settings: Settings, group: str, topic: str, partition: int, sk
         found = await positions.resume(session, group=group, topic=topic, partition=partition, skip=skip, now=now)
         return found if found is not None else await positions.parked(session)
 
-    return await _in_transaction(settings, resume)
+    return await in_transaction(settings, resume)
 
 
 @outbox_app.command("parked")
@@ -221,7 +196,7 @@ def outbox_parked(
     """List parked outbox records (oldest first) with the error Kafka gave."""
     from services.core import parking
 
-    records = asyncio.run(_in_transaction(settings_of(), lambda session: parking.list_parked(session, limit=limit)))
+    records = asyncio.run(in_transaction(settings_of(), lambda session: parking.list_parked(session, limit=limit)))
     for record in records:
         typer.echo(
             f"{record.id}\t{record.outbox}#{record.outbox_id}\t{record.topic}\t{record.size} bytes\t"
@@ -235,7 +210,7 @@ def outbox_retry(parked_id: Annotated[int, typer.Argument(help="id from `smits o
     """Put a parked record back into its outbox, in its original place; the relay publishes it again."""
     from services.core import parking
 
-    record = asyncio.run(_in_transaction(settings_of(), lambda session: parking.retry(session, parked_id)))
+    record = asyncio.run(in_transaction(settings_of(), lambda session: parking.retry(session, parked_id)))
     if record is None:
         typer.echo(f"no parked record {parked_id}", err=True)
         raise typer.Exit(1)
@@ -248,7 +223,7 @@ def outbox_drop(parked_id: Annotated[int, typer.Argument(help="id from `smits ou
     """Delete a parked record for good (it is never published)."""
     from services.core import parking
 
-    record = asyncio.run(_in_transaction(settings_of(), lambda session: parking.drop(session, parked_id)))
+    record = asyncio.run(in_transaction(settings_of(), lambda session: parking.drop(session, parked_id)))
     if record is None:
         typer.echo(f"no parked record {parked_id}", err=True)
         raise typer.Exit(1)
@@ -256,7 +231,7 @@ def outbox_drop(parked_id: Annotated[int, typer.Argument(help="id from `smits ou
     typer.echo(f"parked record {parked_id} dropped ({record.outbox}#{record.outbox_id}, {record.topic})")
 
 
-async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+async def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run `work` in one transaction on SMITS_DATABASE_URL."""
     from services.core.db import UnitOfWork, create_engine
 

@@ -44,6 +44,13 @@ class GuardRefused(DomainError):
         self.guard = guard
 
 
+class Forbidden(DomainError):
+    """The caller is who they say, but may not do this (not named on the version, not the recipient, lacks
+    the role); the detail says why."""
+
+    kind, status, title = "forbidden", 403, "Forbidden"
+
+
 class Conflict(DomainError):
     kind, status, title = "conflict", 409, "Conflict"
 
@@ -57,4 +64,4 @@ class Invalid(DomainError):
         super().__init__(detail, field=field)
 
 
-KINDS: tuple[type[DomainError], ...] = (NotFound, GuardRefused, Conflict, Invalid)
+KINDS: tuple[type[DomainError], ...] = (NotFound, GuardRefused, Forbidden, Conflict, Invalid)

@@ -186,6 +186,7 @@ def install_request_middleware(app: FastAPI) -> None:
     async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         offered = request.headers.get("x-request-id", "")
         request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request.state.request_id = request_id
         incoming = request.headers.get(TRACEPARENT)
         request.state.traceparent = incoming if trace_id_of(incoming) else child_of(None)
         structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id_of(request.state.traceparent))

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.core import parking
 from services.core.db import UnitOfWork, create_engine
 from services.core.http import install_problem_handlers, install_request_middleware, problem_response
+from services.core.identity import routes as identity_routes
 from services.core.kafka import create_producer, start_when_reachable
 from services.core.limits import RequestGuard
 from services.core.observability import get_logger
@@ -128,6 +129,7 @@ def build_app(runtime: Runtime, units: Sequence[ServiceUnit]) -> FastAPI:
     limits = {prefix: size for unit in units for prefix, size in unit.body_limits.items()}
     app.add_middleware(RequestGuard, default=runtime.settings.http_max_body_bytes, limits=limits)
     app.include_router(_ops_router(runtime, units))
+    app.include_router(identity_routes.build_router(settings=runtime.settings, uow=runtime.uow))
     for unit in units:
         if unit.router is not None:
             app.include_router(unit.router)

@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     timer_interval_s: Seconds = 5.0
     shutdown_grace_s: Seconds = 20.0
 
+    public_url: Annotated[str, Field(max_length=500, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")] = (
+        "http://127.0.0.1:8000"
+    )
+    """Base URL of smits as people reach it: links in messages, OpenID Connect redirects, cookie security."""
+    session_idle_s: Seconds = 8 * 3600.0
+    """A browser session ends after this long without a request."""
+    session_absolute_s: Seconds = 7 * 86_400.0
+    """A browser session ends this long after sign-in, however busy."""
+
     @field_validator("webhook_allow_cidrs", mode="before")
     @classmethod
     def _split_cidrs(cls, value: object) -> object:

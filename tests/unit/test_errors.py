@@ -67,6 +67,7 @@ def test_problem_types_are_distinct_and_stable() -> None:
     assert [kind.type_uri() for kind in KINDS] == [
         "https://smits.example/problems/not-found",
         "https://smits.example/problems/guard",
+        "https://smits.example/problems/forbidden",
         "https://smits.example/problems/conflict",
         "https://smits.example/problems/invalid",
     ]

@@ -91,16 +91,17 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     @router.post("", status_code=202, response_model=AcceptedOut)
     async def post_triggers(
-        request: Request, _auth: TriggersWrite, content_type: Annotated[str, Header()] = ""
+        request: Request, caller: TriggersWrite, content_type: Annotated[str, Header()] = ""
     ) -> AcceptedOut:
         """Validate CloudEvents synchronously, then produce them to `triggers` (acks=all); 202 once durable."""
-        _refuse_if_waiting(limiter.wait(request.state.caller))  # before reading: an over-rate caller costs little
+        bucket = str(caller.key_id or caller.label)  # one rate bucket per key (or per person, service, client)
+        _refuse_if_waiting(limiter.wait(bucket))  # before reading: an over-rate caller costs little
         body = await request.body()  # size capped by the BodyLimit middleware (MAX_BODY_BYTES here)
         if len(body) > THREAD_ABOVE_BYTES:  # a large batch is parsed off the event loop the workers share
             events = await asyncio.to_thread(_validate, body, content_type, request)
         else:
             events = _validate(body, content_type, request)
-        _refuse_if_waiting(limiter.take(request.state.caller, cost=len(events)))
+        _refuse_if_waiting(limiter.take(bucket, cost=len(events)))
         topic = runtime.settings.topic(topics.TRIGGERS)
         traceparent = current_traceparent(request.state.traceparent).encode()
         headers = [("content-type", b"application/cloudevents+json"), (TRACEPARENT, traceparent)]

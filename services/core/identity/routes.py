@@ -1,0 +1,343 @@
+"""Sign-in and the people API: `/auth/login`, `/auth/logout`, `/v1/me`, and for admins `/v1/users`,
+`/v1/org-units`, `/v1/keys`. Every write appends an audit record in its own transaction; so does a failed
+sign-in. The OpenID Connect routes are added by `oidc_routes` when an issuer is configured."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
+
+from services.core.auth import CSRF_HEADER, SESSION_COOKIE, Admin, SignedIn
+from services.core.db import UnitOfWork
+from services.core.errors import Invalid
+from services.core.http import ProblemError
+from services.core.identity import audit, passwords, store
+from services.core.identity.model import EMAIL_PATTERN, AuthMethod, Caller, Role, Scope, normal_email
+from services.core.limits import RateLimiter
+from services.core.settings import Settings
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+EmailStr = Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN), AfterValidator(normal_email)]
+LOGIN_FAILED = "the e-mail address or the password is wrong"
+
+
+class LoginIn(BaseModel):
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=passwords.MAX_LENGTH)]
+    next: Annotated[str, Field(max_length=1000)] = "/"
+
+
+class MeOut(BaseModel):
+    id: uuid.UUID | None
+    kind: str
+    name: str
+    email: str | None
+    roles: list[Role]
+    org_units: list[str]
+    scopes: list[Scope]
+    auth_method: AuthMethod
+    key_id: uuid.UUID | None
+    csrf_token: str | None = Field(default=None, description=f"send it as {CSRF_HEADER} on every signed-in write")
+
+
+class PersonIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    email: EmailStr
+    name: Name
+    roles: Annotated[list[Role], Field(min_length=1, max_length=10)]
+    org_units: Annotated[list[Name], Field(max_length=50)] = []
+    manager: EmailStr | None = None
+    password: Annotated[str, Field(max_length=passwords.MAX_LENGTH)] | None = None
+
+
+class PersonOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    email: str | None
+    name: str
+    roles: list[Role]
+    org_units: list[str]
+    manager: str | None
+    cleared_restricted: bool
+    disabled: bool
+
+
+class OrgUnitIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: Name
+    parent: Name | None = None
+    lead: EmailStr | None = None
+
+
+class OrgUnitOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    parent: str | None
+    lead: str | None
+
+
+class KeyOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    scopes: list[str]
+    owner: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def cookie_secure(settings: Settings) -> bool:
+    """Session cookies are `Secure` unless smits is reached over plain HTTP on loopback (the local demo)."""
+    url = urlsplit(settings.public_url)
+    if url.scheme == "https":
+        return True
+    host = url.hostname or ""
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host != "localhost"
+
+
+def safe_next(target: str) -> str:
+    """Where to go after sign-in: a path on this site only (never `//evil.example` or a full URL)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def _login_input(request: Request) -> LoginIn:
+    body = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "application/json":
+            return LoginIn.model_validate_json(body)
+        form = {key: values[0] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
+        return LoginIn.model_validate(form)
+    except (ValidationError, ValueError) as exc:
+        raise ProblemError(
+            422, "Request validation failed", "send form fields (or JSON members) email and password"
+        ) from exc
+
+
+def start_session(response: Response, settings: Settings, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(settings.session_absolute_s),
+        httponly=True,
+        secure=cookie_secure(settings),
+        samesite="lax",
+        path="/",
+    )
+
+
+def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
+    router = APIRouter(tags=["identity"])
+    per_account = RateLimiter(rate=5 / 60, burst=10)  # failed sign-ins per e-mail address
+    per_client = RateLimiter(rate=1.0, burst=30)  # sign-in attempts per client address
+
+    def throttled(request: Request, email: str) -> None:
+        client = request.client.host if request.client else "unknown"
+        wait = max(per_client.take(client), per_account.wait(email))
+        if wait > 0:
+            error = ProblemError(429, "Too Many Requests", "too many sign-in attempts; wait and try again")
+            error.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            raise error
+
+    @router.post("/auth/login", response_model=None, tags=["sign-in"])
+    async def login(request: Request) -> Response:
+        """Local accounts: form (or JSON) `email`, `password`, optional `next`. A form post is redirected (303)
+        to `next`; a JSON post gets the caller and the CSRF token. Failures are 401 and audited."""
+        body = await _login_input(request)
+        email = normal_email(body.email)
+        throttled(request, email)
+        now = datetime.now(UTC)
+        request_id = getattr(request.state, "request_id", None)
+        async with uow.begin() as session:
+            row = await store.principal_by_email(session, email)
+            ok = passwords.verify(row.password_hash if row else None, body.password)
+            if row is None or not ok or row.disabled_at is not None:
+                per_account.take(email)
+                await audit.record(
+                    session,
+                    principal=email,
+                    method="password",
+                    action="auth.login",
+                    target=f"principal:{email}",
+                    outcome="refused",
+                    now=now,
+                    request_id=request_id,
+                    detail={"reason": "disabled" if row is not None and ok else "wrong e-mail or password"},
+                )
+        if row is None or not ok or row.disabled_at is not None:
+            raise ProblemError(401, "Unauthorized", LOGIN_FAILED)
+        async with uow.begin() as session:
+            token, csrf = await store.open_session(
+                session,
+                principal_id=row.id,
+                method="password",
+                now=now,
+                expires_at=now + timedelta(seconds=settings.session_absolute_s),
+            )
+            await audit.record(
+                session,
+                principal=email,
+                method="password",
+                action="auth.login",
+                target=f"principal:{email}",
+                now=now,
+                request_id=request_id,
+            )
+            caller = await store.caller_of(session, row, method=AuthMethod.SESSION)
+        wants_json = request.headers.get("content-type", "").startswith("application/json")
+        response: Response
+        if wants_json:
+            response = JSONResponse(json.loads(me_out(caller, csrf).model_dump_json()))
+        else:
+            response = RedirectResponse(safe_next(body.next), status_code=303)
+        start_session(response, settings, token)
+        return response
+
+    @router.post("/auth/logout", status_code=204, tags=["sign-in"])
+    async def logout(request: Request, caller: SignedIn) -> Response:
+        """End the browser session (a signed-in write: it needs the CSRF token)."""
+        cookie = request.cookies.get(SESSION_COOKIE)
+        async with uow.begin() as session:
+            if cookie and caller.method is AuthMethod.SESSION:
+                await store.close_session(session, cookie)
+            await audit.record_by(
+                session,
+                caller,
+                action="auth.logout",
+                target=f"principal:{caller.label}",
+                now=datetime.now(UTC),
+                request_id=getattr(request.state, "request_id", None),
+            )
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=cookie_secure(settings), samesite="lax")
+        return response
+
+    @router.get("/v1/me", response_model=MeOut, tags=["people"])
+    async def me(request: Request, caller: SignedIn) -> MeOut:
+        """The caller: principal, roles, org units, effective scopes, and how they signed in."""
+        csrf = None
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if caller.method is AuthMethod.SESSION and cookie:
+            async with uow.begin() as session:
+                live = await store.live_session(session, cookie, now=datetime.now(UTC), idle_s=settings.session_idle_s)
+                csrf = live.csrf_token if live else None
+        return me_out(caller, csrf)
+
+    @router.get("/v1/users", response_model=list[PersonOut], tags=["people"])
+    async def list_users(_caller: Admin) -> list[PersonOut]:
+        async with uow.begin() as session:
+            return [
+                PersonOut.model_validate(person, from_attributes=True) for person in await store.list_people(session)
+            ]
+
+    @router.post("/v1/users", status_code=201, response_model=PersonOut, tags=["people"])
+    async def create_user(request: Request, body: PersonIn, caller: Admin) -> PersonOut:
+        """A person; `password` (optional) makes a local account, else they sign in through OpenID Connect."""
+        now = datetime.now(UTC)
+        try:
+            hashed = passwords.hash_password(body.password) if body.password is not None else None
+        except ValueError as exc:
+            raise Invalid(str(exc), field="password") from None
+        async with uow.begin() as session:
+            row = await store.create_person(
+                session,
+                email=str(body.email),
+                name=body.name,
+                roles=body.roles,
+                org_units=body.org_units,
+                manager=str(body.manager) if body.manager else None,
+                password_hash=hashed,
+                now=now,
+            )
+            person = await store.person_of(session, row)
+            out = PersonOut.model_validate(person, from_attributes=True)
+            await audit.record_by(
+                session,
+                caller,
+                action="user.create",
+                target=f"principal:{row.email}",
+                now=now,
+                request_id=getattr(request.state, "request_id", None),
+                after=out.model_dump(mode="json"),
+                detail={"roles": ",".join(out.roles), "org_units": ",".join(out.org_units)},
+            )
+        return out
+
+    @router.get("/v1/org-units", response_model=list[OrgUnitOut], tags=["people"])
+    async def list_org_units(_caller: Admin) -> list[OrgUnitOut]:
+        async with uow.begin() as session:
+            return [OrgUnitOut.model_validate(unit, from_attributes=True) for unit in await store.list_units(session)]
+
+    @router.post("/v1/org-units", status_code=201, response_model=OrgUnitOut, tags=["people"])
+    async def create_org_unit(request: Request, body: OrgUnitIn, caller: Admin) -> OrgUnitOut:
+        now = datetime.now(UTC)
+        async with uow.begin() as session:
+            row = await store.create_unit(
+                session, name=body.name, parent=body.parent, lead=str(body.lead) if body.lead else None, now=now
+            )
+            out = OrgUnitOut(id=row.id, name=row.name, parent=body.parent, lead=str(body.lead) if body.lead else None)
+            await audit.record_by(
+                session,
+                caller,
+                action="org_unit.create",
+                target=f"org_unit:{row.name}",
+                now=now,
+                request_id=getattr(request.state, "request_id", None),
+                after=out.model_dump(mode="json"),
+            )
+        return out
+
+    @router.get("/v1/keys", response_model=list[KeyOut], tags=["people"])
+    async def list_keys(_caller: Admin) -> list[KeyOut]:
+        """Every API key (never the key itself): name, scopes, owner, when created and revoked."""
+        async with uow.begin() as session:
+            return [KeyOut.model_validate(key, from_attributes=True) for key in await store.list_keys(session)]
+
+    @router.delete("/v1/keys/{key_id}", response_model=KeyOut, tags=["people"])
+    async def revoke_key(request: Request, key_id: uuid.UUID, caller: Admin) -> KeyOut:
+        """Revoke a key at once; repeating it changes nothing."""
+        now = datetime.now(UTC)
+        async with uow.begin() as session:
+            info = await store.revoke_key(session, key_id, now=now)
+            await audit.record_by(
+                session,
+                caller,
+                action="key.revoke",
+                target=f"key:{key_id}",
+                now=now,
+                request_id=getattr(request.state, "request_id", None),
+                detail={"name": info.name, "owner": info.owner or "service account"},
+            )
+        return KeyOut.model_validate(info, from_attributes=True)
+
+    return router
+
+
+def me_out(caller: Caller, csrf: str | None) -> MeOut:
+    return MeOut(
+        id=caller.principal_id,
+        kind=caller.kind.value,
+        name=caller.name,
+        email=caller.email,
+        roles=sorted(caller.roles),
+        org_units=sorted(caller.org_units),
+        scopes=sorted(caller.scopes),
+        auth_method=caller.method,
+        key_id=caller.key_id,
+        csrf_token=csrf,
+    )
