@@ -148,7 +148,7 @@ async def test_after_a_crash_between_the_db_and_the_offset_commit_the_stored_pos
         handed.extend((m.partition, m.offset) for m in batch)
 
     async with running(settings, {}) as (runtime, _):
-        harness = Harness(runtime, None)  # type: ignore[arg-type]
+        harness = Harness(runtime, None, None)  # type: ignore[arg-type]
         await feed(settings, runtime)
         ends = await _ends(settings, topic)
         with pytest.raises(Crash):

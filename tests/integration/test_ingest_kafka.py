@@ -159,7 +159,7 @@ async def test_thousand_events_with_duplicates_survive_a_crash_between_db_and_of
         doomed = trigger_consumer(settings=settings, uow=runtime.uow, relay=relay, after_handle=crash_after_first_batch)
         with pytest.raises(Crash):
             await doomed.run(asyncio.Event())
-        harness = Harness(runtime, None)  # type: ignore[arg-type]
+        harness = Harness(runtime, None, None)  # type: ignore[arg-type]
         stored_before_restart = await harness.count(TriggerRow) + await harness.count(DuplicateRow)
         assert 0 < stored_before_restart < len(records)
 

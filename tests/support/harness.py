@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,8 @@ from sqlalchemy import func, select
 
 from services.app import selected
 from services.core.auth import Scope, create_key
+from services.core.identity import store
+from services.core.identity.model import Role
 from services.core.runtime import Runtime, build_app, running
 from services.core.settings import Settings
 
@@ -26,10 +28,41 @@ ALL = ("ingest", "engine", "notifier")
 class Harness:
     runtime: Runtime
     api: httpx.AsyncClient
+    """Authenticated with a service-account key holding every scope (no person: it cannot approve or
+    acknowledge as anyone); `person` gives a client acting as a named person."""
+    transport: httpx.AsyncBaseTransport
 
     async def count(self, column: Any) -> int:
         async with self.runtime.uow.begin() as session:
             return int(await session.scalar(select(func.count()).select_from(column)) or 0)
+
+    async def person(
+        self,
+        email: str,
+        *roles: Role,
+        org_units: Sequence[str] = (),
+        scopes: Sequence[Scope] = (Scope.ADMIN,),
+    ) -> httpx.AsyncClient:
+        """A client acting as the person `email` (created with `roles` and `org_units` unless they exist,
+        units created as needed) through an API key they own; its scopes are intersected with their roles.
+        Closed with the harness."""
+        now = datetime.now(UTC)
+        async with self.runtime.uow.begin() as session:
+            for unit in org_units:
+                if not [u for u in await store.list_units(session) if u.name == unit]:
+                    await store.create_unit(session, name=unit, parent=None, lead=None, now=now)
+            if await store.principal_by_email(session, email) is None:
+                await store.create_person(
+                    session, email=email, name=email.split("@")[0], roles=roles, org_units=org_units, now=now
+                )
+            _, key = await store.create_key(session, name=f"{email} (tests)", scopes=scopes, owner=email, now=now)
+        client = httpx.AsyncClient(
+            transport=self.transport, base_url="http://smits", headers={"authorization": f"Bearer {key}"}
+        )
+        self._clients.append(client)
+        return client
+
+    _clients: list[httpx.AsyncClient] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -41,7 +74,12 @@ async def smits(settings: Settings, names: Sequence[str] = ALL) -> AsyncIterator
         async with httpx.AsyncClient(
             transport=transport, base_url="http://smits", headers={"authorization": f"Bearer {key}"}
         ) as api:
-            yield Harness(runtime, api)
+            harness = Harness(runtime=runtime, api=api, transport=transport)
+            try:
+                yield harness
+            finally:
+                for client in harness._clients:
+                    await client.aclose()
 
 
 def regulation_event(
