@@ -16,7 +16,7 @@ import uvicorn
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core.identity.cli import audit_app, keys_app, org_units_app, users_app
+from services.core.identity.cli import audit_app, audited, keys_app, org_units_app, users_app
 from services.core.observability import configure_logging, get_logger
 from services.core.positions import Position
 from services.core.runtime import Builder, StartupAborted, build_app, running
@@ -184,7 +184,17 @@ async def _resume(settings: Settings, group: str, topic: str, partition: int, sk
     async def resume(session: AsyncSession) -> Position | list[Position]:
         now = datetime.now(UTC)
         found = await positions.resume(session, group=group, topic=topic, partition=partition, skip=skip, now=now)
-        return found if found is not None else await positions.parked(session)
+        if found is None:
+            return await positions.parked(session)
+        await audited(
+            session,
+            action="consumer.resume",
+            target=f"partition:{group}/{topic}/{partition}",
+            offset=found.next_offset,
+            skip=skip,
+            error=found.error,
+        )
+        return found
 
     return await in_transaction(settings, resume)
 
@@ -210,7 +220,13 @@ def outbox_retry(parked_id: Annotated[int, typer.Argument(help="id from `smits o
     """Put a parked record back into its outbox, in its original place; the relay publishes it again."""
     from services.core import parking
 
-    record = asyncio.run(in_transaction(settings_of(), lambda session: parking.retry(session, parked_id)))
+    async def retry(session: AsyncSession) -> parking.Parked | None:
+        found = await parking.retry(session, parked_id)
+        if found is not None:
+            await audited(session, action="outbox.retry", target=f"parked:{parked_id}", topic=found.topic)
+        return found
+
+    record = asyncio.run(in_transaction(settings_of(), retry))
     if record is None:
         typer.echo(f"no parked record {parked_id}", err=True)
         raise typer.Exit(1)
@@ -223,7 +239,13 @@ def outbox_drop(parked_id: Annotated[int, typer.Argument(help="id from `smits ou
     """Delete a parked record for good (it is never published)."""
     from services.core import parking
 
-    record = asyncio.run(in_transaction(settings_of(), lambda session: parking.drop(session, parked_id)))
+    async def drop(session: AsyncSession) -> parking.Parked | None:
+        found = await parking.drop(session, parked_id)
+        if found is not None:
+            await audited(session, action="outbox.drop", target=f"parked:{parked_id}", topic=found.topic)
+        return found
+
+    record = asyncio.run(in_transaction(settings_of(), drop))
     if record is None:
         typer.echo(f"no parked record {parked_id}", err=True)
         raise typer.Exit(1)

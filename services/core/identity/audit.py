@@ -231,23 +231,48 @@ async def verify(session: AsyncSession) -> tuple[int, Broken | None]:
     return count, None
 
 
+async def search(
+    session: AsyncSession,
+    *,
+    principal: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    before_seq: int | None = None,
+    limit: int = 100,
+) -> list[AuditRow]:
+    """Records newest first, filtered; `before_seq` continues a page (keyset on the sequence number)."""
+    statement = select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit)
+    if principal is not None:
+        statement = statement.where(AuditRow.principal == principal)
+    if target is not None:
+        statement = statement.where(AuditRow.target == target)
+    if since is not None:
+        statement = statement.where(AuditRow.at >= since)
+    if before_seq is not None:
+        statement = statement.where(AuditRow.seq < before_seq)
+    return list((await session.scalars(statement)).all())
+
+
+def as_record(row: AuditRow) -> dict[str, Any]:
+    """One record with every field (so an export or a page can be re-verified)."""
+    return {
+        "seq": row.seq,
+        "at": row.at.isoformat(),
+        "principal": row.principal,
+        "method": row.method,
+        "key_id": row.key_id,
+        "request_id": row.request_id,
+        "action": row.action,
+        "target": row.target,
+        "outcome": row.outcome,
+        "before_digest": row.before_digest,
+        "after_digest": row.after_digest,
+        "detail": row.detail,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }
+
+
 def export_line(row: AuditRow) -> bytes:
-    """One record as a JSON line for auditors (every field, so the chain can be re-verified from the file)."""
-    return orjson.dumps(
-        {
-            "seq": row.seq,
-            "at": row.at.isoformat(),
-            "principal": row.principal,
-            "method": row.method,
-            "key_id": row.key_id,
-            "request_id": row.request_id,
-            "action": row.action,
-            "target": row.target,
-            "outcome": row.outcome,
-            "before_digest": row.before_digest,
-            "after_digest": row.after_digest,
-            "detail": row.detail,
-            "prev_hash": row.prev_hash,
-            "hash": row.hash,
-        }
-    )
+    """One record as a JSON line for auditors."""
+    return orjson.dumps(as_record(row))

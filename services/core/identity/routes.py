@@ -9,17 +9,17 @@ import json
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from services.core.auth import CSRF_HEADER, SESSION_COOKIE, Admin, SignedIn
 from services.core.db import UnitOfWork
 from services.core.errors import Invalid
-from services.core.http import ProblemError
+from services.core.http import Instant, ProblemError, row_id
 from services.core.identity import audit, passwords, store
 from services.core.identity.model import EMAIL_PATTERN, AuthMethod, Caller, Role, Scope, normal_email
 from services.core.limits import RateLimiter
@@ -324,6 +324,29 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                 detail={"name": info.name, "owner": info.owner or "service account"},
             )
         return KeyOut.model_validate(info, from_attributes=True)
+
+    @router.get("/v1/audit", tags=["people"])
+    async def audit_log(
+        _caller: Admin,
+        principal: Annotated[str | None, Query(max_length=400)] = None,
+        target: Annotated[str | None, Query(max_length=400)] = None,
+        since: Instant | None = None,
+        cursor: Annotated[str | None, Query(max_length=40, pattern=r"^[0-9]{1,19}$")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        """The audit log, newest first; `next_cursor` continues. Each record carries its chain hashes."""
+        try:
+            before = row_id(cursor) if cursor else None
+        except ValueError:
+            raise ProblemError(400, "Bad Request", "cursor is not one this API returned", field="cursor") from None
+        async with uow.begin() as session:
+            rows = await audit.search(
+                session, principal=principal, target=target, since=since, before_seq=before, limit=limit
+            )
+        return {
+            "records": [audit.as_record(row) for row in rows],
+            "next_cursor": str(rows[-1].seq) if len(rows) == limit else None,
+        }
 
     return router
 
