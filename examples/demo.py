@@ -1,6 +1,7 @@
 """`make run` demo: a local webhook subscriber, the example triggers sent over HTTP, and what came of them.
 
-Runs against a `smits serve all` on 127.0.0.1:8000 started with SMITS_AUTH_DISABLED=true (local only).
+Runs against a `smits serve all` on 127.0.0.1:8000 as the demo's service account (SMITS_DEMO_KEY, created by
+deploy/run-local.sh with triggers:write, subscriptions:admin and reviews:read).
 Stays in the foreground printing webhooks as they arrive until Ctrl-C.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -35,9 +37,10 @@ class Subscriber(BaseHTTPRequestHandler):
 
     def _show(self, body: dict[str, Any]) -> None:
         data = body["data"]
+        what = data.get("title") or (data.get("trigger") or {}).get("id") or "(restricted: ids only)"
         print(
-            f"  webhook {self.headers['webhook-id']}  {body['type']:<24} review {data['review_id'][:8]}"
-            f"  {data.get('title') or data['trigger']['id']}",
+            f"  webhook {self.headers['webhook-id']}  {body['type']:<24} review {str(data.get('review_id'))[:8]}"
+            f"  {what}",
             flush=True,
         )
 
@@ -60,7 +63,9 @@ def wait_ready(client: httpx.Client) -> None:
 def main() -> None:
     server = ThreadingHTTPServer(RECEIVER, Subscriber)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    with httpx.Client(base_url=API, timeout=30) as client:
+    key = os.environ.get("SMITS_DEMO_KEY", "")
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    with httpx.Client(base_url=API, timeout=30, headers=headers) as client:
         print("waiting for smits to be ready ...", flush=True)
         wait_ready(client)
         url = f"http://{RECEIVER[0]}:{RECEIVER[1]}/webhooks"

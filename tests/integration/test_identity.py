@@ -116,8 +116,10 @@ async def test_wrong_passwords_are_401_audited_and_throttled(settings: Settings)
     async with smits(settings, ["engine"]) as app:
         await _person(app, "ana@corp.example", Role.VIEWER)
         async with _browser(app) as browser:
-            unknown = await browser.post("/auth/login", data={"email": "who@corp.example", "password": PASSWORD})
-            wrong = await browser.post("/auth/login", data={"email": "ana@corp.example", "password": "nope"})
+            unknown = await browser.post("/auth/login", json={"email": "who@corp.example", "password": PASSWORD})
+            wrong = await browser.post("/auth/login", json={"email": "ana@corp.example", "password": "nope"})
+            form = await browser.post("/auth/login", data={"email": "ana@corp.example", "password": "nope"})
+            page = await browser.get(form.headers["location"])
             statuses = [
                 (await browser.post("/auth/login", data={"email": "ana@corp.example", "password": "nope"})).status_code
                 for _ in range(12)
@@ -134,6 +136,10 @@ async def test_wrong_passwords_are_401_audited_and_throttled(settings: Settings)
             count, broken = await audit.verify(session)
     assert unknown.status_code == wrong.status_code == 401
     assert unknown.json()["detail"] == wrong.json()["detail"]  # no hint which of the two was wrong
+    assert form.status_code == 303  # a browser goes back to the form, which says what went wrong
+    assert form.headers["location"].startswith("/auth/login?failed=true")
+    assert "wrong" in page.text
+    assert "set-cookie" not in form.headers
     assert 429 in statuses
     assert right_but_throttled.status_code == 429
     assert {row.principal for row in refused} == {"who@corp.example", "ana@corp.example"}
@@ -257,3 +263,16 @@ async def test_the_audit_api_pages_newest_first_and_is_for_admins_only(settings:
     assert by_target["records"][0]["key_id"]
     assert bad_cursor.status_code == 400
     assert refused.status_code == 403
+
+
+async def test_the_sign_in_page_is_a_plain_form_that_escapes_what_it_echoes(settings: Settings) -> None:
+    async with smits(settings, ["engine"]) as app, _browser(app) as browser:
+        page = await browser.get("/auth/login", params={"next": '/x"><script>alert(1)</script>'})
+        failed = await browser.get("/auth/login", params={"failed": "true"})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<form method="post" action="/auth/login">' in page.text
+    assert "<script>" not in page.text
+    assert "&quot;&gt;&lt;script&gt;" in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    assert 'role="alert"' in failed.text

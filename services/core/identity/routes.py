@@ -4,16 +4,17 @@ sign-in. The OpenID Connect routes are added by `oidc_routes` when an issuer is 
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import json
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from services.core.auth import CSRF_HEADER, SESSION_COOKIE, Admin, SignedIn
@@ -96,6 +97,20 @@ class KeyOut(BaseModel):
     revoked_at: datetime | None
 
 
+SIGN_IN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in · smits</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}}
+label{{display:block;margin:.8rem 0 .2rem}}input{{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}}
+button{{margin-top:1rem;padding:.5rem 1.2rem;font-size:1rem}}.error{{color:#a00;font-weight:600}}</style></head>
+<body><main><h1>Sign in to smits</h1>{error}
+<form method="post" action="/auth/login"><input type="hidden" name="next" value="{next}">
+<label for="email">E-mail address</label><input id="email" name="email" type="email" autocomplete="username" required>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button></form>{oidc}</main></body></html>"""
+
+
 def cookie_secure(settings: Settings) -> bool:
     """Session cookies are `Secure` unless smits is reached over plain HTTP on loopback (the local demo)."""
     url = urlsplit(settings.public_url)
@@ -154,6 +169,21 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
             error.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             raise error
 
+    @router.get("/auth/login", response_class=HTMLResponse, tags=["sign-in"])
+    async def sign_in_page(
+        next: Annotated[str, Query(max_length=1000)] = "/", failed: Annotated[bool, Query()] = False
+    ) -> HTMLResponse:
+        """The sign-in form (local accounts, and the OpenID Connect button when an issuer is configured)."""
+        target = safe_next(next)
+        error = '<p class="error" role="alert">The e-mail address or the password is wrong.</p>' if failed else ""
+        oidc = (
+            f'<p><a href="/auth/oidc/login?next={quote(target)}">Sign in with your organisation</a></p>'
+            if getattr(settings, "oidc_issuer", None)  # until the OpenID Connect settings land
+            else ""
+        )
+        page = SIGN_IN_PAGE.format(error=error, next=html.escape(target, quote=True), oidc=oidc)
+        return HTMLResponse(page, headers={"cache-control": "no-store", "x-frame-options": "DENY"})
+
     @router.post("/auth/login", response_model=None, tags=["sign-in"])
     async def login(request: Request) -> Response:
         """Local accounts: form (or JSON) `email`, `password`, optional `next`. A form post is redirected (303)
@@ -180,6 +210,8 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                     detail={"reason": "disabled" if row is not None and ok else "wrong e-mail or password"},
                 )
         if row is None or not ok or row.disabled_at is not None:
+            if not _is_json(request):  # a browser's form: back to the form, saying what went wrong
+                return RedirectResponse(f"/auth/login?failed=true&next={quote(safe_next(body.next))}", 303)
             raise ProblemError(401, "Unauthorized", LOGIN_FAILED)
         async with uow.begin() as session:
             token, csrf = await store.open_session(
@@ -199,9 +231,8 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                 request_id=request_id,
             )
             caller = await store.caller_of(session, row, method=AuthMethod.SESSION)
-        wants_json = request.headers.get("content-type", "").startswith("application/json")
         response: Response
-        if wants_json:
+        if _is_json(request):
             response = JSONResponse(json.loads(me_out(caller, csrf).model_dump_json()))
         else:
             response = RedirectResponse(safe_next(body.next), status_code=303)
@@ -349,6 +380,10 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
         }
 
     return router
+
+
+def _is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
 
 
 def me_out(caller: Caller, csrf: str | None) -> MeOut:
