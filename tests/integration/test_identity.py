@@ -15,6 +15,7 @@ from sqlalchemy import select
 from services.core.identity import audit, passwords, store
 from services.core.identity.audit import AuditRow
 from services.core.identity.model import Role, Scope
+from services.core.identity.routes import LANDING
 from services.core.settings import Settings
 from tests.support.harness import Harness, smits
 
@@ -158,7 +159,7 @@ async def test_sign_in_never_redirects_off_site(settings: Settings) -> None:
                     "/auth/login", data={"email": "ana@corp.example", "password": PASSWORD, "next": target}
                 )
                 locations.append(response.headers["location"])
-    assert locations == ["/", "/", "/", "/"]
+    assert locations == [LANDING] * 4
 
 
 async def test_idle_and_absolute_expiry_end_a_session(settings: Settings) -> None:

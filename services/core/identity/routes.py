@@ -28,13 +28,15 @@ from services.core.settings import Settings
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 EmailStr = Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN), AfterValidator(normal_email)]
+LANDING = "/v1/me"
+"""Where a sign-in lands when no (safe) `next` is given."""
 LOGIN_FAILED = "the e-mail address or the password is wrong"
 
 
 class LoginIn(BaseModel):
     email: Annotated[str, Field(min_length=1, max_length=320)]
     password: Annotated[str, Field(min_length=1, max_length=passwords.MAX_LENGTH)]
-    next: Annotated[str, Field(max_length=1000)] = "/"
+    next: Annotated[str, Field(max_length=1000)] = LANDING
 
 
 class MeOut(BaseModel):
@@ -126,7 +128,7 @@ def cookie_secure(settings: Settings) -> bool:
 def safe_next(target: str) -> str:
     """Where to go after sign-in: a path on this site only (never `//evil.example` or a full URL)."""
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
+        return LANDING
     return target
 
 
@@ -171,7 +173,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
 
     @router.get("/auth/login", response_class=HTMLResponse, tags=["sign-in"])
     async def sign_in_page(
-        next: Annotated[str, Query(max_length=1000)] = "/", failed: Annotated[bool, Query()] = False
+        next: Annotated[str, Query(max_length=1000)] = LANDING, failed: Annotated[bool, Query()] = False
     ) -> HTMLResponse:
         """The sign-in form (local accounts, and the OpenID Connect button when an issuer is configured)."""
         target = safe_next(next)
