@@ -70,7 +70,7 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     for message, rejection in rejections:
         if (message.partition, message.offset) in new_rejections:
             outcome.rejected.append(rejection)
-            outbox.append(_dead_letter(message, rejection))
+            outbox.append(_dead_letter(message, rejection, now))
     await insert_rows(session, IngestOutboxRow, outbox)
     return outcome
 
@@ -80,7 +80,7 @@ async def dead_letter_skipped(session: AsyncSession, message: Message, reason: s
     one, so it can be inspected and replayed (`smits dlq replay`)."""
     rejection = Rejection(kind="SkippedByOperator", message=f"skipped by an operator after: {reason}")
     await persistence.insert_rejections(session, [_rejection_row(message, rejection, now)])
-    await insert_rows(session, IngestOutboxRow, [_dead_letter(message, rejection)])
+    await insert_rows(session, IngestOutboxRow, [_dead_letter(message, rejection, now)])
 
 
 def _trigger_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:
@@ -147,10 +147,11 @@ def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str
             ("smits-schema", b"TriggerAccepted.v1"),
             (TRACEPARENT, traceparent.encode()),
         ],
+        now=received_at,
     )
 
 
-def _dead_letter(message: Message, rejection: Rejection) -> dict[str, Any]:
+def _dead_letter(message: Message, rejection: Rejection, now: datetime) -> dict[str, Any]:
     letter = dead_letter(
         key=message.key,
         value=message.value,
@@ -161,7 +162,7 @@ def _dead_letter(message: Message, rejection: Rejection) -> dict[str, Any]:
         offset=message.offset,
         max_bytes=MAX_MESSAGE_BYTES,  # the producer's max_request_size
     )
-    return outbox_values(topic=topics.TRIGGERS_DLT, key=letter.key, value=letter.value, headers=letter.headers)
+    return outbox_values(topic=topics.TRIGGERS_DLT, key=letter.key, value=letter.value, headers=letter.headers, now=now)
 
 
 def utcnow() -> datetime:

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from services.core.db import UnitOfWork
@@ -130,3 +131,24 @@ async def test_events_of_one_review_leave_in_decision_order(uow: UnitOfWork) -> 
     ]
     assert [event["sequence"] for event in events] == sorted(event["sequence"] for event in events)
     assert len({row.key for row in outbox}) == 1  # keyed by the review: one partition, in order
+
+
+def _counted(type_: str) -> float:
+    return REGISTRY.get_sample_value("smits_reviews_events_total", {"type": type_}) or 0.0
+
+
+async def test_review_events_are_counted_after_commit_only(uow: UnitOfWork) -> None:
+    before = _counted("review.opened")
+
+    async def fail_before_commit() -> None:
+        async with uow.begin() as session:
+            await handle_accepted_batch(session, messages(REGULATION[:1]), policies=POLICIES, now=NOW)
+            assert _counted("review.opened") == before  # built, not yet committed
+            raise RuntimeError("the batch fails before its commit")
+
+    with pytest.raises(RuntimeError):
+        await fail_before_commit()
+    assert _counted("review.opened") == before
+    assert await counts(uow) == (0, 0, 0, 0)
+    await run(uow, REGULATION[:1])
+    assert _counted("review.opened") == before + 1

@@ -19,7 +19,13 @@ from services.core.kafka import Message
 from services.core.observability import get_logger
 from services.core.tracing import from_headers, span
 from services.strategy_engine import persistence
-from services.strategy_engine.flows.events import event_rows, review_summary, stored_trigger_ref, trigger_ref
+from services.strategy_engine.flows.events import (
+    count_after_commit,
+    event_rows,
+    review_summary,
+    stored_trigger_ref,
+    trigger_ref,
+)
 from services.strategy_engine.lifecycle import INITIAL
 from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
 from services.strategy_engine.policies import (
@@ -40,12 +46,13 @@ log = get_logger(__name__)
 class _Seen:
     """What correlation knows within one batch: the collecting review per key (loaded, locked, or opened in
     this batch) and this batch's new rows (column values, inserted in bulk at the end): trigger rows by
-    (policy, key), timeline and outbox rows in order."""
+    (policy, key), timeline and outbox rows in order, and the types of the events (counted after commit)."""
 
     reviews: dict[str, ReviewRow]
     rows: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     timeline: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    types: list[ReviewEventType] = field(default_factory=list)
 
     def event(
         self,
@@ -58,6 +65,7 @@ class _Seen:
         _, timeline, outbox = event_rows(review, type_, now, data, traceparent=traceparent)
         self.timeline.append(timeline)
         self.outbox.append(outbox)
+        self.types.append(type_)
 
 
 async def evaluate(session: AsyncSession, policies: PolicySet, trigger: TriggerAcceptedV1) -> Decision:
@@ -113,6 +121,7 @@ async def handle_accepted_batch(
     await insert_rows(session, TriggerRow, [row for rows in seen.rows.values() for row in rows])
     await insert_rows(session, TimelineRow, seen.timeline)
     await insert_rows(session, EngineOutboxRow, seen.outbox)
+    count_after_commit(session, seen.types)
     return decisions
 
 
