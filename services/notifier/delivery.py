@@ -50,7 +50,7 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Claim:
     delivery_id: uuid.UUID
     subscription_id: uuid.UUID
@@ -206,7 +206,13 @@ class DeliveryWorker:
                 # The answer is already bounded and cleaned, so this should not happen; if it does, keep
                 # the attempt (and its effect on the schedule) without the receiver's text.
                 log.exception("recording a webhook attempt failed; recording it without the answer")
-                outcome = Outcome(outcome.status_code, outcome.duration_ms, None, "answer could not be stored", None)
+                outcome = Outcome(
+                    status_code=outcome.status_code,
+                    duration_ms=outcome.duration_ms,
+                    response=None,
+                    error="answer could not be stored",
+                    retry_after=None,
+                )
                 status, successor = await self._record(claim, outcome)
         except Exception:  # the database is unreachable: the lease expires and the delivery is tried again
             log.exception("webhook attempt not recorded", delivery_id=str(claim.delivery_id))
@@ -313,15 +319,15 @@ async def _lock_for_record(session: AsyncSession, claims: Sequence[Claim]) -> di
 
 def _claim_of(delivery: DeliveryRow, subscription: SubscriptionRow, now: datetime) -> Claim:
     return Claim(
-        delivery.id,
-        subscription.id,
-        delivery.msg_id,
-        subscription.url,
-        tuple(subscription.signing_secrets(now)),
-        delivery.body,
-        subscription.rate_limit_per_s,
-        delivery.traceparent,
-        delivery.review_id,
+        delivery_id=delivery.id,
+        subscription_id=subscription.id,
+        msg_id=delivery.msg_id,
+        url=subscription.url,
+        secrets=tuple(subscription.signing_secrets(now)),
+        body=delivery.body,
+        rate_limit_per_s=subscription.rate_limit_per_s,
+        traceparent=delivery.traceparent,
+        review_id=delivery.review_id,
     )
 
 

@@ -16,7 +16,7 @@ RETRY_AFTER_MAX_CHARS = 64
 """A longer `Retry-After` is not a delay nor an HTTP date: ignored."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Outcome:
     status_code: int | None
     duration_ms: int

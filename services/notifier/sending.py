@@ -56,11 +56,11 @@ async def post(client: httpx.AsyncClient, request: Request, *, deadline_s: float
         log.exception("webhook POST failed unexpectedly")
         answer.error = f"{type(exc).__name__}: {exc}"
     return Outcome(
-        answer.status_code,
-        int((time.perf_counter() - started) * 1000),
-        safe_text(bytes(answer.body)) if answer.status_code is not None else None,
-        safe_text(answer.error) if answer.error is not None else None,
-        answer.retry_after,
+        status_code=answer.status_code,
+        duration_ms=int((time.perf_counter() - started) * 1000),
+        response=safe_text(bytes(answer.body)) if answer.status_code is not None else None,
+        error=safe_text(answer.error) if answer.error is not None else None,
+        retry_after=answer.retry_after,
     )
 
 

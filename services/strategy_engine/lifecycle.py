@@ -31,7 +31,7 @@ INITIAL = ReviewState.TRIAGE
 PHASES = tuple(state for state in ReviewState if state not in TERMINAL)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class ReviewFacts:
     """What the guards may look at, taken in the same transaction as the transition."""
 

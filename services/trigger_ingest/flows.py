@@ -36,7 +36,7 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     rejections: list[tuple[Message, Rejection]] = []
     for message in batch:
         parsed = (
-            Rejection("UnreadableRecord", f"record cannot be decoded: {message.unreadable}")
+            Rejection(kind="UnreadableRecord", message=f"record cannot be decoded: {message.unreadable}")
             if message.unreadable is not None
             else parse_kafka(message.value, message.headers, received_at=now)
         )

@@ -310,7 +310,15 @@ async def test_a_replayed_batch_does_not_leave_a_new_event_waiting_for_a_deliver
     now = datetime.now(UTC)
     review = uuid.uuid4()
     messages = [
-        Message("reviews.events", 0, offset, str(review).encode(), orjson.dumps(event.model_dump(mode="json")), (), 0)
+        Message(
+            topic="reviews.events",
+            partition=0,
+            offset=offset,
+            key=str(review).encode(),
+            value=orjson.dumps(event.model_dump(mode="json")),
+            headers=(),
+            timestamp_ms=0,
+        )
         for offset, event in enumerate([review_event(review, 1), review_event(review, 2)])
     ]
     try:

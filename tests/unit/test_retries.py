@@ -27,7 +27,9 @@ DAY = timedelta(days=1)
 
 
 def outcome(status: int | None, retry: str | None = None) -> Outcome:
-    return Outcome(status, 10, None, None if status else "ConnectError", retry)
+    return Outcome(
+        status_code=status, duration_ms=10, response=None, error=None if status else "ConnectError", retry_after=retry
+    )
 
 
 def step(result: Outcome, attempts: int, failing_since: datetime | None = None) -> Step:

@@ -42,7 +42,7 @@ from services.strategy_engine.policies import (
 log = get_logger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Seen:
     """What correlation knows within one batch: the collecting review per key (loaded, locked, or opened in
     this batch) and this batch's new rows (column values, inserted in bulk at the end): trigger rows by
@@ -72,7 +72,7 @@ async def evaluate(session: AsyncSession, policies: PolicySet, trigger: TriggerA
     """The decision for one trigger given the database as it is (the dry-run; reads only)."""
     policy = select_policy(policies, trigger)
     key = correlation_key(policy, trigger)
-    return await _decide(session, _Seen(await persistence.open_reviews(session, {key})), policy, trigger, key)
+    return await _decide(session, _Seen(reviews=await persistence.open_reviews(session, {key})), policy, trigger, key)
 
 
 async def _decide(session: AsyncSession, seen: _Seen, policy: Policy, trigger: TriggerAcceptedV1, key: str) -> Decision:
@@ -110,7 +110,7 @@ async def handle_accepted_batch(
         known.add((trigger.source, trigger.id))
         policy = select_policy(policies, trigger)
         planned.append((trigger, traceparent, policy, correlation_key(policy, trigger)))
-    seen = _Seen(await persistence.open_reviews(session, {key for *_, key in planned}, lock=True))
+    seen = _Seen(reviews=await persistence.open_reviews(session, {key for *_, key in planned}, lock=True))
     decisions = []
     for trigger, traceparent, policy, key in planned:
         decision = await _decide(session, seen, policy, trigger, key)

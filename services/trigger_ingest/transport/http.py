@@ -161,7 +161,7 @@ def _validate(body: bytes, content_type: str, request: Request) -> list[tuple[by
         return [_structured(event, now, index) for index, event in enumerate(_batch(body))]
     if media.startswith(STRUCTURED_PREFIX):
         if media != STRUCTURED_JSON:
-            _refuse(Rejection("UnsupportedFormat", f"event format {media!r} is not supported; use JSON"))
+            _refuse(Rejection(kind="UnsupportedFormat", message=f"event format {media!r} is not supported; use JSON"))
         return [_structured(_json(body), now, None)]
     attributes = _binary_attributes(request)
     trigger = _refuse(parse_binary(attributes, body, content_type or None, received_at=now))
@@ -231,7 +231,7 @@ def _json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _problem(Rejection("InvalidJson", f"body is not JSON: {exc}")) from exc
+        raise _problem(Rejection(kind="InvalidJson", message=f"body is not JSON: {exc}")) from exc
 
 
 def _batch(body: bytes) -> list[Any]:
@@ -248,11 +248,11 @@ def _structured(
 ) -> tuple[bytes, bytes, Trigger]:
     if trigger is None:
         if not isinstance(event, dict):
-            _refuse(Rejection("InvalidEvent", "a CloudEvent must be a JSON object"), index)
+            _refuse(Rejection(kind="InvalidEvent", message="a CloudEvent must be a JSON object"), index)
         trigger = _refuse(from_event(event, received_at=now), index)
     value = orjson.dumps(event)
     if len(value) > MAX_EVENT_BYTES:
-        _refuse(Rejection("EventTooLarge", f"event is over {MAX_EVENT_BYTES} bytes"), index)
+        _refuse(Rejection(kind="EventTooLarge", message=f"event is over {MAX_EVENT_BYTES} bytes"), index)
     key = event.get("partitionkey") or trigger.subject
     return value, str(key).encode(), trigger
 
