@@ -39,7 +39,7 @@ from services.notifier.persistence import (
     next_due,
     promote_next,
 )
-from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, Pace, Step, next_step
+from services.notifier.retries import DeliveryStatus, Outcome, Pace, Step, next_step
 from services.notifier.sending import RESPONSE_KEEP, Request, post
 from services.notifier.signing import signature_header
 
@@ -130,7 +130,7 @@ class DeliveryWorker:
             select(DeliveryRow, SubscriptionRow)
             .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
             .where(
-                DeliveryRow.status == PENDING,
+                DeliveryRow.status == DeliveryStatus.PENDING,
                 DeliveryRow.ready,
                 DeliveryRow.next_attempt_at <= now,
                 or_(DeliveryRow.locked_until.is_(None), DeliveryRow.locked_until < now),
@@ -229,7 +229,7 @@ class DeliveryWorker:
         )
         return successor
 
-    async def _record(self, claim: Claim, outcome: Outcome) -> tuple[str | None, Claim | None]:
+    async def _record(self, claim: Claim, outcome: Outcome) -> tuple[DeliveryStatus | None, Claim | None]:
         """One attempt in one transaction: its delivery's status after it (None: the row is gone) and,
         if it ended the delivery, its review's next delivery, leased, when that is due and may be sent now."""
         now = self._clock()
@@ -250,7 +250,7 @@ class DeliveryWorker:
                 )
             )
             await session.flush()
-            if step.status == PENDING or delivery.review_id is None:
+            if step.status is DeliveryStatus.PENDING or delivery.review_id is None:
                 return step.status, None
             pair = (delivery.subscription_id, delivery.review_id)
             await promote_next(session, {pair})
@@ -306,7 +306,7 @@ async def _lock_for_record(session: AsyncSession, claims: Sequence[Claim]) -> di
         or_(
             DeliveryRow.id.in_([claim.delivery_id for claim in claims]),
             and_(
-                DeliveryRow.status == PENDING,
+                DeliveryRow.status == DeliveryStatus.PENDING,
                 tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs),
             ),
         )
@@ -344,7 +344,7 @@ def _request(claim: Claim, timestamp: int) -> Request:
     return Request(claim.url, body, headers)
 
 
-def _label(outcome: Outcome, status: str | None) -> str:
+def _label(outcome: Outcome, status: DeliveryStatus | None) -> str:
     if outcome.ok:
-        return DELIVERED
-    return FAILED if status == FAILED else "retry"
+        return DeliveryStatus.DELIVERED
+    return DeliveryStatus.FAILED if status is DeliveryStatus.FAILED else "retry"

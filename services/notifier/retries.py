@@ -8,10 +8,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 
-PENDING = "pending"
-DELIVERED = "delivered"
-FAILED = "failed"
+
+class DeliveryStatus(StrEnum):
+    """A delivery's state (the `status` column holds its value): pending until it is delivered or fails."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 RETRY_AFTER_MAX_CHARS = 64
 """A longer `Retry-After` is not a delay nor an HTTP date: ignored."""
 
@@ -31,7 +38,7 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    status: str
+    status: DeliveryStatus
     next_attempt_at: datetime | None
     disable_reason: str | None = None
 
@@ -51,18 +58,18 @@ def next_step(
     (the `attempts`-th delay, up to 10% jitter, or `Retry-After` when longer) until it is exhausted; an
     endpoint failing for `disable_after` without a success is disabled."""
     if outcome.ok:
-        return Step(DELIVERED, None)
+        return Step(DeliveryStatus.DELIVERED, None)
     if outcome.status_code == 410:
-        return Step(FAILED, None, "endpoint answered 410 Gone")
+        return Step(DeliveryStatus.FAILED, None, "endpoint answered 410 Gone")
     reason = None
     if failing_since is not None and now - failing_since >= disable_after:
         reason = f"failing without a success since {failing_since.isoformat()}"
     if attempts >= len(schedule):
-        return Step(FAILED, None, reason)
+        return Step(DeliveryStatus.FAILED, None, reason)
     spread = random.uniform(0, 0.1) if jitter is None else jitter
     delay = timedelta(seconds=schedule[attempts] * (1 + spread))
     wait = retry_after(outcome.retry_after, now, retry_after_max)
-    return Step(PENDING, now + max(delay, wait), reason)
+    return Step(DeliveryStatus.PENDING, now + max(delay, wait), reason)
 
 
 def retry_after(value: str | None, now: datetime, cap: timedelta) -> timedelta:

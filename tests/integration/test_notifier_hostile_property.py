@@ -26,7 +26,7 @@ from services.notifier.delivery import DeliveryWorker
 from services.notifier.egress import webhook_client
 from services.notifier.flows import plan_deliveries
 from services.notifier.persistence import AttemptRow, DeliveryRow, SubscriptionRow
-from services.notifier.retries import DELIVERED
+from services.notifier.retries import DeliveryStatus
 from tests.support.events import review_event, tuned
 from tests.support.hostile import Answer, HostileReceiver
 from tests.support.receiver import Receiver
@@ -124,7 +124,7 @@ async def test_a_hostile_receiver_never_affects_its_neighbour(
     assert max(message.at for message in healthy.received) - started < ON_TIME_S
     for message in healthy.received:
         verify_both(secret, message)
-    assert state["healthy_statuses"] == [DELIVERED] * len(ids)
+    assert state["healthy_statuses"] == [DeliveryStatus.DELIVERED] * len(ids)
     assert state["healthy_attempts"] == len(ids)
     assert state["hostile_attempts"] >= len(hostile.received)  # every request it saw is recorded
     assert state["hostile_attempts"] == state["hostile_attempt_count"]

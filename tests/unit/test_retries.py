@@ -9,10 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.notifier.retries import (
-    DELIVERED,
-    FAILED,
-    PENDING,
     RATE_MIN_PER_S,
+    DeliveryStatus,
     Outcome,
     Pace,
     Step,
@@ -47,13 +45,13 @@ def step(result: Outcome, attempts: int, failing_since: datetime | None = None) 
 
 @pytest.mark.parametrize("status", [200, 201, 204, 299])
 def test_any_2xx_delivers(status: int) -> None:
-    assert step(outcome(status), 1).status == DELIVERED
+    assert step(outcome(status), 1).status == DeliveryStatus.DELIVERED
 
 
 @pytest.mark.parametrize("status", [None, 301, 302, 400, 404, 429, 500, 503])
 def test_anything_else_retries_on_the_schedule(status: int | None) -> None:
     result = step(outcome(status), 1)
-    assert result.status == PENDING
+    assert result.status == DeliveryStatus.PENDING
     assert result.next_attempt_at == NOW + timedelta(seconds=5)
     assert result.disable_reason is None
 
@@ -61,12 +59,12 @@ def test_anything_else_retries_on_the_schedule(status: int | None) -> None:
 def test_the_schedule_runs_out() -> None:
     assert step(outcome(500), 2).next_attempt_at == NOW + timedelta(seconds=300)
     exhausted = step(outcome(500), 3)
-    assert (exhausted.status, exhausted.next_attempt_at) == (FAILED, None)
+    assert (exhausted.status, exhausted.next_attempt_at) == (DeliveryStatus.FAILED, None)
 
 
 def test_410_fails_and_disables() -> None:
     result = step(outcome(410), 1)
-    assert result.status == FAILED
+    assert result.status == DeliveryStatus.FAILED
     assert result.disable_reason is not None
 
 

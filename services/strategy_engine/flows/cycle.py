@@ -12,7 +12,7 @@ from services.contracts.reviews import ReviewEventType
 from services.strategy_engine.assessments import AssessmentIn, Verdict, decision, missing, next_in_sequence
 from services.strategy_engine.errors import GuardRefused
 from services.strategy_engine.flows.events import lock_review, record_event, stored_trigger_ref
-from services.strategy_engine.lifecycle import TERMINAL, Refusal, ReviewFacts, ReviewState, check
+from services.strategy_engine.lifecycle import TERMINAL, ApprovalDecision, Refusal, ReviewFacts, ReviewState, check
 from services.strategy_engine.persistence import (
     ApprovalRow,
     AssessmentRow,
@@ -61,7 +61,7 @@ async def facts(session: AsyncSession, review: ReviewRow, *, reason: str | None 
         assessment_complete=current.complete,
         assessment_missing=tuple(missing(body)),
         has_recommendation=body.recommendation is not None,
-        approvals_complete=verdict == "approved",
+        approvals_complete=verdict is ApprovalDecision.APPROVED,
         approvals_missing=waiting or f"the decision is {verdict}",
         decision=verdict,
         documents_published_in_phase=published,
@@ -164,10 +164,10 @@ async def record_approval(
     verdict: Verdict,
     comment: str | None,
     now: datetime,
-) -> str:
+) -> ApprovalDecision:
     """Record one approver's verdict on the current assessment version; returns the resulting decision."""
     review = await lock_review(session, review_id)
-    if review.state != ReviewState.APPROVAL.value:
+    if ReviewState(review.state) is not ReviewState.APPROVAL:
         raise GuardRefused("in_approval", f"the review is in {review.state}")
     current = await latest_assessment(session, review.id)
     if current is None or current.version != version:
