@@ -110,7 +110,7 @@ class _Bucket:
     updated: float
 
 
-class RateLimiter:
+class CallerTokenBuckets:
     """Token bucket per caller: `rate` tokens a second up to `burst`; `take` says how long to wait if short."""
 
     def __init__(self, *, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:

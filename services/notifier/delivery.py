@@ -39,7 +39,7 @@ from services.notifier.persistence import (
     next_due,
     promote_next,
 )
-from services.notifier.retries import DeliveryStatus, Outcome, Pace, Step, next_step
+from services.notifier.retries import AttemptResult, DeliveryStatus, Step, SubscriptionPace, next_step
 from services.notifier.sending import RESPONSE_KEEP, Request, post
 from services.notifier.signing import signature_header
 
@@ -77,7 +77,7 @@ class DeliveryWorker:
         self._settings = settings
         self._client = client
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._paces: dict[uuid.UUID, Pace] = {}
+        self._paces: dict[uuid.UUID, SubscriptionPace] = {}
         self._in_flight: Counter[uuid.UUID] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -169,7 +169,7 @@ class DeliveryWorker:
             return True
         pace = self._paces.get(subscription.id)
         if pace is None or pace.rate != rate:
-            pace = self._paces[subscription.id] = Pace(rate)
+            pace = self._paces[subscription.id] = SubscriptionPace(rate)
         if pace.wait() > 0:
             return False
         pace.take()
@@ -206,7 +206,7 @@ class DeliveryWorker:
                 # The answer is already bounded and cleaned, so this should not happen; if it does, keep
                 # the attempt (and its effect on the schedule) without the receiver's text.
                 log.exception("recording a webhook attempt failed; recording it without the answer")
-                outcome = Outcome(
+                outcome = AttemptResult(
                     status_code=outcome.status_code,
                     duration_ms=outcome.duration_ms,
                     response=None,
@@ -229,7 +229,7 @@ class DeliveryWorker:
         )
         return successor
 
-    async def _record(self, claim: Claim, outcome: Outcome) -> tuple[DeliveryStatus | None, Claim | None]:
+    async def _record(self, claim: Claim, outcome: AttemptResult) -> tuple[DeliveryStatus | None, Claim | None]:
         """One attempt in one transaction: its delivery's status after it (None: the row is gone) and,
         if it ended the delivery, its review's next delivery, leased, when that is due and may be sent now."""
         now = self._clock()
@@ -267,7 +267,7 @@ class DeliveryWorker:
         session: AsyncSession,
         delivery: DeliveryRow,
         subscription: SubscriptionRow,
-        outcome: Outcome,
+        outcome: AttemptResult,
         now: datetime,
     ) -> Step:
         """One attempt's effect on its delivery (and on its subscription's failure streak or enabled flag)."""
@@ -344,7 +344,7 @@ def _request(claim: Claim, timestamp: int) -> Request:
     return Request(claim.url, body, headers)
 
 
-def _label(outcome: Outcome, status: DeliveryStatus | None) -> str:
+def _label(outcome: AttemptResult, status: DeliveryStatus | None) -> str:
     if outcome.ok:
         return DeliveryStatus.DELIVERED
     return DeliveryStatus.FAILED if status is DeliveryStatus.FAILED else "retry"

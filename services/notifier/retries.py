@@ -24,7 +24,7 @@ RETRY_AFTER_MAX_CHARS = 64
 
 
 @dataclass(kw_only=True, frozen=True, slots=True)
-class Outcome:
+class AttemptResult:
     status_code: int | None
     duration_ms: int
     response: str | None
@@ -44,7 +44,7 @@ class Step:
 
 
 def next_step(
-    outcome: Outcome,
+    outcome: AttemptResult,
     *,
     attempts: int,
     schedule: tuple[float, ...],
@@ -95,7 +95,7 @@ RATE_MIN_PER_S = 0.01
 RATE_MAX_PER_S = 1000.0
 
 
-class Pace:
+class SubscriptionPace:
     """At most `rate` sends per second, evenly spaced (a token bucket holding one token). It never sleeps:
     `wait` says how long a subscription must wait, and the worker claims nothing of it meanwhile, so a
     slow subscription is deferred instead of holding a slot. The rate is clamped to the accepted bounds

@@ -23,13 +23,13 @@ from services.trigger_ingest.persistence import IngestOutboxRow
 
 
 @dataclass
-class BatchOutcome:
+class IngestedBatch:
     accepted: list[Trigger] = field(default_factory=list)
     duplicates: list[Trigger] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
 
-async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: datetime) -> BatchOutcome:
+async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: datetime) -> IngestedBatch:
     """Store a batch's effects: triggers, repeats of stored ones, dead letters (unique per Kafka position)."""
     candidates: dict[tuple[str, str], tuple[Message, Trigger]] = {}
     repeats: list[tuple[Message, Trigger]] = []
@@ -50,7 +50,7 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     new_keys = await persistence.insert_triggers(
         session, [_trigger_row(message, trigger, now) for message, trigger in candidates.values()]
     )
-    outcome = BatchOutcome()
+    outcome = IngestedBatch()
     # A (source, id) stored before is a repeat. Our own batch replayed after a crash never gets here: the
     # consumer's stored position drops it first (core.kafka.BatchConsumer).
     repeats.extend(candidates[key] for key in candidates if key not in new_keys)

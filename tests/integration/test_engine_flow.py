@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from services.core.db import UnitOfWork
 from services.core.kafka import Message
 from services.strategy_engine.flows.correlation import handle_accepted_batch
-from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, EngineOutboxRow, ReviewRow, TimelineRow
 from services.strategy_engine.policies import PolicySet, load
 from tests.support.events import DORA, accepted
 
@@ -50,14 +50,14 @@ async def run(uow: UnitOfWork, documents: Sequence[dict[str, Any]], *, per_batch
             )
 
 
-async def decisions(uow: UnitOfWork) -> dict[str, TriggerRow]:
+async def decisions(uow: UnitOfWork) -> dict[str, DecidedTriggerRow]:
     async with uow.begin() as session:
-        return {row.event_id: row for row in (await session.scalars(select(TriggerRow))).all()}
+        return {row.event_id: row for row in (await session.scalars(select(DecidedTriggerRow))).all()}
 
 
 async def counts(uow: UnitOfWork) -> tuple[int, ...]:
     async with uow.begin() as session:
-        tables = (TriggerRow, ReviewRow, TimelineRow, EngineOutboxRow)
+        tables = (DecidedTriggerRow, ReviewRow, TimelineRow, EngineOutboxRow)
         return tuple([await session.scalar(select(func.count()).select_from(table)) or 0 for table in tables])
 
 

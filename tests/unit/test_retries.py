@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from services.notifier.retries import (
     RATE_MIN_PER_S,
+    AttemptResult,
     DeliveryStatus,
-    Outcome,
-    Pace,
     Step,
+    SubscriptionPace,
     next_step,
     retry_after,
 )
@@ -24,13 +24,13 @@ SCHEDULE = (0.0, 5.0, 300.0)
 DAY = timedelta(days=1)
 
 
-def outcome(status: int | None, retry: str | None = None) -> Outcome:
-    return Outcome(
+def outcome(status: int | None, retry: str | None = None) -> AttemptResult:
+    return AttemptResult(
         status_code=status, duration_ms=10, response=None, error=None if status else "ConnectError", retry_after=retry
     )
 
 
-def step(result: Outcome, attempts: int, failing_since: datetime | None = None) -> Step:
+def step(result: AttemptResult, attempts: int, failing_since: datetime | None = None) -> Step:
     return next_step(
         result,
         attempts=attempts,
@@ -122,7 +122,7 @@ def test_retry_after_accepts_any_text(value: str) -> None:
 
 def test_a_pace_never_sleeps_and_spaces_sends() -> None:
     now = [100.0]
-    pace = Pace(2.0, clock=lambda: now[0])
+    pace = SubscriptionPace(2.0, clock=lambda: now[0])
     assert pace.wait() == 0
     pace.take()
     assert pace.wait() == pytest.approx(0.5)
@@ -133,7 +133,7 @@ def test_a_pace_never_sleeps_and_spaces_sends() -> None:
 @pytest.mark.parametrize("rate", [1e-9, 0.0, -5.0])
 def test_a_pace_below_the_floor_waits_at_most_the_floor_interval(rate: float) -> None:
     now = [0.0]
-    pace = Pace(rate, clock=lambda: now[0])
+    pace = SubscriptionPace(rate, clock=lambda: now[0])
     pace.take()
     assert pace.wait() == pytest.approx(1 / RATE_MIN_PER_S)
 

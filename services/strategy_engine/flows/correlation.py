@@ -27,11 +27,11 @@ from services.strategy_engine.flows.events import (
     trigger_ref,
 )
 from services.strategy_engine.lifecycle import INITIAL
-from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, EngineOutboxRow, ReviewRow, TimelineRow
 from services.strategy_engine.policies import (
+    CorrelationOutcome,
     Decision,
     OpenReview,
-    Outcome,
     Policy,
     PolicySet,
     correlation_key,
@@ -83,7 +83,7 @@ async def _decide(session: AsyncSession, seen: _Seen, policy: Policy, trigger: T
     threshold = policy.threshold
     assumed = threshold.count if threshold else 0
     decision = decide(policy, trigger, key=key, open_review=open_review, matching_in_window=assumed)
-    if threshold is None or decision.outcome is not Outcome.OPENED:
+    if threshold is None or decision.outcome is not CorrelationOutcome.OPENED:
         return decision
     # Only a trigger that would open a review needs the count of earlier ones in the threshold window.
     start, end = trigger.occurred_at - threshold.window, trigger.occurred_at
@@ -118,7 +118,7 @@ async def handle_accepted_batch(
             await _apply(session, seen, policy, trigger, decision, now, traceparent)
         decisions.append(decision)
     await session.flush()  # reviews first: the rows below refer to them
-    await insert_rows(session, TriggerRow, [row for rows in seen.rows.values() for row in rows])
+    await insert_rows(session, DecidedTriggerRow, [row for rows in seen.rows.values() for row in rows])
     await insert_rows(session, TimelineRow, seen.timeline)
     await insert_rows(session, EngineOutboxRow, seen.outbox)
     count_after_commit(session, seen.types)
@@ -136,7 +136,7 @@ async def _apply(
 ) -> None:
     key = decision.correlation_key
     review: ReviewRow | None = None
-    if decision.outcome is Outcome.OPENED:
+    if decision.outcome is CorrelationOutcome.OPENED:
         stale = seen.reviews.get(key)
         if stale is not None:  # past its windows: it carries on, but new related triggers go to the new one
             stale.open_key = None  # flushed as an UPDATE before the new review's INSERT
@@ -144,7 +144,7 @@ async def _apply(
         seen.event(review, ReviewEventType.OPENED, now, {**review_summary(review), **_about(trigger)}, traceparent)
         if policy.threshold is not None:
             await _link_waiting(session, seen, policy, trigger, review, now)
-    elif decision.outcome is Outcome.ATTACHED:
+    elif decision.outcome is CorrelationOutcome.ATTACHED:
         review = seen.reviews[key]
         review.last_trigger_at = max(review.last_trigger_at, trigger.occurred_at)
         seen.event(review, ReviewEventType.TRIGGER_ATTACHED, now, _about(trigger), traceparent)

@@ -16,10 +16,10 @@ from services.strategy_engine.lifecycle import TERMINAL, ApprovalDecision, Refus
 from services.strategy_engine.persistence import (
     ApprovalRow,
     AssessmentRow,
+    DecidedTriggerRow,
     DocumentVersionRow,
     ReviewRow,
     TransitionRow,
-    TriggerRow,
 )
 from services.strategy_engine.policies import PolicySet
 
@@ -214,8 +214,12 @@ async def merge(
     for review in (source, target):
         if ReviewState(review.state) in TERMINAL:
             raise GuardRefused("review_open", f"review {review.id} is {review.state}")
-    moved = list((await session.scalars(select(TriggerRow).where(TriggerRow.review_id == source.id))).all())
-    await session.execute(update(TriggerRow).where(TriggerRow.review_id == source.id).values(review_id=target.id))
+    moved = list(
+        (await session.scalars(select(DecidedTriggerRow).where(DecidedTriggerRow.review_id == source.id))).all()
+    )
+    await session.execute(
+        update(DecidedTriggerRow).where(DecidedTriggerRow.review_id == source.id).values(review_id=target.id)
+    )
     previous = source.state
     enter(source, ReviewState.MERGED, policies, now)
     source.merged_into = target.id

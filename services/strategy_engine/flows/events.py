@@ -22,7 +22,7 @@ from services.core.observability import REVIEWS
 from services.core.outbox import outbox_values
 from services.core.tracing import TRACEPARENT, child_of
 from services.strategy_engine.errors import ReviewNotFound
-from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, EngineOutboxRow, ReviewRow, TimelineRow
 
 
 async def lock_review(session: AsyncSession, review_id: uuid.UUID) -> ReviewRow:
@@ -117,7 +117,7 @@ def trigger_ref(*, source: str, event_id: str, category: str, severity: str, sub
     }
 
 
-def stored_trigger_ref(row: TriggerRow) -> dict[str, Any]:
+def stored_trigger_ref(row: DecidedTriggerRow) -> dict[str, Any]:
     return trigger_ref(
         source=row.source, event_id=row.event_id, category=row.category, severity=row.severity, subject=row.subject
     )

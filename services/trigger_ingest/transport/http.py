@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from services.contracts import topics
 from services.core.auth import ReviewsRead, TriggersWrite
 from services.core.http import Instant, ProblemError, decode_cursor, encode_cursor, row_id
-from services.core.limits import RateLimiter
+from services.core.limits import CallerTokenBuckets
 from services.core.runtime import Runtime
 from services.core.tracing import TRACEPARENT, current_traceparent
 from services.trigger_ingest import persistence
@@ -29,7 +29,7 @@ from services.trigger_ingest.domain import (
     parse_binary,
 )
 from services.trigger_ingest.flows import utcnow
-from services.trigger_ingest.persistence import DuplicateRow, RejectionRow, TriggerRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow, DuplicateRow, RejectionRow
 
 BATCH_JSON = "application/cloudevents-batch+json"
 MAX_BATCH_EVENTS = 1000
@@ -77,7 +77,9 @@ THREAD_ABOVE_BYTES = 64 * 1024
 
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1/triggers", tags=["triggers"])
-    limiter = RateLimiter(rate=runtime.settings.ingest_rate_limit_per_s, burst=runtime.settings.ingest_rate_burst)
+    limiter = CallerTokenBuckets(
+        rate=runtime.settings.ingest_rate_limit_per_s, burst=runtime.settings.ingest_rate_burst
+    )
 
     def _refuse_if_waiting(wait: float) -> None:
         if wait:
@@ -169,8 +171,8 @@ def _validate(body: bytes, content_type: str, request: Request) -> list[tuple[by
     return [_structured(event, now, None, trigger)]
 
 
-def _out(row: TriggerRow | RejectionRow | DuplicateRow) -> TriggerOut:
-    if isinstance(row, TriggerRow):
+def _out(row: AcceptedTriggerRow | RejectionRow | DuplicateRow) -> TriggerOut:
+    if isinstance(row, AcceptedTriggerRow):
         return TriggerOut(
             source=row.source,
             id=row.event_id,
