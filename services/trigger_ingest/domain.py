@@ -3,6 +3,9 @@
 Kafka binding (CloudEvents 1.0): a `content-type` starting with `application/cloudevents` means structured
 mode (the value is the whole event); anything else is binary mode (attributes in `ce_*` headers, the value
 is `data`). Every input ends as either a `Trigger` or a `Rejection` naming the problem.
+
+The CloudEvents `subject` attribute is the trigger's scope (what part of the business it concerns, default
+`global`): `subject` on the wire and in the columns that store the received event, `scope` in the code.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from services.core.bounds import bounded
 MAX_EVENT_BYTES = 1024 * 1024
 STRUCTURED_PREFIX = "application/cloudevents"
 STRUCTURED_JSON = "application/cloudevents+json"
-DEFAULT_SUBJECT = "global"
+DEFAULT_SCOPE = "global"
+"""The scope of an event without a `subject` attribute."""
 _REQUIRED = ("specversion", "id", "source", "type")
 _MAX_LENGTH = {"id": 500, "source": 500, "type": 200, "subject": 500, "partitionkey": 500}
 QUOTE_MAX_CHARS = 100
@@ -51,7 +55,8 @@ class Trigger:
     type: str
     category: Category
     severity: Severity
-    subject: str
+    scope: str
+    """The CloudEvents `subject` attribute."""
     occurred_at: datetime
     data: dict[str, Any]
 
@@ -169,8 +174,8 @@ def _validate_event(event: Mapping[str, Any], received_at: datetime) -> Trigger 
         return Rejection(
             kind="InvalidAttribute", message="time is not an RFC 3339 timestamp from 1970 to 2200", field="time"
         )
-    subject = event.get("subject", DEFAULT_SUBJECT)
-    if not isinstance(subject, str) or not subject:
+    scope = event.get("subject", DEFAULT_SCOPE)
+    if not isinstance(scope, str) or not scope:
         return Rejection(kind="InvalidAttribute", message="subject must be a non-empty string", field="subject")
     data = event.get("data")
     if not isinstance(data, dict):
@@ -197,7 +202,7 @@ def _validate_event(event: Mapping[str, Any], received_at: datetime) -> Trigger 
         type=event["type"],
         category=category,
         severity=severity,
-        subject=subject,
+        scope=scope,
         occurred_at=occurred_at,
         data=clean,
     )

@@ -90,7 +90,7 @@ def _trigger_row(message: Message, trigger: Trigger, now: datetime) -> dict[str,
         "type": trigger.type,
         "category": trigger.category.value,
         "severity": trigger.severity.value,
-        "subject": trigger.subject,
+        "subject": trigger.scope,
         "occurred_at": trigger.occurred_at,
         "received_at": now,
         "data": trigger.data,
@@ -132,7 +132,7 @@ def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str
         type=trigger.type,
         category=trigger.category,
         severity=trigger.severity,
-        subject=trigger.subject,
+        subject=trigger.scope,
         occurred_at=trigger.occurred_at,
         received_at=received_at,
         data=trigger.data,
@@ -140,7 +140,7 @@ def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str
     )
     return outbox_values(
         topic=topics.TRIGGERS_ACCEPTED,
-        key=trigger.subject.encode(),
+        key=trigger.scope.encode(),
         value=orjson.dumps(event.model_dump(mode="json")),
         headers=[
             ("content-type", b"application/json"),

@@ -224,7 +224,7 @@ def _ref(row: dict[str, Any]) -> dict[str, Any]:
         event_id=row["event_id"],
         category=row["category"],
         severity=row["severity"],
-        subject=row["subject"],
+        scope=row["subject"],
     )
 
 
@@ -250,5 +250,5 @@ def _about(trigger: TriggerAcceptedV1) -> dict[str, Any]:
         event_id=trigger.id,
         category=trigger.category.value,
         severity=trigger.severity.value,
-        subject=trigger.subject,
+        scope=trigger.subject,
     )

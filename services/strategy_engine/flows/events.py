@@ -110,16 +110,14 @@ def event_rows(
     return event, timeline, outbox
 
 
-def trigger_ref(*, source: str, event_id: str, category: str, severity: str, subject: str) -> dict[str, Any]:
-    """How review events name a trigger."""
-    return {
-        "trigger": {"source": source, "id": event_id, "category": category, "severity": severity, "subject": subject}
-    }
+def trigger_ref(*, source: str, event_id: str, category: str, severity: str, scope: str) -> dict[str, Any]:
+    """How review events name a trigger (its scope under the CloudEvents name, `subject`)."""
+    return {"trigger": {"source": source, "id": event_id, "category": category, "severity": severity, "subject": scope}}
 
 
 def stored_trigger_ref(row: DecidedTriggerRow) -> dict[str, Any]:
     return trigger_ref(
-        source=row.source, event_id=row.event_id, category=row.category, severity=row.severity, subject=row.subject
+        source=row.source, event_id=row.event_id, category=row.category, severity=row.severity, scope=row.subject
     )
 
 

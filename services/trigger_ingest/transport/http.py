@@ -255,7 +255,7 @@ def _structured(
     value = orjson.dumps(event)
     if len(value) > MAX_EVENT_BYTES:
         _refuse(Rejection(kind="EventTooLarge", message=f"event is over {MAX_EVENT_BYTES} bytes"), index)
-    key = event.get("partitionkey") or trigger.subject
+    key = event.get("partitionkey") or trigger.scope
     return value, str(key).encode(), trigger
 
 
