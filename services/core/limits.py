@@ -1,4 +1,5 @@
-"""Request limits: a guard on every request (body size, NUL characters) and a per-caller token bucket."""
+"""Request limits: a guard on every request (body size, NUL characters) and a token bucket per caller
+(`CallerTokenBuckets`; webhooks are paced per subscription by `notifier.retries.SubscriptionPace`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Notifier use cases: review events → delivery rows (one per event x matching subscription)."""
+"""Notifier use cases: review events → delivery rows (one per event x matching subscription), in the caller's
+transaction (opened and committed by `core.kafka.BatchConsumer`; nothing here commits)."""
 
 from __future__ import annotations
 

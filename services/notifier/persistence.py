@@ -1,4 +1,4 @@
-"""Notifier tables (prefix `notifier_`). Never commits."""
+"""Notifier tables (prefix `notifier_`) and their queries. Never commits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""What happens after a webhook attempt (pure), and the per-subscription pace (rate limit)."""
+"""What happens after a webhook attempt (pure): a delivery's states (`DeliveryStatus`), the next step after an
+`AttemptResult`, and the per-subscription send pace (`SubscriptionPace`, the subscription's rate limit; the
+HTTP API's per-caller limit is `core.limits.CallerTokenBuckets`)."""
 
 from __future__ import annotations
 

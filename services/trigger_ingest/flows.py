@@ -1,10 +1,14 @@
-"""Ingest use cases: one Kafka batch → one transaction of trigger, rejection, duplicate and outbox rows."""
+"""Ingest use cases: one Kafka batch → trigger, rejection, duplicate and outbox rows in the caller's transaction.
+
+The transaction is opened and committed at the edge (`core.kafka.BatchConsumer`); nothing here commits,
+reads a clock or counts a metric: `now` comes from the caller and the returned `IngestedBatch` is counted by
+the consumer's after-commit hook."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -163,7 +167,3 @@ def _dead_letter(message: Message, rejection: Rejection, now: datetime) -> dict[
         max_bytes=MAX_MESSAGE_BYTES,  # the producer's max_request_size
     )
     return outbox_values(topic=topics.TRIGGERS_DLT, key=letter.key, value=letter.value, headers=letter.headers, now=now)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

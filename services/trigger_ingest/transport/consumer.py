@@ -1,5 +1,5 @@
-"""The `triggers` consumer: the ingest flow and its after-commit hooks (`core.kafka.BatchConsumer` owns the
-transaction, the stored position, retries and parking)."""
+"""The `triggers` consumer: the ingest flow and its after-commit hooks, a relay wake-up and the metrics and logs
+of what committed (`core.kafka.BatchConsumer` owns the transaction, the stored position, retries and parking)."""
 
 from __future__ import annotations
 

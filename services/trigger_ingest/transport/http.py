@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import urllib.parse
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -28,7 +28,6 @@ from services.trigger_ingest.domain import (
     from_event,
     parse_binary,
 )
-from services.trigger_ingest.flows import utcnow
 from services.trigger_ingest.persistence import AcceptedTriggerRow, DuplicateRow, RejectionRow
 
 BATCH_JSON = "application/cloudevents-batch+json"
@@ -157,7 +156,7 @@ def build_router(runtime: Runtime) -> APIRouter:
 
 def _validate(body: bytes, content_type: str, request: Request) -> list[tuple[bytes, bytes, Trigger]]:
     """Each valid event as (structured JSON value, Kafka key, trigger); any invalid one fails the request."""
-    now = utcnow()
+    now = datetime.now(UTC)
     media = content_type.split(";")[0].strip().lower()
     if media == BATCH_JSON:
         return [_structured(event, now, index) for index, event in enumerate(_batch(body))]
