@@ -27,7 +27,7 @@ KAFKA_PORT = 29392
 PG_PORT = 25435
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Plan:
     triggers: int
     posts: int

@@ -94,7 +94,7 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Service:
     """`smits serve NAME` as its own OS process, with its log under .run/bench/."""
 

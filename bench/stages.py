@@ -66,7 +66,7 @@ async def watched(services: list[Service], done: Any, *, what: str, timeout_s: f
     return await wait_for(check, what=what, timeout_s=timeout_s)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StageResult:
     name: str
     items: int
@@ -80,7 +80,7 @@ class StageResult:
 
 
 async def ingest(env: dict[str, str], db: Database, workload: Workload, *, timeout_s: float) -> StageResult:
-    service = Service("ingest", env, tag="throughput")
+    service = Service(name="ingest", env=env, tag="throughput")
     service.start()
     total = len(workload.records)
 
@@ -97,11 +97,11 @@ async def ingest(env: dict[str, str], db: Database, workload: Workload, *, timeo
     finally:
         service.stop()
     started = await db.first("ingest_triggers", "received_at")
-    return StageResult("ingest", total, ended - started, service.peak_kib / 1024)
+    return StageResult(name="ingest", items=total, seconds=ended - started, peak_rss_mib=service.peak_kib / 1024)
 
 
 async def engine(env: dict[str, str], db: Database, accepted: int, *, timeout_s: float) -> StageResult:
-    service = Service("engine", env, tag="throughput")
+    service = Service(name="engine", env=env, tag="throughput")
     service.start()
 
     async def done() -> bool:
@@ -115,7 +115,11 @@ async def engine(env: dict[str, str], db: Database, accepted: int, *, timeout_s:
     events = await db.count("engine_timeline")
     reviews = await db.count("engine_reviews")
     return StageResult(
-        "engine", accepted, ended - started, service.peak_kib / 1024, {"events": events, "reviews": reviews}
+        name="engine",
+        items=accepted,
+        seconds=ended - started,
+        peak_rss_mib=service.peak_kib / 1024,
+        extra={"events": events, "reviews": reviews},
     )
 
 
@@ -147,7 +151,7 @@ async def notifier(
     await receiver.reset()
     await raw.produce_events(kafka, env["SMITS_TOPIC_PREFIX"] + "reviews.events", review_events(events))
     await _subscribe_directly(db, receiver.url + "/webhooks", ["review.*"])
-    service = Service("notifier", env, tag="throughput")
+    service = Service(name="notifier", env=env, tag="throughput")
     service.start()
 
     async def done() -> bool:
@@ -162,7 +166,9 @@ async def notifier(
     delivered = int(await db.value("SELECT count(*) FROM notifier_deliveries WHERE status = 'delivered'"))
     if int(stats["count"]) != events or delivered != events:
         raise RuntimeError(f"expected {events} webhooks, receiver got {stats['count']}, {delivered} delivered")
-    return StageResult("notifier", events, stats["last"] - started, service.peak_kib / 1024)
+    return StageResult(
+        name="notifier", items=events, seconds=stats["last"] - started, peak_rss_mib=service.peak_kib / 1024
+    )
 
 
 async def _subscribe_directly(db: Database, url: str, event_types: list[str]) -> str:
@@ -194,7 +200,7 @@ class Pipeline:
         services, bases = {}, {}
         for name in ("ingest", "engine", "notifier"):
             port = free_port()
-            services[name] = Service(name, env, tag=tag, port=port)
+            services[name] = Service(name=name, env=env, tag=tag, port=port)
             bases[name] = f"http://127.0.0.1:{port}"
             services[name].start()
         pipeline = cls(services, bases)
@@ -275,11 +281,11 @@ async def latency(
         raise RuntimeError(f"{len(sent)} triggers produced, {len(latencies)} webhooks received")
     peak = {name: service.peak_kib / 1024 for name, service in pipeline.services.items()}
     return StageResult(
-        "latency",
-        len(sent),
-        seconds,
-        max(peak.values()),
-        {
+        name="latency",
+        items=len(sent),
+        seconds=seconds,
+        peak_rss_mib=max(peak.values()),
+        extra={
             "p50": percentile(latencies, 50),
             "p95": percentile(latencies, 95),
             "p99": percentile(latencies, 99),
@@ -344,7 +350,11 @@ async def soak(
         pipeline.stop()
     peak = {name: service.peak_kib / 1024 for name, service in pipeline.services.items()}
     return StageResult(
-        "soak", total, time.monotonic() - started, max(peak.values()), {"samples": samples, "peak_by_service": peak}
+        name="soak",
+        items=total,
+        seconds=time.monotonic() - started,
+        peak_rss_mib=max(peak.values()),
+        extra={"samples": samples, "peak_by_service": peak},
     )
 
 

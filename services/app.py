@@ -17,10 +17,10 @@ import typer
 
 from services.core import cli
 from services.core.runtime import Builder
-from services.notifier.service import build as build_notifier
-from services.strategy_engine.service import build as build_engine
+from services.notifier.wiring import build as build_notifier
+from services.strategy_engine.wiring import build as build_engine
 from services.trigger_ingest.replay import replay_dead_letters
-from services.trigger_ingest.service import build as build_ingest
+from services.trigger_ingest.wiring import build as build_ingest
 
 SERVICES: dict[str, Builder] = {"ingest": build_ingest, "engine": build_engine, "notifier": build_notifier}
 

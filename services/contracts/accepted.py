@@ -1,4 +1,9 @@
-"""`TriggerAccepted` v1: what ingest hands to the engine on `triggers.accepted`, keyed by scope."""
+"""`TriggerAccepted` v1: what ingest hands to the engine on `triggers.accepted`, keyed by scope.
+
+`subject` is the CloudEvents attribute under its wire name: the trigger's scope (what part of the business it
+concerns). Code calls it scope (ingest's parsed `Trigger.scope`, a review's `scope`, subscriptions' `scopes`);
+wire formats (CloudEvents, this contract, review event data, the policy placeholder `{subject}`) and the
+columns that store a received event keep `subject`."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from services.core.bounds import describe
 from services.core.positions import Position
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Message:
     """A consumed record, independent of the client library."""
 

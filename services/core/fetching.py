@@ -66,7 +66,18 @@ def _unreadable(
     if not deliver:
         return []
     reason = f"{type(exc).__name__}: {exc}"
-    return [Message(tp.topic, tp.partition, offset, None, None, (), 0, unreadable=reason)]
+    return [
+        Message(
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=offset,
+            key=None,
+            value=None,
+            headers=(),
+            timestamp_ms=0,
+            unreadable=reason,
+        )
+    ]
 
 
 def message_of(record: object) -> Message:

@@ -1,4 +1,5 @@
-"""Request limits: a guard on every request (body size, NUL characters) and a per-caller token bucket."""
+"""Request limits: a guard on every request (body size, NUL characters) and a token bucket per caller
+(`CallerTokenBuckets`; webhooks are paced per subscription by `notifier.retries.SubscriptionPace`)."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ class _Bucket:
     updated: float
 
 
-class RateLimiter:
+class CallerTokenBuckets:
     """Token bucket per caller: `rate` tokens a second up to `burst`; `take` says how long to wait if short."""
 
     def __init__(self, *, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:

@@ -60,15 +60,15 @@ def decode_headers(text: str) -> Headers:
 
 
 def outbox_values(
-    *, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
+    *, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = (), now: datetime
 ) -> dict[str, Any]:
-    """Column values for one outbox row, for bulk inserts."""
+    """Column values for one outbox row, for bulk inserts; `now` is the caller's clock (no hidden reads)."""
     return {
         "topic": topic,
         "key": key,
         "value": value,
         "headers": encode_headers(list(headers)),
-        "created_at": datetime.now(UTC),
+        "created_at": now,
     }
 
 

@@ -52,7 +52,7 @@ class ParkedOutboxRow(Base):
     parked_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Parked:
     """What operators and `/readyz` see of a parked record."""
 
@@ -106,14 +106,14 @@ async def list_parked(
         ParkedOutboxRow.outbox,
         ParkedOutboxRow.outbox_id,
         ParkedOutboxRow.topic,
-        func.length(ParkedOutboxRow.value),
+        func.length(ParkedOutboxRow.value).label("size"),
         ParkedOutboxRow.error,
         ParkedOutboxRow.parked_at,
     ).order_by(ParkedOutboxRow.id)
     if outboxes is not None:
         query = query.where(ParkedOutboxRow.outbox.in_(list(outboxes)))
     rows = (await session.execute(query.limit(limit))).all()
-    return [Parked(*row) for row in rows]
+    return [Parked(**row._asdict()) for row in rows]
 
 
 async def retry(session: AsyncSession, parked_id: int) -> Parked | None:
@@ -144,7 +144,15 @@ async def drop(session: AsyncSession, parked_id: int) -> Parked | None:
 
 
 async def _remove(session: AsyncSession, row: ParkedOutboxRow) -> Parked:
-    summary = Parked(row.id, row.outbox, row.outbox_id, row.topic, len(row.value), row.error, row.parked_at)
+    summary = Parked(
+        id=row.id,
+        outbox=row.outbox,
+        outbox_id=row.outbox_id,
+        topic=row.topic,
+        size=len(row.value),
+        error=row.error,
+        parked_at=row.parked_at,
+    )
     await session.execute(delete(ParkedOutboxRow).where(ParkedOutboxRow.id == row.id))
     return summary
 

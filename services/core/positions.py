@@ -36,7 +36,7 @@ class ConsumerPositionRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Position:
     group: str
     topic: str

@@ -35,7 +35,7 @@ log = get_logger(__name__)
 Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Runtime:
     """What a running process shares between its services."""
 
@@ -48,7 +48,7 @@ class Runtime:
     failed: bool = False
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ServiceUnit:
     name: str
     router: APIRouter | None = None

@@ -39,7 +39,7 @@ from services.notifier.persistence import (
     next_due,
     promote_next,
 )
-from services.notifier.retries import DELIVERED, FAILED, PENDING, Outcome, Pace, Step, next_step
+from services.notifier.retries import AttemptResult, DeliveryStatus, Step, SubscriptionPace, next_step
 from services.notifier.sending import RESPONSE_KEEP, Request, post
 from services.notifier.signing import signature_header
 
@@ -50,7 +50,7 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Claim:
     delivery_id: uuid.UUID
     subscription_id: uuid.UUID
@@ -77,7 +77,7 @@ class DeliveryWorker:
         self._settings = settings
         self._client = client
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._paces: dict[uuid.UUID, Pace] = {}
+        self._paces: dict[uuid.UUID, SubscriptionPace] = {}
         self._in_flight: Counter[uuid.UUID] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -130,7 +130,7 @@ class DeliveryWorker:
             select(DeliveryRow, SubscriptionRow)
             .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
             .where(
-                DeliveryRow.status == PENDING,
+                DeliveryRow.status == DeliveryStatus.PENDING,
                 DeliveryRow.ready,
                 DeliveryRow.next_attempt_at <= now,
                 or_(DeliveryRow.locked_until.is_(None), DeliveryRow.locked_until < now),
@@ -169,7 +169,7 @@ class DeliveryWorker:
             return True
         pace = self._paces.get(subscription.id)
         if pace is None or pace.rate != rate:
-            pace = self._paces[subscription.id] = Pace(rate)
+            pace = self._paces[subscription.id] = SubscriptionPace(rate)
         if pace.wait() > 0:
             return False
         pace.take()
@@ -206,7 +206,13 @@ class DeliveryWorker:
                 # The answer is already bounded and cleaned, so this should not happen; if it does, keep
                 # the attempt (and its effect on the schedule) without the receiver's text.
                 log.exception("recording a webhook attempt failed; recording it without the answer")
-                outcome = Outcome(outcome.status_code, outcome.duration_ms, None, "answer could not be stored", None)
+                outcome = AttemptResult(
+                    status_code=outcome.status_code,
+                    duration_ms=outcome.duration_ms,
+                    response=None,
+                    error="answer could not be stored",
+                    retry_after=None,
+                )
                 status, successor = await self._record(claim, outcome)
         except Exception:  # the database is unreachable: the lease expires and the delivery is tried again
             log.exception("webhook attempt not recorded", delivery_id=str(claim.delivery_id))
@@ -223,7 +229,7 @@ class DeliveryWorker:
         )
         return successor
 
-    async def _record(self, claim: Claim, outcome: Outcome) -> tuple[str | None, Claim | None]:
+    async def _record(self, claim: Claim, outcome: AttemptResult) -> tuple[DeliveryStatus | None, Claim | None]:
         """One attempt in one transaction: its delivery's status after it (None: the row is gone) and,
         if it ended the delivery, its review's next delivery, leased, when that is due and may be sent now."""
         now = self._clock()
@@ -244,7 +250,7 @@ class DeliveryWorker:
                 )
             )
             await session.flush()
-            if step.status == PENDING or delivery.review_id is None:
+            if step.status is DeliveryStatus.PENDING or delivery.review_id is None:
                 return step.status, None
             pair = (delivery.subscription_id, delivery.review_id)
             await promote_next(session, {pair})
@@ -261,7 +267,7 @@ class DeliveryWorker:
         session: AsyncSession,
         delivery: DeliveryRow,
         subscription: SubscriptionRow,
-        outcome: Outcome,
+        outcome: AttemptResult,
         now: datetime,
     ) -> Step:
         """One attempt's effect on its delivery (and on its subscription's failure streak or enabled flag)."""
@@ -300,7 +306,7 @@ async def _lock_for_record(session: AsyncSession, claims: Sequence[Claim]) -> di
         or_(
             DeliveryRow.id.in_([claim.delivery_id for claim in claims]),
             and_(
-                DeliveryRow.status == PENDING,
+                DeliveryRow.status == DeliveryStatus.PENDING,
                 tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs),
             ),
         )
@@ -313,15 +319,15 @@ async def _lock_for_record(session: AsyncSession, claims: Sequence[Claim]) -> di
 
 def _claim_of(delivery: DeliveryRow, subscription: SubscriptionRow, now: datetime) -> Claim:
     return Claim(
-        delivery.id,
-        subscription.id,
-        delivery.msg_id,
-        subscription.url,
-        tuple(subscription.signing_secrets(now)),
-        delivery.body,
-        subscription.rate_limit_per_s,
-        delivery.traceparent,
-        delivery.review_id,
+        delivery_id=delivery.id,
+        subscription_id=subscription.id,
+        msg_id=delivery.msg_id,
+        url=subscription.url,
+        secrets=tuple(subscription.signing_secrets(now)),
+        body=delivery.body,
+        rate_limit_per_s=subscription.rate_limit_per_s,
+        traceparent=delivery.traceparent,
+        review_id=delivery.review_id,
     )
 
 
@@ -338,7 +344,7 @@ def _request(claim: Claim, timestamp: int) -> Request:
     return Request(claim.url, body, headers)
 
 
-def _label(outcome: Outcome, status: str | None) -> str:
+def _label(outcome: AttemptResult, status: DeliveryStatus | None) -> str:
     if outcome.ok:
-        return DELIVERED
-    return FAILED if status == FAILED else "retry"
+        return DeliveryStatus.DELIVERED
+    return DeliveryStatus.FAILED if status is DeliveryStatus.FAILED else "retry"

@@ -1,4 +1,5 @@
-"""Notifier use cases: review events → delivery rows (one per event x matching subscription)."""
+"""Notifier use cases: review events → delivery rows (one per event x matching subscription), in the caller's
+transaction (opened and committed by `core.kafka.BatchConsumer`; nothing here commits)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from services.core.observability import get_logger
 from services.core.tracing import child_of, from_headers
 from services.notifier.matching import wants
 from services.notifier.persistence import DeliveryRow, SubscriptionRow, pending_pairs, planned
-from services.notifier.retries import PENDING
+from services.notifier.retries import DeliveryStatus
 
 log = get_logger(__name__)
 
@@ -62,7 +63,7 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
                         "sequence": event.sequence,
                         "body": body,
                         "traceparent": child_of(traceparent),
-                        "status": PENDING,
+                        "status": DeliveryStatus.PENDING,
                         "attempt_count": 0,
                         "next_attempt_at": now,
                         "locked_until": None,

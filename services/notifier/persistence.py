@@ -1,4 +1,4 @@
-"""Notifier tables (prefix `notifier_`). Never commits."""
+"""Notifier tables (prefix `notifier_`) and their queries. Never commits."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.db import Base, UTCDateTime, is_postgres, new_id
-from services.notifier.retries import PENDING
+from services.notifier.retries import DeliveryStatus
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -138,7 +138,10 @@ async def pending_pairs(session: AsyncSession, pairs: Collection[Pair]) -> set[P
         return set()
     query = (
         select(DeliveryRow.subscription_id, DeliveryRow.review_id)
-        .where(DeliveryRow.status == PENDING, tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs))
+        .where(
+            DeliveryRow.status == DeliveryStatus.PENDING,
+            tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs),
+        )
         .order_by(DeliveryRow.id)
     )
     if is_postgres(session):
@@ -152,7 +155,10 @@ async def promote_next(session: AsyncSession, pairs: Collection[Pair]) -> None:
         return
     query = (
         select(DeliveryRow.id, DeliveryRow.subscription_id, DeliveryRow.review_id, DeliveryRow.ready)
-        .where(DeliveryRow.status == PENDING, tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs))
+        .where(
+            DeliveryRow.status == DeliveryStatus.PENDING,
+            tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs),
+        )
         .order_by(DeliveryRow.subscription_id, DeliveryRow.review_id, DeliveryRow.sequence)
     )
     earliest: dict[Pair, tuple[uuid.UUID, bool]] = {}
@@ -173,7 +179,7 @@ async def next_due(session: AsyncSession, pair: Pair, *, now: datetime) -> Deliv
     row = await session.scalar(
         select(DeliveryRow)
         .where(
-            DeliveryRow.status == PENDING,
+            DeliveryRow.status == DeliveryStatus.PENDING,
             DeliveryRow.subscription_id == pair[0],
             DeliveryRow.review_id == pair[1],
         )

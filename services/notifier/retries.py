@@ -1,4 +1,6 @@
-"""What happens after a webhook attempt (pure), and the per-subscription pace (rate limit)."""
+"""What happens after a webhook attempt (pure): a delivery's states (`DeliveryStatus`), the next step after an
+`AttemptResult`, and the per-subscription send pace (`SubscriptionPace`, the subscription's rate limit; the
+HTTP API's per-caller limit is `core.limits.CallerTokenBuckets`)."""
 
 from __future__ import annotations
 
@@ -8,16 +10,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 
-PENDING = "pending"
-DELIVERED = "delivered"
-FAILED = "failed"
+
+class DeliveryStatus(StrEnum):
+    """A delivery's state (the `status` column holds its value): pending until it is delivered or fails."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 RETRY_AFTER_MAX_CHARS = 64
 """A longer `Retry-After` is not a delay nor an HTTP date: ignored."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+@dataclass(kw_only=True, frozen=True, slots=True)
+class AttemptResult:
     status_code: int | None
     duration_ms: int
     response: str | None
@@ -31,13 +40,13 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    status: str
+    status: DeliveryStatus
     next_attempt_at: datetime | None
     disable_reason: str | None = None
 
 
 def next_step(
-    outcome: Outcome,
+    outcome: AttemptResult,
     *,
     attempts: int,
     schedule: tuple[float, ...],
@@ -51,18 +60,18 @@ def next_step(
     (the `attempts`-th delay, up to 10% jitter, or `Retry-After` when longer) until it is exhausted; an
     endpoint failing for `disable_after` without a success is disabled."""
     if outcome.ok:
-        return Step(DELIVERED, None)
+        return Step(DeliveryStatus.DELIVERED, None)
     if outcome.status_code == 410:
-        return Step(FAILED, None, "endpoint answered 410 Gone")
+        return Step(DeliveryStatus.FAILED, None, "endpoint answered 410 Gone")
     reason = None
     if failing_since is not None and now - failing_since >= disable_after:
         reason = f"failing without a success since {failing_since.isoformat()}"
     if attempts >= len(schedule):
-        return Step(FAILED, None, reason)
+        return Step(DeliveryStatus.FAILED, None, reason)
     spread = random.uniform(0, 0.1) if jitter is None else jitter
     delay = timedelta(seconds=schedule[attempts] * (1 + spread))
     wait = retry_after(outcome.retry_after, now, retry_after_max)
-    return Step(PENDING, now + max(delay, wait), reason)
+    return Step(DeliveryStatus.PENDING, now + max(delay, wait), reason)
 
 
 def retry_after(value: str | None, now: datetime, cap: timedelta) -> timedelta:
@@ -88,7 +97,7 @@ RATE_MIN_PER_S = 0.01
 RATE_MAX_PER_S = 1000.0
 
 
-class Pace:
+class SubscriptionPace:
     """At most `rate` sends per second, evenly spaced (a token bucket holding one token). It never sleeps:
     `wait` says how long a subscription must wait, and the worker claims nothing of it meanwhile, so a
     slow subscription is deferred instead of holding a slot. The rate is clamped to the accepted bounds

@@ -18,7 +18,7 @@ import httpx
 
 from services.core.observability import get_logger
 from services.notifier.egress import EgressRefused
-from services.notifier.retries import RETRY_AFTER_MAX_CHARS, Outcome
+from services.notifier.retries import RETRY_AFTER_MAX_CHARS, AttemptResult
 
 log = get_logger(__name__)
 
@@ -41,7 +41,7 @@ def safe_text(raw: bytes | str, limit: int = RESPONSE_KEEP) -> str:
     return text.replace("\x00", "\ufffd")[:limit]
 
 
-async def post(client: httpx.AsyncClient, request: Request, *, deadline_s: float) -> Outcome:
+async def post(client: httpx.AsyncClient, request: Request, *, deadline_s: float) -> AttemptResult:
     """POST `request`; the outcome of the attempt. Never raises for anything the receiver does."""
     started = time.perf_counter()
     answer = _Answer()
@@ -55,12 +55,12 @@ async def post(client: httpx.AsyncClient, request: Request, *, deadline_s: float
     except Exception as exc:  # a client or transport bug: the attempt is still recorded, never lost or resent
         log.exception("webhook POST failed unexpectedly")
         answer.error = f"{type(exc).__name__}: {exc}"
-    return Outcome(
-        answer.status_code,
-        int((time.perf_counter() - started) * 1000),
-        safe_text(bytes(answer.body)) if answer.status_code is not None else None,
-        safe_text(answer.error) if answer.error is not None else None,
-        answer.retry_after,
+    return AttemptResult(
+        status_code=answer.status_code,
+        duration_ms=int((time.perf_counter() - started) * 1000),
+        response=safe_text(bytes(answer.body)) if answer.status_code is not None else None,
+        error=safe_text(answer.error) if answer.error is not None else None,
+        retry_after=answer.retry_after,
     )
 
 

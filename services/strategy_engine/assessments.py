@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.strategy_engine.lifecycle import ApprovalDecision
+
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 MAX_APPROVERS = 50
@@ -128,25 +130,27 @@ class Verdict(StrEnum):
     DEFER = "defer"
 
 
-def decision(approvers: Approvers | None, verdicts: Sequence[tuple[str, Verdict]]) -> tuple[str, str | None]:
-    """(`pending`|`approved`|`rejected`|`deferred`, what is still missing) from verdicts in arrival order."""
+def decision(
+    approvers: Approvers | None, verdicts: Sequence[tuple[str, Verdict]]
+) -> tuple[ApprovalDecision, str | None]:
+    """The decision and what is still missing, from verdicts in arrival order."""
     if approvers is None:
-        return "pending", "the assessment names no approvers"
+        return ApprovalDecision.PENDING, "the assessment names no approvers"
     given = [(name, verdict) for name, verdict in verdicts if name in approvers.names]
     if any(verdict is Verdict.REJECT for _, verdict in given):
-        return "rejected", None
+        return ApprovalDecision.REJECTED, None
     if any(verdict is Verdict.DEFER for _, verdict in given):
-        return "deferred", None
+        return ApprovalDecision.DEFERRED, None
     approved = [name for name, verdict in given if verdict is Verdict.APPROVE]
     if approvers.mode == "sequence":
         if approved != approvers.names[: len(approved)]:
-            return "pending", "approvals arrived out of sequence"
+            return ApprovalDecision.PENDING, "approvals arrived out of sequence"
         if len(approved) < len(approvers.names):
-            return "pending", f"waiting for {approvers.names[len(approved)]}"
-        return "approved", None
+            return ApprovalDecision.PENDING, f"waiting for {approvers.names[len(approved)]}"
+        return ApprovalDecision.APPROVED, None
     if len(set(approved)) >= approvers.required:
-        return "approved", None
-    return "pending", f"{len(set(approved))} of {approvers.required} required approvals"
+        return ApprovalDecision.APPROVED, None
+    return ApprovalDecision.PENDING, f"{len(set(approved))} of {approvers.required} required approvals"
 
 
 def next_in_sequence(approvers: Approvers, approved: Sequence[str]) -> str | None:

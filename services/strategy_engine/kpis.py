@@ -15,11 +15,11 @@ from services.strategy_engine.documents import Kind, Status
 from services.strategy_engine.lifecycle import TERMINAL, ReviewState
 from services.strategy_engine.persistence import (
     AcknowledgementRow,
+    DecidedTriggerRow,
     DocumentRow,
     DocumentVersionRow,
     ReviewRow,
     TransitionRow,
-    TriggerRow,
 )
 
 
@@ -65,10 +65,10 @@ async def compute(session: AsyncSession, now: datetime) -> dict[str, Any]:
 
 async def _lead_times(session: AsyncSession) -> dict[str, float | None]:
     opening = (
-        select(_avg(seconds_between(ReviewRow.opened_at, TriggerRow.received_at)))
-        .select_from(TriggerRow)
-        .join(ReviewRow, ReviewRow.id == TriggerRow.review_id)
-        .where(TriggerRow.outcome == "opened")
+        select(_avg(seconds_between(ReviewRow.opened_at, DecidedTriggerRow.received_at)))
+        .select_from(DecidedTriggerRow)
+        .join(ReviewRow, ReviewRow.id == DecidedTriggerRow.review_id)
+        .where(DecidedTriggerRow.outcome == "opened")
     )
     assessed = (
         select(TransitionRow.review_id, func.min(TransitionRow.at).label("at"))
@@ -90,9 +90,9 @@ async def _lead_times(session: AsyncSession) -> dict[str, float | None]:
         .subquery()
     )
     first = (
-        select(TriggerRow.review_id, func.min(TriggerRow.received_at).label("at"))
-        .where(TriggerRow.review_id.is_not(None))
-        .group_by(TriggerRow.review_id)
+        select(DecidedTriggerRow.review_id, func.min(DecidedTriggerRow.received_at).label("at"))
+        .where(DecidedTriggerRow.review_id.is_not(None))
+        .group_by(DecidedTriggerRow.review_id)
         .subquery()
     )
     to_published = (
@@ -179,9 +179,11 @@ async def _rework(session: AsyncSession) -> float | None:
 
 async def _volumes(session: AsyncSession) -> dict[str, Any]:
     by_category = await session.execute(
-        select(TriggerRow.category, func.count()).group_by(TriggerRow.category).order_by(TriggerRow.category)
+        select(DecidedTriggerRow.category, func.count())
+        .group_by(DecidedTriggerRow.category)
+        .order_by(DecidedTriggerRow.category)
     )
-    counted = await session.execute(select(TriggerRow.outcome, func.count()).group_by(TriggerRow.outcome))
+    counted = await session.execute(select(DecidedTriggerRow.outcome, func.count()).group_by(DecidedTriggerRow.outcome))
     outcomes: dict[str, int] = {outcome: count for outcome, count in counted.all()}
     merged = await session.scalar(select(func.count()).where(ReviewRow.state == ReviewState.MERGED.value))
     opened, attached = outcomes.get("opened", 0), outcomes.get("attached", 0)

@@ -26,12 +26,21 @@ class ReviewState(StrEnum):
     MERGED = "merged"
 
 
+class ApprovalDecision(StrEnum):
+    """Where the approvals of a review's current assessment stand."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+
+
 TERMINAL = frozenset({ReviewState.CLOSED, ReviewState.CANCELLED, ReviewState.MERGED})
 INITIAL = ReviewState.TRIAGE
 PHASES = tuple(state for state in ReviewState if state not in TERMINAL)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class ReviewFacts:
     """What the guards may look at, taken in the same transaction as the transition."""
 
@@ -41,7 +50,7 @@ class ReviewFacts:
     has_recommendation: bool = False
     approvals_complete: bool = False
     approvals_missing: str = "no assessment to approve"
-    decision: str = "pending"
+    decision: ApprovalDecision = ApprovalDecision.PENDING
     documents_published_in_phase: int = 0
     reason: str | None = None
 
@@ -74,7 +83,7 @@ def _recommendation_present(facts: ReviewFacts) -> Refusal | None:
 def _approved(facts: ReviewFacts) -> Refusal | None:
     if not facts.approvals_complete:
         return Refusal("approvals_complete", facts.approvals_missing)
-    if facts.decision != "approved":
+    if facts.decision != ApprovalDecision.APPROVED:
         return Refusal("decision_approved", f"the decision is {facts.decision}, not approved")
     return None
 

@@ -63,7 +63,7 @@ class ReviewRow(Base):
     event_sequence: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class TriggerRow(Base):
+class DecidedTriggerRow(Base):
     """Every trigger the engine saw, with the decision taken; unique per trigger, so replays are no-ops."""
 
     __tablename__ = "engine_triggers"
@@ -195,8 +195,8 @@ async def known_triggers(session: AsyncSession, keys: list[tuple[str, str]]) -> 
     if not keys:
         return set()
     rows = await session.execute(
-        select(TriggerRow.source, TriggerRow.event_id).where(
-            TriggerRow.source.in_({s for s, _ in keys}), TriggerRow.event_id.in_({i for _, i in keys})
+        select(DecidedTriggerRow.source, DecidedTriggerRow.event_id).where(
+            DecidedTriggerRow.source.in_({s for s, _ in keys}), DecidedTriggerRow.event_id.in_({i for _, i in keys})
         )
     )
     return {(source, event_id) for source, event_id in rows.all()} & set(keys)
@@ -218,22 +218,24 @@ async def open_reviews(session: AsyncSession, keys: Collection[str], *, lock: bo
 
 async def count_in_window(session: AsyncSession, *, policy_id: str, key: str, start: datetime, end: datetime) -> int:
     query = select(func.count()).where(
-        TriggerRow.policy_id == policy_id,
-        TriggerRow.correlation_key == key,
-        TriggerRow.occurred_at >= start,
-        TriggerRow.occurred_at <= end,
+        DecidedTriggerRow.policy_id == policy_id,
+        DecidedTriggerRow.correlation_key == key,
+        DecidedTriggerRow.occurred_at >= start,
+        DecidedTriggerRow.occurred_at <= end,
     )
     return int(await session.scalar(query) or 0)
 
 
-async def waiting_triggers(session: AsyncSession, *, policy_id: str, key: str, start: datetime) -> list[TriggerRow]:
+async def waiting_triggers(
+    session: AsyncSession, *, policy_id: str, key: str, start: datetime
+) -> list[DecidedTriggerRow]:
     """Recorded (below-threshold) triggers of this policy and key since `start`, to link to a new review."""
     rows = await session.scalars(
-        select(TriggerRow).where(
-            TriggerRow.policy_id == policy_id,
-            TriggerRow.correlation_key == key,
-            TriggerRow.review_id.is_(None),
-            TriggerRow.occurred_at >= start,
+        select(DecidedTriggerRow).where(
+            DecidedTriggerRow.policy_id == policy_id,
+            DecidedTriggerRow.correlation_key == key,
+            DecidedTriggerRow.review_id.is_(None),
+            DecidedTriggerRow.occurred_at >= start,
         )
     )
     return list(rows.all())
@@ -270,8 +272,12 @@ async def list_reviews(
     return list((await session.scalars(query)).all())
 
 
-async def review_triggers(session: AsyncSession, review_id: uuid.UUID) -> list[TriggerRow]:
-    query = select(TriggerRow).where(TriggerRow.review_id == review_id).order_by(TriggerRow.occurred_at, TriggerRow.id)
+async def review_triggers(session: AsyncSession, review_id: uuid.UUID) -> list[DecidedTriggerRow]:
+    query = (
+        select(DecidedTriggerRow)
+        .where(DecidedTriggerRow.review_id == review_id)
+        .order_by(DecidedTriggerRow.occurred_at, DecidedTriggerRow.id)
+    )
     return list((await session.scalars(query)).all())
 
 
@@ -290,8 +296,10 @@ async def timeline(session: AsyncSession, review_id: uuid.UUID) -> list[Timeline
     return list((await session.scalars(query)).all())
 
 
-async def decision_of(session: AsyncSession, *, source: str, event_id: str) -> TriggerRow | None:
-    return await session.scalar(select(TriggerRow).where(TriggerRow.source == source, TriggerRow.event_id == event_id))
+async def decision_of(session: AsyncSession, *, source: str, event_id: str) -> DecidedTriggerRow | None:
+    return await session.scalar(
+        select(DecidedTriggerRow).where(DecidedTriggerRow.source == source, DecidedTriggerRow.event_id == event_id)
+    )
 
 
 async def document_version(session: AsyncSession, document_id: uuid.UUID, number: int) -> DocumentVersionRow | None:

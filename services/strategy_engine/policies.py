@@ -231,7 +231,7 @@ def correlation_key(policy: Policy, trigger: TriggerAcceptedV1) -> str:
     return policy.correlation_key.format_map(fields)[:600]
 
 
-class Outcome(StrEnum):
+class CorrelationOutcome(StrEnum):
     OPENED = "opened"
     ATTACHED = "attached"
     RECORDED = "recorded"
@@ -247,7 +247,7 @@ class OpenReview(_Model):
 class Decision(_Model):
     policy_id: str
     correlation_key: str
-    outcome: Outcome
+    outcome: CorrelationOutcome
     reason: str
     severity: Severity
 
@@ -264,11 +264,11 @@ def decide(
     within the threshold window (this one excluded)."""
     severity = policy.severity or trigger.severity
 
-    def made(outcome: Outcome, reason: str) -> Decision:
+    def made(outcome: CorrelationOutcome, reason: str) -> Decision:
         return Decision(policy_id=policy.id, correlation_key=key, outcome=outcome, reason=reason, severity=severity)
 
     if policy.action is Action.RECORD_ONLY:
-        return made(Outcome.RECORDED, policy.description or f"policy {policy.id} records only")
+        return made(CorrelationOutcome.RECORDED, policy.description or f"policy {policy.id} records only")
     if open_review is not None:
         since_last = trigger.occurred_at - open_review.last_trigger_at
         since_first = trigger.occurred_at - open_review.first_trigger_at
@@ -277,14 +277,15 @@ def decide(
         elif since_last > policy.grouping_window:
             stale = f"more than {policy.grouping_window} after the review's last trigger"
         else:
-            return made(Outcome.ATTACHED, f"related to the open review for {key}")
+            return made(CorrelationOutcome.ATTACHED, f"related to the open review for {key}")
     else:
         stale = f"no open review for {key}"
     if policy.action is Action.ATTACH_ONLY:
-        return made(Outcome.RECORDED, f"attach only: {stale}")
+        return made(CorrelationOutcome.RECORDED, f"attach only: {stale}")
     if policy.threshold is not None and matching_in_window + 1 < policy.threshold.count:
         seen = matching_in_window + 1
         return made(
-            Outcome.RECORDED, f"below threshold: {seen} of {policy.threshold.count} within {policy.threshold.window}"
+            CorrelationOutcome.RECORDED,
+            f"below threshold: {seen} of {policy.threshold.count} within {policy.threshold.window}",
         )
-    return made(Outcome.OPENED, f"{stale}; opening a review")
+    return made(CorrelationOutcome.OPENED, f"{stale}; opening a review")

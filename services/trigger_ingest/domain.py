@@ -3,6 +3,9 @@
 Kafka binding (CloudEvents 1.0): a `content-type` starting with `application/cloudevents` means structured
 mode (the value is the whole event); anything else is binary mode (attributes in `ce_*` headers, the value
 is `data`). Every input ends as either a `Trigger` or a `Rejection` naming the problem.
+
+The CloudEvents `subject` attribute is the trigger's scope (what part of the business it concerns, default
+`global`): `subject` on the wire and in the columns that store the received event, `scope` in the code.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from services.core.bounds import bounded
 MAX_EVENT_BYTES = 1024 * 1024
 STRUCTURED_PREFIX = "application/cloudevents"
 STRUCTURED_JSON = "application/cloudevents+json"
-DEFAULT_SUBJECT = "global"
+DEFAULT_SCOPE = "global"
+"""The scope of an event without a `subject` attribute."""
 _REQUIRED = ("specversion", "id", "source", "type")
 _MAX_LENGTH = {"id": 500, "source": 500, "type": 200, "subject": 500, "partitionkey": 500}
 QUOTE_MAX_CHARS = 100
@@ -31,7 +35,7 @@ QUOTE_MAX_CHARS = 100
 FIELD_MAX_CHARS = 300
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Rejection:
     """Why an input was refused. `kind` becomes `__connect.errors.exception.class.name`.
 
@@ -44,14 +48,15 @@ class Rejection:
     id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class Trigger:
     source: str
     id: str
     type: str
     category: Category
     severity: Severity
-    subject: str
+    scope: str
+    """The CloudEvents `subject` attribute."""
     occurred_at: datetime
     data: dict[str, Any]
 
@@ -61,9 +66,9 @@ def parse_kafka(
 ) -> Trigger | Rejection:
     """Turn one Kafka record of the `triggers` topic into a trigger or a rejection."""
     if value is None:
-        return Rejection("EmptyValue", "record has no value")
+        return Rejection(kind="EmptyValue", message="record has no value")
     if len(value) > MAX_EVENT_BYTES:
-        return Rejection("EventTooLarge", f"value is {len(value)} bytes; the limit is {MAX_EVENT_BYTES}")
+        return Rejection(kind="EventTooLarge", message=f"value is {len(value)} bytes; the limit is {MAX_EVENT_BYTES}")
     decoded: dict[str, str] = {}
     for name, raw in headers:
         lowered = name.lower()
@@ -71,7 +76,9 @@ def parse_kafka(
             try:
                 decoded[lowered] = raw.decode("utf-8")
             except UnicodeDecodeError:
-                return Rejection("InvalidHeader", f"header {_quoted(name)} is not valid UTF-8", field=_field(name))
+                return Rejection(
+                    kind="InvalidHeader", message=f"header {_quoted(name)} is not valid UTF-8", field=_field(name)
+                )
     content_type = decoded.get("content-type", "")
     if content_type.lower().startswith(STRUCTURED_PREFIX):
         return parse_structured(value, content_type, received_at=received_at)
@@ -81,13 +88,15 @@ def parse_kafka(
 
 def parse_structured(body: bytes, content_type: str, *, received_at: datetime) -> Trigger | Rejection:
     if content_type.split(";")[0].strip().lower() != STRUCTURED_JSON:
-        return Rejection("UnsupportedFormat", f"event format {_quoted(content_type)} is not supported; use JSON")
+        return Rejection(
+            kind="UnsupportedFormat", message=f"event format {_quoted(content_type)} is not supported; use JSON"
+        )
     try:
         event = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        return Rejection("InvalidJson", f"value is not JSON: {exc}")
+        return Rejection(kind="InvalidJson", message=f"value is not JSON: {exc}")
     if not isinstance(event, dict):
-        return Rejection("InvalidEvent", "a structured CloudEvent must be a JSON object")
+        return Rejection(kind="InvalidEvent", message="a structured CloudEvent must be a JSON object")
     return from_event(event, received_at=received_at)
 
 
@@ -96,14 +105,14 @@ def parse_binary(
 ) -> Trigger | Rejection:
     """Binary mode: `attributes` come from `ce_*` (Kafka) or `ce-*` (HTTP) headers, already decoded."""
     if "specversion" not in attributes:
-        return Rejection("MissingAttribute", "binary-mode event lacks specversion", field="specversion")
+        return Rejection(kind="MissingAttribute", message="binary-mode event lacks specversion", field="specversion")
     media = (content_type or "application/json").split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
-        return Rejection("UnsupportedDataContentType", f"data content type {_quoted(media)} is not JSON")
+        return Rejection(kind="UnsupportedDataContentType", message=f"data content type {_quoted(media)} is not JSON")
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
-        return Rejection("InvalidJson", f"data is not JSON: {exc}", field="data")
+        return Rejection(kind="InvalidJson", message=f"data is not JSON: {exc}", field="data")
     return from_event({**attributes, "data": data}, received_at=received_at)
 
 
@@ -136,52 +145,64 @@ def _validate_event(event: Mapping[str, Any], received_at: datetime) -> Trigger 
     for name in _REQUIRED:
         value = event.get(name)
         if not isinstance(value, str) or not value:
-            return Rejection("MissingAttribute", f"required attribute {name!r} is missing or empty", field=name)
+            return Rejection(
+                kind="MissingAttribute", message=f"required attribute {name!r} is missing or empty", field=name
+            )
     for name, limit in _MAX_LENGTH.items():
         value = event.get(name)
         if isinstance(value, str) and len(value) > limit:
-            return Rejection("InvalidAttribute", f"{name} is longer than {limit} characters", field=name)
+            return Rejection(kind="InvalidAttribute", message=f"{name} is longer than {limit} characters", field=name)
         if isinstance(value, str) and "\x00" in value:
-            return Rejection("InvalidAttribute", f"{name} contains a NUL character", field=name)
+            return Rejection(kind="InvalidAttribute", message=f"{name} contains a NUL character", field=name)
     partition_key = event.get("partitionkey")
     if partition_key is not None and (not isinstance(partition_key, str) or not partition_key):
         # the CloudEvents partitioning extension: a string, used as the Kafka key when the event is produced
-        return Rejection("InvalidAttribute", "partitionkey must be a non-empty string", field="partitionkey")
+        return Rejection(
+            kind="InvalidAttribute", message="partitionkey must be a non-empty string", field="partitionkey"
+        )
     if event["specversion"] != "1.0":
         return Rejection(
-            "UnsupportedSpecVersion", f"specversion {_quoted(event['specversion'])} is not 1.0", field="specversion"
+            kind="UnsupportedSpecVersion",
+            message=f"specversion {_quoted(event['specversion'])} is not 1.0",
+            field="specversion",
         )
     category = category_of(event["type"])
     if category is None:
-        return Rejection("UnknownType", f"unknown trigger type {_quoted(event['type'])}", field="type")
+        return Rejection(kind="UnknownType", message=f"unknown trigger type {_quoted(event['type'])}", field="type")
     occurred_at = _time(event.get("time"), received_at)
     if occurred_at is None:
-        return Rejection("InvalidAttribute", "time is not an RFC 3339 timestamp from 1970 to 2200", field="time")
-    subject = event.get("subject", DEFAULT_SUBJECT)
-    if not isinstance(subject, str) or not subject:
-        return Rejection("InvalidAttribute", "subject must be a non-empty string", field="subject")
+        return Rejection(
+            kind="InvalidAttribute", message="time is not an RFC 3339 timestamp from 1970 to 2200", field="time"
+        )
+    scope = event.get("subject", DEFAULT_SCOPE)
+    if not isinstance(scope, str) or not scope:
+        return Rejection(kind="InvalidAttribute", message="subject must be a non-empty string", field="subject")
     data = event.get("data")
     if not isinstance(data, dict):
-        return Rejection("InvalidData", "data must be a JSON object", field="data")
+        return Rejection(kind="InvalidData", message="data must be a JSON object", field="data")
     try:
         model = MODELS_BY_CATEGORY[category].model_validate({**data, "type": event["type"]})
     except ValidationError as exc:
         first = exc.errors()[0]
         field = _field(".".join(["data", *(str(part) for part in first["loc"])]))
-        return Rejection("InvalidData", bounded(f"{field}: {first['msg']}", 2 * FIELD_MAX_CHARS), field=field)
+        return Rejection(
+            kind="InvalidData", message=bounded(f"{field}: {first['msg']}", 2 * FIELD_MAX_CHARS), field=field
+        )
     clean = model.model_dump(mode="json", exclude={"type"})
     if b"\\u0000" in orjson.dumps(clean):  # PostgreSQL text and JSON cannot hold NUL
-        return Rejection("InvalidData", "data contains a NUL character", field="data")
+        return Rejection(kind="InvalidData", message="data contains a NUL character", field="data")
     severity = _severity(event.get("severity"), category, clean, received_at)
     if severity is None:
-        return Rejection("InvalidAttribute", "severity must be low, medium, high or critical", field="severity")
+        return Rejection(
+            kind="InvalidAttribute", message="severity must be low, medium, high or critical", field="severity"
+        )
     return Trigger(
         source=event["source"],
         id=event["id"],
         type=event["type"],
         category=category,
         severity=severity,
-        subject=subject,
+        scope=scope,
         occurred_at=occurred_at,
         data=clean,
     )

@@ -1,10 +1,14 @@
-"""Ingest use cases: one Kafka batch → one transaction of trigger, rejection, duplicate and outbox rows."""
+"""Ingest use cases: one Kafka batch → trigger, rejection, duplicate and outbox rows in the caller's transaction.
+
+The transaction is opened and committed at the edge (`core.kafka.BatchConsumer`); nothing here commits,
+reads a clock or counts a metric: `now` comes from the caller and the returned `IngestedBatch` is counted by
+the consumer's after-commit hook."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -23,20 +27,20 @@ from services.trigger_ingest.persistence import IngestOutboxRow
 
 
 @dataclass
-class BatchOutcome:
+class IngestedBatch:
     accepted: list[Trigger] = field(default_factory=list)
     duplicates: list[Trigger] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
 
-async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: datetime) -> BatchOutcome:
+async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: datetime) -> IngestedBatch:
     """Store a batch's effects: triggers, repeats of stored ones, dead letters (unique per Kafka position)."""
     candidates: dict[tuple[str, str], tuple[Message, Trigger]] = {}
     repeats: list[tuple[Message, Trigger]] = []
     rejections: list[tuple[Message, Rejection]] = []
     for message in batch:
         parsed = (
-            Rejection("UnreadableRecord", f"record cannot be decoded: {message.unreadable}")
+            Rejection(kind="UnreadableRecord", message=f"record cannot be decoded: {message.unreadable}")
             if message.unreadable is not None
             else parse_kafka(message.value, message.headers, received_at=now)
         )
@@ -50,7 +54,7 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     new_keys = await persistence.insert_triggers(
         session, [_trigger_row(message, trigger, now) for message, trigger in candidates.values()]
     )
-    outcome = BatchOutcome()
+    outcome = IngestedBatch()
     # A (source, id) stored before is a repeat. Our own batch replayed after a crash never gets here: the
     # consumer's stored position drops it first (core.kafka.BatchConsumer).
     repeats.extend(candidates[key] for key in candidates if key not in new_keys)
@@ -70,7 +74,7 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     for message, rejection in rejections:
         if (message.partition, message.offset) in new_rejections:
             outcome.rejected.append(rejection)
-            outbox.append(_dead_letter(message, rejection))
+            outbox.append(_dead_letter(message, rejection, now))
     await insert_rows(session, IngestOutboxRow, outbox)
     return outcome
 
@@ -80,7 +84,7 @@ async def dead_letter_skipped(session: AsyncSession, message: Message, reason: s
     one, so it can be inspected and replayed (`smits dlq replay`)."""
     rejection = Rejection(kind="SkippedByOperator", message=f"skipped by an operator after: {reason}")
     await persistence.insert_rejections(session, [_rejection_row(message, rejection, now)])
-    await insert_rows(session, IngestOutboxRow, [_dead_letter(message, rejection)])
+    await insert_rows(session, IngestOutboxRow, [_dead_letter(message, rejection, now)])
 
 
 def _trigger_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:
@@ -90,7 +94,7 @@ def _trigger_row(message: Message, trigger: Trigger, now: datetime) -> dict[str,
         "type": trigger.type,
         "category": trigger.category.value,
         "severity": trigger.severity.value,
-        "subject": trigger.subject,
+        "subject": trigger.scope,
         "occurred_at": trigger.occurred_at,
         "received_at": now,
         "data": trigger.data,
@@ -132,7 +136,7 @@ def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str
         type=trigger.type,
         category=trigger.category,
         severity=trigger.severity,
-        subject=trigger.subject,
+        subject=trigger.scope,
         occurred_at=trigger.occurred_at,
         received_at=received_at,
         data=trigger.data,
@@ -140,17 +144,18 @@ def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str
     )
     return outbox_values(
         topic=topics.TRIGGERS_ACCEPTED,
-        key=trigger.subject.encode(),
+        key=trigger.scope.encode(),
         value=orjson.dumps(event.model_dump(mode="json")),
         headers=[
             ("content-type", b"application/json"),
             ("smits-schema", b"TriggerAccepted.v1"),
             (TRACEPARENT, traceparent.encode()),
         ],
+        now=received_at,
     )
 
 
-def _dead_letter(message: Message, rejection: Rejection) -> dict[str, Any]:
+def _dead_letter(message: Message, rejection: Rejection, now: datetime) -> dict[str, Any]:
     letter = dead_letter(
         key=message.key,
         value=message.value,
@@ -161,8 +166,4 @@ def _dead_letter(message: Message, rejection: Rejection) -> dict[str, Any]:
         offset=message.offset,
         max_bytes=MAX_MESSAGE_BYTES,  # the producer's max_request_size
     )
-    return outbox_values(topic=topics.TRIGGERS_DLT, key=letter.key, value=letter.value, headers=letter.headers)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return outbox_values(topic=topics.TRIGGERS_DLT, key=letter.key, value=letter.value, headers=letter.headers, now=now)

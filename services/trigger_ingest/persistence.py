@@ -29,7 +29,7 @@ from services.core.outbox import OutboxMixin
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class TriggerRow(Base):
+class AcceptedTriggerRow(Base):
     __tablename__ = "ingest_triggers"
     __table_args__ = (
         UniqueConstraint("source", "event_id"),
@@ -92,7 +92,7 @@ async def insert_triggers(session: AsyncSession, rows: Sequence[dict[str, Any]])
     """Insert, skipping (source, event_id) already stored; returns the keys that were new."""
     if not rows:
         return set()
-    table = table_of(TriggerRow)
+    table = table_of(AcceptedTriggerRow)
     statement = insert_ignore(session, table, ["source", "event_id"]).returning(table.c.source, table.c.event_id)
     result = await session.execute(statement, list(rows))
     return {(source, event_id) for source, event_id in result.all()}
@@ -121,9 +121,9 @@ async def insert_duplicates(session: AsyncSession, rows: Sequence[dict[str, Any]
         await session.execute(statement, [fit_columns(table, row) for row in rows])
 
 
-async def find_trigger(session: AsyncSession, source: str, event_id: str) -> TriggerRow | None:
-    row: TriggerRow | None = await session.scalar(
-        select(TriggerRow).where(TriggerRow.source == source, TriggerRow.event_id == event_id)
+async def find_trigger(session: AsyncSession, source: str, event_id: str) -> AcceptedTriggerRow | None:
+    row: AcceptedTriggerRow | None = await session.scalar(
+        select(AcceptedTriggerRow).where(AcceptedTriggerRow.source == source, AcceptedTriggerRow.event_id == event_id)
     )
     return row
 
@@ -143,9 +143,9 @@ async def latest_rejection(session: AsyncSession, source: str, event_id: str) ->
     return row
 
 
-Listed = TriggerRow | RejectionRow | DuplicateRow
-_BY_STATUS: dict[str, type[TriggerRow] | type[RejectionRow] | type[DuplicateRow]] = {
-    "accepted": TriggerRow,
+Listed = AcceptedTriggerRow | RejectionRow | DuplicateRow
+_BY_STATUS: dict[str, type[AcceptedTriggerRow] | type[RejectionRow] | type[DuplicateRow]] = {
+    "accepted": AcceptedTriggerRow,
     "rejected": RejectionRow,
     "duplicate": DuplicateRow,
 }
@@ -165,9 +165,9 @@ async def list_by_status(
     model: Any = _BY_STATUS[status]
     query = select(model)
     if category is not None:
-        if model is not TriggerRow:
+        if model is not AcceptedTriggerRow:
             return []  # only accepted triggers have a validated category
-        query = query.where(TriggerRow.category == category)
+        query = query.where(AcceptedTriggerRow.category == category)
     if source is not None:
         query = query.where(model.source == source)
     if since is not None:

@@ -23,8 +23,8 @@ from services.core.db import UnitOfWork, create_engine
 from services.core.kafka import open_reader
 from services.core.settings import Settings
 from services.notifier.persistence import DeliveryRow
-from services.strategy_engine.persistence import TriggerRow as EngineTriggerRow
-from services.trigger_ingest.persistence import DuplicateRow, TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow, DuplicateRow
 from tests.support.events import accepted, feed_engine, publish, review_event
 from tests.support.harness import regulation_event
 from tests.support.kafka import Raw, produce_raw
@@ -64,8 +64,8 @@ async def _feed_notifier(settings: Settings, uow: UnitOfWork) -> None:
 CASES: dict[str, tuple[str, Callable[[Settings, UnitOfWork], Awaitable[None]], list[tuple[Any, int]]]] = {
     # Ingest keeps no own-replay check any more: a record replayed past the stored position would be
     # recorded as a duplicate of itself.
-    "ingest": (topics.TRIGGERS, _feed_ingest, [(TriggerRow, N), (DuplicateRow, 0)]),
-    "engine": (topics.TRIGGERS_ACCEPTED, _feed_engine, [(EngineTriggerRow, N)]),
+    "ingest": (topics.TRIGGERS, _feed_ingest, [(AcceptedTriggerRow, N), (DuplicateRow, 0)]),
+    "engine": (topics.TRIGGERS_ACCEPTED, _feed_engine, [(DecidedTriggerRow, N)]),
     "notifier": (topics.REVIEWS_EVENTS, _feed_notifier, [(DeliveryRow, N)]),
 }
 

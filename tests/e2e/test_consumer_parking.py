@@ -22,7 +22,7 @@ from services.contracts import topics
 from services.core import positions
 from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
-from services.strategy_engine.persistence import TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow
 from tests.support.events import accepted
 from tests.support.processes import SMITS, free_port, service_env
 from tests.support.waiting import eventually
@@ -77,7 +77,7 @@ async def test_a_failing_record_parks_its_partition_until_an_operator_retries_or
 
     async def stored() -> list[str]:
         async with uow.begin() as session:
-            return sorted((await session.scalars(select(TriggerRow.event_id))).all())
+            return sorted((await session.scalars(select(DecidedTriggerRow.event_id))).all())
 
     async def parked_rows() -> list[positions.Position]:
         async with uow.begin() as session:

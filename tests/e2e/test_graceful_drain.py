@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from services.contracts import topics
 from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
-from services.trigger_ingest.persistence import TriggerRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow
 from tests.support.kafka import Raw, produce_raw
 from tests.support.processes import SMITS, service_env
 from tests.support.waiting import eventually
@@ -70,7 +70,7 @@ async def test_sigterm_mid_batch_drains_and_commits_nothing_past_stored_work(set
 
     async def stored() -> int:
         async with uow.begin() as session:
-            return int(await session.scalar(select(func.count()).select_from(TriggerRow)) or 0)
+            return int(await session.scalar(select(func.count()).select_from(AcceptedTriggerRow)) or 0)
 
     process = _spawn(settings)
     await eventually(stored, lambda n: n > 0, within=60, what="the first batch stored")
@@ -83,8 +83,8 @@ async def test_sigterm_mid_batch_drains_and_commits_nothing_past_stored_work(set
         for partition, offset in committed.items():
             below = await session.scalar(
                 select(func.count())
-                .select_from(TriggerRow)
-                .where(TriggerRow.kafka_partition == partition, TriggerRow.kafka_offset < offset)
+                .select_from(AcceptedTriggerRow)
+                .where(AcceptedTriggerRow.kafka_partition == partition, AcceptedTriggerRow.kafka_offset < offset)
             )
             assert below == offset, f"partition {partition}: committed {offset} but only {below} stored before it"
     stored_at_stop = await stored()

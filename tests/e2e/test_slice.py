@@ -11,7 +11,7 @@ from services.core.settings import Settings
 from services.core.tracing import trace_id_of
 from services.notifier.persistence import DeliveryRow
 from services.strategy_engine.persistence import ReviewRow
-from services.trigger_ingest.persistence import DuplicateRow, TriggerRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow, DuplicateRow
 from tests.support.harness import produce, regulation_event, smits
 from tests.support.kafka import read_topic
 from tests.support.receiver import Receiver
@@ -77,7 +77,7 @@ async def test_the_same_cloudevent_twice_opens_one_review_and_one_delivery(setti
             await eventually(lambda: app.count(DeliveryRow), lambda n: n == 2, what="second review's delivery")
             await eventually(lambda: _async(len(receiver.received)), lambda n: n >= 2, what="second webhook")
 
-            assert await app.count(TriggerRow) == 2
+            assert await app.count(AcceptedTriggerRow) == 2
             assert await app.count(ReviewRow) == 2
             assert await app.count(DeliveryRow) == 2
     ids = [message.headers["webhook-id"] for message in receiver.received]

@@ -35,7 +35,7 @@ SCHEDULE = "0,0.2,0.5,1,1,2,2,2,2,2,2,2,2,2,2"
 WAVES = 6
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Scenario:
     infra: Infra
     cluster: Cluster
@@ -105,7 +105,7 @@ async def run(
         if neighbours is not None:
             await neighbours(uow)
         cluster = Cluster(env=env, logs=tmp_path)
-        scenario = Scenario(dedicated, cluster, receiver, uow, random.Random(seed))
+        scenario = Scenario(infra=dedicated, cluster=cluster, receiver=receiver, uow=uow, rng=random.Random(seed))
         cluster.start_all()
         try:
             invalid: set[tuple[int, int]] = set()
@@ -249,12 +249,12 @@ async def test_network_stall_between_services_and_broker_then_healed(
 
 
 HOSTILE = (
-    Answer(b"200", byte_delay_s=0.1),  # a byte every 100 ms: never a whole answer within the 2 s deadline
-    Answer(b"200", body=b"{", extra_zeros=20 * 1024 * 1024),
-    Answer(b"200", body=b"ok\x00\xff\xfe"),
-    Answer(b"429", ((b"retry-after", b"9" * 40),)),
-    Answer(b"503", ((b"retry-after", "\u00b2".encode()),)),
-    Answer(b"500"),
+    Answer(status=b"200", byte_delay_s=0.1),  # a byte every 100 ms: never a whole answer within the 2 s deadline
+    Answer(status=b"200", body=b"{", extra_zeros=20 * 1024 * 1024),
+    Answer(status=b"200", body=b"ok\x00\xff\xfe"),
+    Answer(status=b"429", headers=((b"retry-after", b"9" * 40),)),
+    Answer(status=b"503", headers=((b"retry-after", "\u00b2".encode()),)),
+    Answer(status=b"500"),
 )
 ON_TIME_GAP_S = 4.0
 """Longest the healthy receiver may wait for its next webhook while one is planned for it. Under load its
@@ -279,7 +279,7 @@ async def test_hostile_receiver_next_to_a_healthy_one(dedicated: Infra, tmp_path
     async def undisturbed(s: Scenario, wave: int) -> None:
         pass
 
-    async with HostileReceiver(HOSTILE[0], more=HOSTILE[1:]) as hostile:
+    async with HostileReceiver(answer=HOSTILE[0], more=HOSTILE[1:]) as hostile:
         with Receiver() as paced:
 
             async def neighbours(uow: UnitOfWork) -> None:

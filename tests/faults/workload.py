@@ -17,9 +17,8 @@ from sqlalchemy import func, select
 from services.contracts import topics
 from services.core.db import UnitOfWork
 from services.core.settings import Settings
-from services.strategy_engine.persistence import ReviewRow, TimelineRow
-from services.strategy_engine.persistence import TriggerRow as DecisionRow
-from services.trigger_ingest.persistence import TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, ReviewRow, TimelineRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow
 from tests.support.kafka import read_topic
 from tests.support.receiver import Receiver
 
@@ -105,8 +104,8 @@ async def count(uow: UnitOfWork, model: type) -> int:
 
 async def progress(uow: UnitOfWork, receiver: Receiver) -> dict[str, int]:
     return {
-        "stored": await count(uow, TriggerRow),
-        "decided": await count(uow, DecisionRow),
+        "stored": await count(uow, AcceptedTriggerRow),
+        "decided": await count(uow, DecidedTriggerRow),
         "reviews": await count(uow, ReviewRow),
         "events": await count(uow, TimelineRow),
         "webhooks": len(set(receiver.ids())),
@@ -141,9 +140,9 @@ async def verify(
     """Exact counts: nothing lost, nothing duplicated, after dedup by webhook-id."""
     size = len(workload.valid)
     async with uow.begin() as session:
-        stored = await session.scalar(select(func.count(func.distinct(TriggerRow.event_id))))
-        stored_rows = await session.scalar(select(func.count()).select_from(TriggerRow))
-        decided = await session.scalar(select(func.count()).select_from(DecisionRow))
+        stored = await session.scalar(select(func.count(func.distinct(AcceptedTriggerRow.event_id))))
+        stored_rows = await session.scalar(select(func.count()).select_from(AcceptedTriggerRow))
+        decided = await session.scalar(select(func.count()).select_from(DecidedTriggerRow))
         reviews = (await session.execute(select(ReviewRow.correlation_key))).scalars().all()
         timeline = set((await session.execute(select(TimelineRow.id))).scalars().all())
     assert stored == stored_rows == size, f"stored {stored_rows} rows for {stored} ids, expected {size}"

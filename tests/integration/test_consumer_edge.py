@@ -30,12 +30,11 @@ from services.core.runtime import Runtime, running
 from services.core.settings import Settings
 from services.notifier.persistence import DeliveryRow
 from services.notifier.transport.consumer import review_events_consumer
-from services.strategy_engine.persistence import EngineOutboxRow
-from services.strategy_engine.persistence import TriggerRow as EngineTriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, EngineOutboxRow
 from services.strategy_engine.policies import load
 from services.strategy_engine.transport.consumer import accepted_consumer
 from services.trigger_ingest import flows as ingest_flows
-from services.trigger_ingest.persistence import DuplicateRow, IngestOutboxRow, RejectionRow, TriggerRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow, DuplicateRow, IngestOutboxRow, RejectionRow
 from services.trigger_ingest.transport import consumer as ingest_consumer
 from services.trigger_ingest.transport.consumer import trigger_consumer
 from tests.support.events import accepted, feed_engine, publish, review_event, tuned
@@ -93,8 +92,13 @@ async def _feed_notifier(settings: Settings, runtime: Runtime) -> None:
 
 
 EFFECTS: dict[str, tuple[str, Build, Callable[[Settings, Runtime], Awaitable[None]], list[tuple[Any, int]]]] = {
-    "ingest": (topics.TRIGGERS, _ingest, _feed_ingest, [(TriggerRow, N), (IngestOutboxRow, N), (DuplicateRow, 0)]),
-    "engine": (topics.TRIGGERS_ACCEPTED, _engine, _feed_engine, [(EngineTriggerRow, N)]),
+    "ingest": (
+        topics.TRIGGERS,
+        _ingest,
+        _feed_ingest,
+        [(AcceptedTriggerRow, N), (IngestOutboxRow, N), (DuplicateRow, 0)],
+    ),
+    "engine": (topics.TRIGGERS_ACCEPTED, _engine, _feed_engine, [(DecidedTriggerRow, N)]),
     "notifier": (topics.REVIEWS_EVENTS, _notifier, _feed_notifier, [(DeliveryRow, N)]),
 }
 
@@ -180,7 +184,7 @@ async def test_an_operator_skip_of_a_parked_ingest_record_dead_letters_it_and_th
     settings = tuned(settings, consumer_max_attempts=2, consumer_retry_backoff_s=0.05)
     real = ingest_flows.ingest_batch
 
-    async def poisoned(session: Any, batch: Sequence[Message], *, now: datetime) -> ingest_flows.BatchOutcome:
+    async def poisoned(session: Any, batch: Sequence[Message], *, now: datetime) -> ingest_flows.IngestedBatch:
         if any(b"evt-poison" in (m.value or b"") for m in batch):
             raise RuntimeError("the flow fails on evt-poison")
         return await real(session, batch, now=now)
@@ -190,7 +194,7 @@ async def test_an_operator_skip_of_a_parked_ingest_record_dead_letters_it_and_th
     async with smits(settings, ["ingest"]) as app:
         await produce_raw(settings, topics.TRIGGERS, [Raw(_trigger(i), STRUCTURED, b"one-key") for i in ids])
         parked = await eventually(_parked(app), lambda p: len(p) == 1, what="the partition parked")
-        assert await app.count(TriggerRow) == 2  # the records before the failing one are applied
+        assert await app.count(AcceptedTriggerRow) == 2  # the records before the failing one are applied
         ready = await app.api.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["parked_partitions"][0]["offset"] == parked[0].next_offset
@@ -207,7 +211,9 @@ async def test_an_operator_skip_of_a_parked_ingest_record_dead_letters_it_and_th
             check=False,
         )
         assert result.returncode == 0, result.stderr
-        await eventually(lambda: app.count(TriggerRow), lambda n: n == 4, what="the records after the skipped one")
+        await eventually(
+            lambda: app.count(AcceptedTriggerRow), lambda n: n == 4, what="the records after the skipped one"
+        )
         assert (await app.api.get("/readyz")).status_code == 200
         async with app.runtime.uow.begin() as session:
             rejections = (await session.scalars(select(RejectionRow))).all()

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from services.core.settings import Settings
-from services.strategy_engine.persistence import ReviewRow, TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, ReviewRow
 from tests.support.events import DORA, accepted, feed_engine
 from tests.support.harness import Harness, smits
 from tests.support.waiting import eventually
@@ -21,9 +21,9 @@ def count_is(expected: int) -> Callable[[int], bool]:
     return lambda count: count == expected
 
 
-async def _decisions(app: Harness) -> dict[str, TriggerRow]:
+async def _decisions(app: Harness) -> dict[str, DecidedTriggerRow]:
     async with app.runtime.uow.begin() as session:
-        return {row.event_id: row for row in (await session.scalars(select(TriggerRow))).all()}
+        return {row.event_id: row for row in (await session.scalars(select(DecidedTriggerRow))).all()}
 
 
 async def test_same_regulation_correlates_and_a_trigger_after_the_hard_cap_opens_a_new_review(
@@ -39,7 +39,7 @@ async def test_same_regulation_correlates_and_a_trigger_after_the_hard_cap_opens
     async with smits(settings, ["engine"]) as app:
         for doc in docs:  # one at a time: each decision depends on the previous ones
             await feed_engine(settings, [doc])
-            await eventually(lambda: app.count(TriggerRow), count_is(int(doc["id"][1])), what=doc["id"])
+            await eventually(lambda: app.count(DecidedTriggerRow), count_is(int(doc["id"][1])), what=doc["id"])
         decided = await _decisions(app)
         reviews = (await app.api.get("/v1/reviews")).json()["items"]
         decision = await app.api.get("/v1/decisions//tests/r4")
@@ -65,7 +65,7 @@ async def test_customer_feedback_opens_a_review_only_at_the_third_in_thirty_days
     async with smits(settings, ["engine"]) as app:
         for doc in docs:
             await feed_engine(settings, [doc])
-            await eventually(lambda: app.count(TriggerRow), count_is(int(doc["id"][1])), what=doc["id"])
+            await eventually(lambda: app.count(DecidedTriggerRow), count_is(int(doc["id"][1])), what=doc["id"])
         decided = await _decisions(app)
         reviews = await app.count(ReviewRow)
         timeline = (await app.api.get(f"/v1/reviews/{decided['f4'].review_id}/timeline")).json()
@@ -99,9 +99,9 @@ async def test_dry_run_predicts_the_decision_the_engine_then_takes(settings: Set
             predicted = await app.api.post("/v1/policies/dry-run", json=doc)
             assert predicted.status_code == 200, predicted.text
             predictions.append(predicted.json())
-            assert await app.count(TriggerRow) == n - 1  # the dry-run stored nothing
+            assert await app.count(DecidedTriggerRow) == n - 1  # the dry-run stored nothing
             await feed_engine(settings, [doc])
-            await eventually(lambda: app.count(TriggerRow), count_is(n), what=doc["id"])
+            await eventually(lambda: app.count(DecidedTriggerRow), count_is(n), what=doc["id"])
         decided = await _decisions(app)
     for doc, prediction in zip(docs, predictions, strict=True):
         actual = decided[doc["id"]]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from services.core.settings import Settings
-from services.strategy_engine.persistence import ReviewRow, TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, ReviewRow
 from tests.support.events import accepted, feed_engine
 from tests.support.harness import Harness, smits
 from tests.support.waiting import eventually
@@ -187,7 +187,7 @@ async def test_review_filters_overdue_and_cursor_pagination(settings: Settings) 
         rest = (await app.api.get("/v1/reviews", params={"limit": 2, "cursor": first["next_cursor"]})).json()
         bad = await app.api.get("/v1/reviews", params={"cursor": "garbage"})
         by_state = (await app.api.get("/v1/reviews", params={"state": "closed"})).json()["items"]
-        decisions = await app.count(TriggerRow)
+        decisions = await app.count(DecidedTriggerRow)
     assert [r["id"] for r in overdue] == [ids[0]]
     assert overdue[0]["overdue"] is True
     assert {r["id"] for r in on_time} == set(ids[1:])

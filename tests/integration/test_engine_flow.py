@@ -9,12 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from services.core.db import UnitOfWork
 from services.core.kafka import Message
 from services.strategy_engine.flows.correlation import handle_accepted_batch
-from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, EngineOutboxRow, ReviewRow, TimelineRow
 from services.strategy_engine.policies import PolicySet, load
 from tests.support.events import DORA, accepted
 
@@ -49,14 +50,14 @@ async def run(uow: UnitOfWork, documents: Sequence[dict[str, Any]], *, per_batch
             )
 
 
-async def decisions(uow: UnitOfWork) -> dict[str, TriggerRow]:
+async def decisions(uow: UnitOfWork) -> dict[str, DecidedTriggerRow]:
     async with uow.begin() as session:
-        return {row.event_id: row for row in (await session.scalars(select(TriggerRow))).all()}
+        return {row.event_id: row for row in (await session.scalars(select(DecidedTriggerRow))).all()}
 
 
 async def counts(uow: UnitOfWork) -> tuple[int, ...]:
     async with uow.begin() as session:
-        tables = (TriggerRow, ReviewRow, TimelineRow, EngineOutboxRow)
+        tables = (DecidedTriggerRow, ReviewRow, TimelineRow, EngineOutboxRow)
         return tuple([await session.scalar(select(func.count()).select_from(table)) or 0 for table in tables])
 
 
@@ -130,3 +131,24 @@ async def test_events_of_one_review_leave_in_decision_order(uow: UnitOfWork) -> 
     ]
     assert [event["sequence"] for event in events] == sorted(event["sequence"] for event in events)
     assert len({row.key for row in outbox}) == 1  # keyed by the review: one partition, in order
+
+
+def _counted(type_: str) -> float:
+    return REGISTRY.get_sample_value("smits_reviews_events_total", {"type": type_}) or 0.0
+
+
+async def test_review_events_are_counted_after_commit_only(uow: UnitOfWork) -> None:
+    before = _counted("review.opened")
+
+    async def fail_before_commit() -> None:
+        async with uow.begin() as session:
+            await handle_accepted_batch(session, messages(REGULATION[:1]), policies=POLICIES, now=NOW)
+            assert _counted("review.opened") == before  # built, not yet committed
+            raise RuntimeError("the batch fails before its commit")
+
+    with pytest.raises(RuntimeError):
+        await fail_before_commit()
+    assert _counted("review.opened") == before
+    assert await counts(uow) == (0, 0, 0, 0)
+    await run(uow, REGULATION[:1])
+    assert _counted("review.opened") == before + 1

@@ -25,7 +25,7 @@ from services.core.kafka import MAX_MESSAGE_BYTES, Message
 from services.core.outbox import decode_headers
 from services.trigger_ingest.dead_letters import TRUNCATION_HEADER
 from services.trigger_ingest.flows import ingest_batch
-from services.trigger_ingest.persistence import IngestOutboxRow, RejectionRow, TriggerRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow, IngestOutboxRow, RejectionRow
 from tests.support import infra
 
 STRUCTURED = ("content-type", b"application/cloudevents+json")
@@ -76,7 +76,7 @@ async def ingest_then_valid(engine: AsyncEngine, hostile: Message) -> tuple[list
         await ingest_batch(session, [hostile, valid], now=datetime.now(UTC))
     async with UnitOfWork(engine).begin() as session:
         rejections = list((await session.scalars(select(RejectionRow))).all())
-        accepted = list((await session.scalars(select(TriggerRow.event_id))).all())
+        accepted = list((await session.scalars(select(AcceptedTriggerRow.event_id))).all())
     return rejections, accepted
 
 

@@ -97,7 +97,18 @@ def messages(batch: list[Record], valid_id: str) -> list[Message]:
         for key, value, headers_ in batch
     ]
     valid = (None, valid_record(valid_id), [STRUCTURED])
-    return [*out, Message("t.triggers", 0, next(offsets), valid[0], valid[1], tuple(valid[2]), 0)]
+    return [
+        *out,
+        Message(
+            topic="t.triggers",
+            partition=0,
+            offset=next(offsets),
+            key=valid[0],
+            value=valid[1],
+            headers=tuple(valid[2]),
+            timestamp_ms=0,
+        ),
+    ]
 
 
 class Rollback(Exception):

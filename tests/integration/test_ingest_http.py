@@ -11,7 +11,7 @@ import pytest
 
 from services.contracts import topics
 from services.core.settings import Settings
-from services.trigger_ingest.persistence import RejectionRow, TriggerRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow, RejectionRow
 from tests.support.harness import smits
 from tests.support.kafka import Raw, produce_raw
 from tests.support.waiting import eventually
@@ -49,7 +49,7 @@ async def test_structured_binary_and_batch_posts_are_accepted_once_durable(setti
         assert one.json() == {"accepted": [{"source": EXAMPLE["source"], "id": "s-1"}]}
         assert binary.json() == {"accepted": [{"source": "/http/binary", "id": "bin-1"}]}
         assert [ref["id"] for ref in batch.json()["accepted"]] == ["b-0", "b-1", "b-2"]
-        await eventually(lambda: app.count(TriggerRow), lambda n: n == 5, what="all five stored")
+        await eventually(lambda: app.count(AcceptedTriggerRow), lambda n: n == 5, what="all five stored")
         stored = await app.api.get("/v1/triggers//http/binary/bin-1")
         page_one = await app.api.get("/v1/triggers", params={"limit": 3})
         page_two = await app.api.get("/v1/triggers", params={"limit": 3, "cursor": page_one.json()["next_cursor"]})

@@ -20,7 +20,7 @@ from services.core.kafka import Message
 from services.core.outbox import OutboxRelay
 from services.core.runtime import running
 from services.core.settings import Settings
-from services.trigger_ingest.persistence import DuplicateRow, IngestOutboxRow, RejectionRow, TriggerRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow, DuplicateRow, IngestOutboxRow, RejectionRow
 from services.trigger_ingest.replay import replay_dead_letters
 from services.trigger_ingest.transport.consumer import trigger_consumer
 from tests.support.harness import Harness, produce, smits
@@ -52,8 +52,8 @@ async def test_each_category_is_accepted_in_structured_and_binary_mode(settings:
     async with smits(settings, ["ingest"]) as app:
         await produce(settings, [structured])
         await produce(settings, [binary], binary=True)
-        await eventually(lambda: app.count(TriggerRow), lambda n: n == 2, what="both modes accepted")
-        rows = await _rows(app, TriggerRow)
+        await eventually(lambda: app.count(AcceptedTriggerRow), lambda n: n == 2, what="both modes accepted")
+        rows = await _rows(app, AcceptedTriggerRow)
         accepted = await eventually(
             lambda: read_topic(settings, topics.TRIGGERS_ACCEPTED), lambda r: len(r) == 2, what="TriggerAccepted"
         )
@@ -101,7 +101,9 @@ async def test_bad_inputs_are_dead_lettered_with_reasons_and_the_consumer_keeps_
     valid = Raw(_structured(id="after-the-bad-ones"), STRUCTURED, b"ok")
     async with smits(settings, ["ingest"]) as app:
         await produce_raw(settings, topics.TRIGGERS, [raw for _, raw, _ in BAD] + [valid])
-        await eventually(lambda: app.count(TriggerRow), lambda n: n == 1, what="the valid trigger after the bad")
+        await eventually(
+            lambda: app.count(AcceptedTriggerRow), lambda n: n == 1, what="the valid trigger after the bad"
+        )
         await eventually(lambda: app.count(RejectionRow), lambda n: n == len(BAD), what="rejection rows")
         dead = await eventually(
             lambda: read_topic(settings, topics.TRIGGERS_DLT), lambda r: len(r) == len(BAD), what="dead letters"
@@ -160,7 +162,7 @@ async def test_thousand_events_with_duplicates_survive_a_crash_between_db_and_of
         with pytest.raises(Crash):
             await doomed.run(asyncio.Event())
         harness = Harness(runtime, None, None)  # type: ignore[arg-type]
-        stored_before_restart = await harness.count(TriggerRow) + await harness.count(DuplicateRow)
+        stored_before_restart = await harness.count(AcceptedTriggerRow) + await harness.count(DuplicateRow)
         assert 0 < stored_before_restart < len(records)
 
         stop = asyncio.Event()
@@ -170,7 +172,7 @@ async def test_thousand_events_with_duplicates_survive_a_crash_between_db_and_of
         await eventually(lambda: harness.count(IngestOutboxRow), lambda n: n == 0, what="outbox drained")
         stop.set()
         await asyncio.gather(*tasks)
-        assert await harness.count(TriggerRow) == 900
+        assert await harness.count(AcceptedTriggerRow) == 900
     accepted = await read_topic(settings, topics.TRIGGERS_ACCEPTED)
     ids = [orjson.loads(record.value)["id"] for record in accepted]
     assert len(ids) == 900

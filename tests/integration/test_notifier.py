@@ -19,7 +19,7 @@ from services.core.kafka import Message
 from services.core.settings import Settings
 from services.notifier.flows import plan_deliveries
 from services.notifier.persistence import DeliveryRow, SubscriptionRow, pending_pairs, promote_next
-from services.notifier.retries import DELIVERED, PENDING
+from services.notifier.retries import DeliveryStatus
 from tests.support.events import publish, review_event, tuned
 from tests.support.harness import Harness, smits
 from tests.support.receiver import Receiver
@@ -257,7 +257,7 @@ async def test_a_successor_planned_while_its_predecessor_is_recorded_does_not_wa
             review_id=review,
             sequence=sequence,
             body="{}",
-            status=PENDING,
+            status=DeliveryStatus.PENDING,
             attempt_count=0,
             next_attempt_at=now,
             created_at=now,
@@ -268,7 +268,7 @@ async def test_a_successor_planned_while_its_predecessor_is_recorded_does_not_wa
         async with uow.begin() as session:
             row = await session.get(DeliveryRow, delivery_id)
             assert row is not None
-            row.status = DELIVERED
+            row.status = DeliveryStatus.DELIVERED
             await session.flush()
             await promote_next(session, {pair})
 
@@ -310,7 +310,15 @@ async def test_a_replayed_batch_does_not_leave_a_new_event_waiting_for_a_deliver
     now = datetime.now(UTC)
     review = uuid.uuid4()
     messages = [
-        Message("reviews.events", 0, offset, str(review).encode(), orjson.dumps(event.model_dump(mode="json")), (), 0)
+        Message(
+            topic="reviews.events",
+            partition=0,
+            offset=offset,
+            key=str(review).encode(),
+            value=orjson.dumps(event.model_dump(mode="json")),
+            headers=(),
+            timestamp_ms=0,
+        )
         for offset, event in enumerate([review_event(review, 1), review_event(review, 2)])
     ]
     try:
@@ -330,13 +338,13 @@ async def test_a_replayed_batch_does_not_leave_a_new_event_waiting_for_a_deliver
         async with uow.begin() as session:  # delivered, as the worker records it
             first = await session.scalar(select(DeliveryRow))
             assert first is not None
-            first.status = DELIVERED
+            first.status = DeliveryStatus.DELIVERED
         async with uow.begin() as session:
             await plan_deliveries(session, messages, now=now)  # the replay, one event longer
         async with uow.begin() as session:
             by_sequence = {row.sequence: row for row in await session.scalars(select(DeliveryRow))}
         assert sorted(by_sequence) == [1, 2]
-        assert by_sequence[2].status == PENDING
+        assert by_sequence[2].status == DeliveryStatus.PENDING
         assert by_sequence[2].ready
     finally:
         await engine.dispose()

@@ -15,7 +15,7 @@ from services.core.db import UnitOfWork
 from services.core.kafka import Message
 from services.notifier.flows import plan_deliveries
 from services.notifier.persistence import DeliveryRow, SubscriptionRow
-from services.notifier.retries import DELIVERED
+from services.notifier.retries import DeliveryStatus
 from tests.support.events import review_event
 from tests.support.subscriptions import subscribe_directly
 
@@ -69,7 +69,9 @@ async def test_a_later_batch_waits_for_a_pending_predecessor_but_not_for_a_deliv
     await plan(uow, encoded([review_event(review, 1)]))
     await plan(uow, encoded([review_event(review, 2)]))
     async with uow.begin() as session:
-        await session.execute(update(DeliveryRow).where(DeliveryRow.sequence == 1).values(status=DELIVERED))
+        await session.execute(
+            update(DeliveryRow).where(DeliveryRow.sequence == 1).values(status=DeliveryStatus.DELIVERED)
+        )
     await plan(uow, encoded([review_event(review, 3)]))
     ready = {row.sequence: row.ready for row in await deliveries(uow)}
     assert ready == {1: True, 2: False, 3: False}  # 3 waits for 2, which is still pending

@@ -71,7 +71,7 @@ async def _exactly_once(receiver: Receiver, secret: str, expected: list[str]) ->
 async def test_a_receiver_answering_a_byte_at_a_time_delays_no_one_else(settings: Settings) -> None:
     fast = _fast(settings)
     events = [review_event(uuid.uuid4(), 1) for _ in range(12)]
-    async with HostileReceiver(Answer(byte_delay_s=0.3)) as slow:
+    async with HostileReceiver(answer=Answer(byte_delay_s=0.3)) as slow:
         with Receiver() as healthy:
             async with smits(fast, ["notifier"]) as app:
                 good = await _subscribe(app, healthy.url)
@@ -102,7 +102,7 @@ async def test_a_receiver_answering_a_byte_at_a_time_delays_no_one_else(settings
 async def test_any_retry_after_is_recorded_and_clamped(settings: Settings, value: bytes, capped: bool) -> None:
     fast = _fast(settings)
     event = review_event(uuid.uuid4(), 1)
-    async with HostileReceiver(Answer(b"429", ((b"retry-after", value),))) as limited:
+    async with HostileReceiver(answer=Answer(status=b"429", headers=((b"retry-after", value),))) as limited:
         with Receiver() as healthy:
             async with smits(fast, ["notifier"]) as app:
                 good = await _subscribe(app, healthy.url)
@@ -124,7 +124,7 @@ async def test_any_retry_after_is_recorded_and_clamped(settings: Settings, value
 async def test_nul_and_invalid_utf8_in_a_response_are_stored_safely(settings: Settings) -> None:
     fast = _fast(settings)
     event = review_event(uuid.uuid4(), 1)
-    async with HostileReceiver(Answer(body=b"ok\x00\xff\xfe\xc0 end\x00")) as odd:
+    async with HostileReceiver(answer=Answer(body=b"ok\x00\xff\xfe\xc0 end\x00")) as odd:
         with Receiver() as healthy:
             async with smits(fast, ["notifier"]) as app:
                 good = await _subscribe(app, healthy.url)
@@ -145,7 +145,7 @@ async def test_a_huge_response_is_not_read_whole(settings: Settings) -> None:
     fast = _fast(settings)
     event = review_event(uuid.uuid4(), 1)
     huge = 100 * 1024 * 1024
-    async with HostileReceiver(Answer(body=b"{", extra_zeros=huge)) as flood:
+    async with HostileReceiver(answer=Answer(body=b"{", extra_zeros=huge)) as flood:
         with Receiver() as healthy:
             async with smits(fast, ["notifier"]) as app:
                 good = await _subscribe(app, healthy.url)

@@ -26,7 +26,7 @@ from services.notifier.delivery import DeliveryWorker
 from services.notifier.egress import webhook_client
 from services.notifier.flows import plan_deliveries
 from services.notifier.persistence import AttemptRow, DeliveryRow, SubscriptionRow
-from services.notifier.retries import DELIVERED
+from services.notifier.retries import DeliveryStatus
 from tests.support.events import review_event, tuned
 from tests.support.hostile import Answer, HostileReceiver
 from tests.support.receiver import Receiver
@@ -71,7 +71,15 @@ def _messages(review_ids: list[uuid.UUID]) -> tuple[list[Message], list[str]]:
     """One event for each review, and a second for the first review (its order is checked)."""
     events = [review_event(review, 1) for review in review_ids] + [review_event(review_ids[0], 2)]
     messages = [
-        Message("reviews.events", 0, n, str(e.review_id).encode(), orjson.dumps(e.model_dump(mode="json")), (), 0)
+        Message(
+            topic="reviews.events",
+            partition=0,
+            offset=n,
+            key=str(e.review_id).encode(),
+            value=orjson.dumps(e.model_dump(mode="json")),
+            headers=(),
+            timestamp_ms=0,
+        )
         for n, e in enumerate(events)
     ]
     return messages, [f"msg_{e.id.hex}" for e in events]
@@ -79,17 +87,17 @@ def _messages(review_ids: list[uuid.UUID]) -> tuple[list[Message], list[str]]:
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(answer=answers)
-@example(answer=Answer(b"200", body=b"nul\x00here\xff"))
-@example(answer=Answer(b"429", ((b"retry-after", b"9" * 40),)))
-@example(answer=Answer(b"503", ((b"retry-after", "²".encode()),)))
-@example(answer=Answer(b"200", byte_delay_s=0.05))
+@example(answer=Answer(status=b"200", body=b"nul\x00here\xff"))
+@example(answer=Answer(status=b"429", headers=((b"retry-after", b"9" * 40),)))
+@example(answer=Answer(status=b"503", headers=((b"retry-after", "²".encode()),)))
+@example(answer=Answer(status=b"200", byte_delay_s=0.05))
 async def test_a_hostile_receiver_never_affects_its_neighbour(
     engine: AsyncEngine, settings: Settings, answer: Answer
 ) -> None:
     uow = UnitOfWork(engine)
     fast = tuned(settings, delivery_timeout_s=TIMEOUT_S, delivery_lease_s=LEASE_S)
     messages, ids = _messages([uuid.uuid4() for _ in range(3)])
-    async with HostileReceiver(answer) as hostile:
+    async with HostileReceiver(answer=answer) as hostile:
         with Receiver() as healthy:
             secret = await subscribe_directly(uow, healthy.url, description="healthy")
             await subscribe_directly(uow, hostile.url, description="hostile")
@@ -116,7 +124,7 @@ async def test_a_hostile_receiver_never_affects_its_neighbour(
     assert max(message.at for message in healthy.received) - started < ON_TIME_S
     for message in healthy.received:
         verify_both(secret, message)
-    assert state["healthy_statuses"] == [DELIVERED] * len(ids)
+    assert state["healthy_statuses"] == [DeliveryStatus.DELIVERED] * len(ids)
     assert state["healthy_attempts"] == len(ids)
     assert state["hostile_attempts"] >= len(hostile.received)  # every request it saw is recorded
     assert state["hostile_attempts"] == state["hostile_attempt_count"]

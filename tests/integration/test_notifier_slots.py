@@ -16,7 +16,7 @@ from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.persistence import DeliveryRow, SubscriptionRow
-from services.notifier.retries import PENDING
+from services.notifier.retries import DeliveryStatus
 from services.notifier.signing import generate_secret
 
 SLOW_S = 1.5
@@ -53,7 +53,7 @@ async def _seed(uow: UnitOfWork, names: list[str]) -> None:
                         review_id=None,
                         sequence=n,
                         body="{}",
-                        status=PENDING,
+                        status=DeliveryStatus.PENDING,
                         next_attempt_at=now + timedelta(milliseconds=n),
                         created_at=now,
                         ready=True,

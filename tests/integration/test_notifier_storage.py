@@ -29,7 +29,10 @@ from tests.support.subscriptions import subscribe_directly
 from tests.support.waiting import eventually
 
 LEASE_S = 1.0
-ANSWERS = (Answer(b"200", body=b"a\x00b\xff\xfe\xc0"), Answer(b"429", ((b"retry-after", b"9" * 40),)))
+ANSWERS = (
+    Answer(status=b"200", body=b"a\x00b\xff\xfe\xc0"),
+    Answer(status=b"429", headers=((b"retry-after", b"9" * 40),)),
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -54,11 +57,19 @@ async def test_hostile_answers_are_stored_on_both_databases(database: str, kafka
     uow = UnitOfWork(engine)
     events = [review_event(uuid.uuid4(), 1) for _ in ANSWERS]
     messages = [
-        Message("reviews.events", 0, n, None, orjson.dumps(e.model_dump(mode="json")), (), 0)
+        Message(
+            topic="reviews.events",
+            partition=0,
+            offset=n,
+            key=None,
+            value=orjson.dumps(e.model_dump(mode="json")),
+            headers=(),
+            timestamp_ms=0,
+        )
         for n, e in enumerate(events)
     ]
     try:
-        async with HostileReceiver(ANSWERS[0], more=ANSWERS[1:]) as hostile:
+        async with HostileReceiver(answer=ANSWERS[0], more=ANSWERS[1:]) as hostile:
             with Receiver() as healthy:
                 await subscribe_directly(uow, healthy.url)
                 await subscribe_directly(uow, hostile.url)

@@ -60,7 +60,9 @@ async def producer(db_settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
 
 
 def row(n: int, size: int = 10) -> dict[str, object]:
-    return outbox_values(topic=topics.TRIGGERS_ACCEPTED, key=b"k", value=str(n).encode().ljust(size, b"."))
+    return outbox_values(
+        topic=topics.TRIGGERS_ACCEPTED, key=b"k", value=str(n).encode().ljust(size, b"."), now=datetime.now(UTC)
+    )
 
 
 async def publish_all(relay: OutboxRelay) -> None:
@@ -201,10 +203,12 @@ async def test_a_record_the_broker_refuses_is_parked_and_the_producer_keeps_publ
         await admin.create_topics([small])
     finally:
         await admin.close()
-    refused = outbox_values(topic="small", key=b"k", value=b"x" * 10_000)
+    refused = outbox_values(topic="small", key=b"k", value=b"x" * 10_000, now=datetime.now(UTC))
     async with uow.begin() as session:
         await insert_rows(
-            session, IngestOutboxRow, [row(1), refused, row(3), outbox_values(topic="small", key=b"k", value=b"ok")]
+            session,
+            IngestOutboxRow,
+            [row(1), refused, row(3), outbox_values(topic="small", key=b"k", value=b"ok", now=datetime.now(UTC))],
         )
     relay = OutboxRelay(uow=uow, row=IngestOutboxRow, producer=producer, settings=db_settings)
     await asyncio.wait_for(publish_all(relay), 60)
@@ -238,8 +242,8 @@ async def test_an_invalid_record_is_parked_and_the_next_one_published(
             session,
             IngestOutboxRow,
             [
-                outbox_values(topic="compacted", key=None, value=b"no key"),
-                outbox_values(topic="compacted", key=b"k", value=b"keyed"),
+                outbox_values(topic="compacted", key=None, value=b"no key", now=datetime.now(UTC)),
+                outbox_values(topic="compacted", key=b"k", value=b"keyed", now=datetime.now(UTC)),
             ],
         )
     relay = OutboxRelay(uow=uow, row=IngestOutboxRow, producer=producer, settings=db_settings)

@@ -18,7 +18,7 @@ from services.contracts import topics
 from services.core.db import UnitOfWork, create_engine
 from services.core.kafka import BatchConsumer, Message
 from services.core.settings import Settings
-from services.trigger_ingest.persistence import RejectionRow, TriggerRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow, RejectionRow
 from tests.support.harness import smits
 from tests.support.kafka import read_topic
 from tests.support.waiting import eventually
@@ -57,11 +57,15 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_records_around_it_
         await produce_one_batch(settings, topics.TRIGGERS, [(valid("before"), False), (b"{}", True)])
         await produce_one_batch(settings, topics.TRIGGERS, [(b"{}", True)])
         await produce_one_batch(settings, topics.TRIGGERS, [(valid("after"), False)])
-        await eventually(lambda: app.count(TriggerRow), lambda n: n == 2, what="the readable records", within=30)
+        await eventually(
+            lambda: app.count(AcceptedTriggerRow), lambda n: n == 2, what="the readable records", within=30
+        )
         await eventually(lambda: app.count(RejectionRow), lambda n: n == 2, what="the undecodable ones", within=30)
         async with app.runtime.uow.begin() as session:
             rejections = (await session.scalars(select(RejectionRow).order_by(RejectionRow.kafka_offset))).all()
-            accepted = (await session.scalars(select(TriggerRow.event_id).order_by(TriggerRow.kafka_offset))).all()
+            accepted = (
+                await session.scalars(select(AcceptedTriggerRow.event_id).order_by(AcceptedTriggerRow.kafka_offset))
+            ).all()
         letters = await eventually(
             lambda: read_topic(settings, topics.TRIGGERS_DLT), lambda r: len(r) == 2, what="dead letters"
         )

@@ -14,7 +14,7 @@ from tests.support.receiver import Received
 CHUNK = 64 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Answer:
     status: bytes = b"200"
     headers: tuple[tuple[bytes, bytes], ...] = ()
@@ -31,7 +31,7 @@ class Answer:
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HostileReceiver:
     answer: Answer = field(default_factory=Answer)
     more: tuple[Answer, ...] = ()

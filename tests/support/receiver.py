@@ -21,7 +21,7 @@ class Received:
     at: float  # time.monotonic() on arrival
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Receiver:
     """Answers with the scripted answers in order (then `default`), recording every request.
 

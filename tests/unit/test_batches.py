@@ -17,7 +17,15 @@ PARKED_AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def record(partition: int, offset: int) -> Message:
-    return Message("t.topic", partition, offset, None, f"{partition}/{offset}".encode(), (), 0)
+    return Message(
+        topic="t.topic",
+        partition=partition,
+        offset=offset,
+        key=None,
+        value=f"{partition}/{offset}".encode(),
+        headers=(),
+        timestamp_ms=0,
+    )
 
 
 def at(partition: int, next_offset: int, **changes: object) -> Position:

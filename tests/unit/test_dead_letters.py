@@ -11,7 +11,7 @@ from services.trigger_ingest.dead_letters import TRUNCATION_HEADER, DeadLetter, 
 from services.trigger_ingest.domain import Rejection
 
 LIMIT = 64 * 1024
-REJECTION = Rejection("UnknownType", "unknown trigger type 'x'", field="type")
+REJECTION = Rejection(kind="UnknownType", message="unknown trigger type 'x'", field="type")
 
 
 def letter(**changes: object) -> DeadLetter:
@@ -60,7 +60,7 @@ def test_an_original_too_large_to_fit_is_cut_and_the_cut_is_named() -> None:
 
 
 def test_a_huge_reason_is_bounded_in_its_header() -> None:
-    dead = letter(rejection=Rejection("InvalidData", "é" * 100_000))
+    dead = letter(rejection=Rejection(kind="InvalidData", message="é" * 100_000))
     message = dict(dead.headers)["__connect.errors.exception.message"]
     assert len(message) <= 4096
     assert message.decode().endswith(TRUNCATED)
@@ -82,7 +82,7 @@ def test_a_huge_reason_is_bounded_in_its_header() -> None:
 def test_every_dead_letter_fits_the_producer_limit(
     key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], message: str
 ) -> None:
-    dead = letter(key=key, value=value, headers=headers, rejection=Rejection("X", message))
+    dead = letter(key=key, value=value, headers=headers, rejection=Rejection(kind="X", message=message))
     assert kafka_size(dead) <= LIMIT
     whole = DeadLetter(key, value or b"", [*headers, *dead.headers[-5:]])
     if kafka_size(whole) + 2048 <= LIMIT:  # the original fits beside the error headers: nothing is cut

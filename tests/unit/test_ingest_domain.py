@@ -47,7 +47,7 @@ def structured(**overrides: Any) -> bytes:
 def test_structured_event_is_accepted_with_scope_and_default_severity() -> None:
     parsed = parse_kafka(structured(), STRUCTURED, received_at=NOW)
     assert isinstance(parsed, Trigger)
-    assert (parsed.source, parsed.id, parsed.subject) == ("/s", "1", "bu-1")
+    assert (parsed.source, parsed.id, parsed.scope) == ("/s", "1", "bu-1")
     assert parsed.category is Category.REGULATION_UPDATE
     assert parsed.severity is Severity.HIGH  # effective within 90 days of NOW
     assert parsed.occurred_at == NOW  # no `time`: received time stands in

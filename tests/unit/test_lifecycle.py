@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from services.strategy_engine.lifecycle import PHASES, TERMINAL, TRANSITIONS, ReviewFacts, ReviewState, check
+from services.strategy_engine.lifecycle import (
+    PHASES,
+    TERMINAL,
+    TRANSITIONS,
+    ApprovalDecision,
+    ReviewFacts,
+    ReviewState,
+    check,
+)
 
 S = ReviewState
 ALL_GOOD = ReviewFacts(
@@ -14,7 +22,7 @@ ALL_GOOD = ReviewFacts(
     has_recommendation=True,
     approvals_complete=True,
     approvals_missing="",
-    decision="approved",
+    decision=ApprovalDecision.APPROVED,
     documents_published_in_phase=1,
     reason="duplicate of another",
 )
@@ -75,7 +83,7 @@ GUARDS = [
         {"approvals_complete": False, "approvals_missing": "1 of 2 required approvals"},
         "approvals_complete",
     ),
-    (S.APPROVAL, S.PUBLISH, {"decision": "rejected"}, "decision_approved"),
+    (S.APPROVAL, S.PUBLISH, {"decision": ApprovalDecision.REJECTED}, "decision_approved"),
     (S.PUBLISH, S.EXECUTE, {"documents_published_in_phase": 0}, "documents_published"),
     (S.ASSESS, S.CANCELLED, {"reason": None}, "reason_given"),
 ]

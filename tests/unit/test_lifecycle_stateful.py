@@ -8,7 +8,15 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from services.strategy_engine.lifecycle import INITIAL, TERMINAL, TRANSITIONS, ReviewFacts, ReviewState, check
+from services.strategy_engine.lifecycle import (
+    INITIAL,
+    TERMINAL,
+    TRANSITIONS,
+    ApprovalDecision,
+    ReviewFacts,
+    ReviewState,
+    check,
+)
 
 S = ReviewState
 
@@ -35,12 +43,12 @@ class ReviewMachine(RuleBasedStateMachine):
             has_recommendation=recommendation,
             assessment_missing=() if complete else ("impact on plans is not rated",),
             approvals_complete=False,
-            decision="pending",
+            decision=ApprovalDecision.PENDING,
         )
 
-    @rule(decision=st.sampled_from(["pending", "approved", "approved", "rejected", "deferred"]))
-    def approve(self, decision: str) -> None:
-        self.facts = replace(self.facts, approvals_complete=decision == "approved", decision=decision)
+    @rule(decision=st.sampled_from([*ApprovalDecision, ApprovalDecision.APPROVED]))
+    def approve(self, decision: ApprovalDecision) -> None:
+        self.facts = replace(self.facts, approvals_complete=decision is ApprovalDecision.APPROVED, decision=decision)
 
     @rule(published=st.integers(min_value=0, max_value=2), reason=st.sampled_from([None, None, "superseded"]))
     def documents(self, published: int, reason: str | None) -> None:
@@ -84,7 +92,7 @@ class ReviewMachine(RuleBasedStateMachine):
                 assert facts.has_recommendation
             if (current, target) == (S.APPROVAL, S.PUBLISH):
                 assert facts.approvals_complete
-                assert facts.decision == "approved"
+                assert facts.decision is ApprovalDecision.APPROVED
             if (current, target) == (S.PUBLISH, S.EXECUTE):
                 assert facts.documents_published_in_phase > 0
             if target is S.CANCELLED:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.limits import RateLimiter
+from services.core.limits import CallerTokenBuckets
 
 
 class Clock:
@@ -17,7 +17,7 @@ class Clock:
 
 def test_burst_then_refill_per_caller() -> None:
     clock = Clock()
-    limiter = RateLimiter(rate=2, burst=3, clock=clock)
+    limiter = CallerTokenBuckets(rate=2, burst=3, clock=clock)
     assert [limiter.take("a") for _ in range(3)] == [0, 0, 0]
     assert limiter.take("a") == pytest.approx(0.5)  # one token comes back every half second
     assert limiter.take("b") == 0  # callers are independent
@@ -28,7 +28,7 @@ def test_burst_then_refill_per_caller() -> None:
 
 def test_a_batch_costs_one_token_per_event_and_an_oversized_one_waits_for_a_full_bucket() -> None:
     clock = Clock()
-    limiter = RateLimiter(rate=10, burst=20, clock=clock)
+    limiter = CallerTokenBuckets(rate=10, burst=20, clock=clock)
     assert limiter.take("a", cost=15) == 0
     assert limiter.take("a", cost=10) == pytest.approx(0.5)
     clock.now += 2
@@ -38,7 +38,7 @@ def test_a_batch_costs_one_token_per_event_and_an_oversized_one_waits_for_a_full
 
 def test_oversized_batches_cannot_beat_the_average_rate() -> None:
     clock = Clock()
-    limiter = RateLimiter(rate=1, burst=10, clock=clock)
+    limiter = CallerTokenBuckets(rate=1, burst=10, clock=clock)
     admitted = 0
     while clock.now < 10_000:  # a client sending a 1000-event batch as soon as it may, for 10,000 s
         wait = limiter.take("a", cost=1000)

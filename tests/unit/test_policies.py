@@ -12,8 +12,8 @@ from services.contracts.accepted import TriggerAcceptedV1
 from services.contracts.triggers import Category, Severity
 from services.strategy_engine.policies import (
     Action,
+    CorrelationOutcome,
     OpenReview,
-    Outcome,
     Policy,
     PolicyError,
     PolicySet,
@@ -122,22 +122,30 @@ OPEN = OpenReview(first_trigger_at=T0, last_trigger_at=T0 + timedelta(days=20))
 @pytest.mark.parametrize(
     ("policy", "review", "at", "earlier", "outcome"),
     [
-        (REG, None, T0, 0, Outcome.OPENED),
-        (REG, OPEN, T0 + timedelta(days=40), 0, Outcome.ATTACHED),  # within 30 d of the last trigger
-        (REG, OPEN, T0 + timedelta(days=51), 0, Outcome.OPENED),  # grouping window passed
+        (REG, None, T0, 0, CorrelationOutcome.OPENED),
+        (REG, OPEN, T0 + timedelta(days=40), 0, CorrelationOutcome.ATTACHED),  # within 30 d of the last trigger
+        (REG, OPEN, T0 + timedelta(days=51), 0, CorrelationOutcome.OPENED),  # grouping window passed
         (
             REG,
             OpenReview(first_trigger_at=T0, last_trigger_at=T0 + timedelta(days=85)),
             T0 + timedelta(days=91),
             0,
-            Outcome.OPENED,
+            CorrelationOutcome.OPENED,
         ),  # hard cap passed although the last trigger is recent
-        (REG.model_copy(update={"action": Action.ATTACH_ONLY}), None, T0, 0, Outcome.RECORDED),
-        (REG.model_copy(update={"action": Action.ATTACH_ONLY}), OPEN, T0 + timedelta(days=21), 0, Outcome.ATTACHED),
-        (REG.model_copy(update={"action": Action.RECORD_ONLY}), OPEN, T0, 0, Outcome.RECORDED),
+        (REG.model_copy(update={"action": Action.ATTACH_ONLY}), None, T0, 0, CorrelationOutcome.RECORDED),
+        (
+            REG.model_copy(update={"action": Action.ATTACH_ONLY}),
+            OPEN,
+            T0 + timedelta(days=21),
+            0,
+            CorrelationOutcome.ATTACHED,
+        ),
+        (REG.model_copy(update={"action": Action.RECORD_ONLY}), OPEN, T0, 0, CorrelationOutcome.RECORDED),
     ],
 )
-def test_decisions(policy: Policy, review: OpenReview | None, at: datetime, earlier: int, outcome: Outcome) -> None:
+def test_decisions(
+    policy: Policy, review: OpenReview | None, at: datetime, earlier: int, outcome: CorrelationOutcome
+) -> None:
     decision = decide(policy, trigger(at=at), key="k", open_review=review, matching_in_window=earlier)
     assert decision.outcome is outcome
     assert decision.reason
@@ -147,7 +155,7 @@ def test_decisions(policy: Policy, review: OpenReview | None, at: datetime, earl
 def test_threshold_opens_only_at_the_nth_trigger_in_the_window() -> None:
     policy = Policy.model_validate({"id": "fb", "action": "open_review", "threshold": {"count": 3, "window": "7d"}})
     outcomes = [decide(policy, trigger(), key="k", open_review=None, matching_in_window=n).outcome for n in range(3)]
-    assert outcomes == [Outcome.RECORDED, Outcome.RECORDED, Outcome.OPENED]
+    assert outcomes == [CorrelationOutcome.RECORDED, CorrelationOutcome.RECORDED, CorrelationOutcome.OPENED]
     below = decide(policy, trigger(), key="k", open_review=None, matching_in_window=1)
     assert "2 of 3" in below.reason
 

@@ -9,13 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.notifier.retries import (
-    DELIVERED,
-    FAILED,
-    PENDING,
     RATE_MIN_PER_S,
-    Outcome,
-    Pace,
+    AttemptResult,
+    DeliveryStatus,
     Step,
+    SubscriptionPace,
     next_step,
     retry_after,
 )
@@ -26,11 +24,13 @@ SCHEDULE = (0.0, 5.0, 300.0)
 DAY = timedelta(days=1)
 
 
-def outcome(status: int | None, retry: str | None = None) -> Outcome:
-    return Outcome(status, 10, None, None if status else "ConnectError", retry)
+def outcome(status: int | None, retry: str | None = None) -> AttemptResult:
+    return AttemptResult(
+        status_code=status, duration_ms=10, response=None, error=None if status else "ConnectError", retry_after=retry
+    )
 
 
-def step(result: Outcome, attempts: int, failing_since: datetime | None = None) -> Step:
+def step(result: AttemptResult, attempts: int, failing_since: datetime | None = None) -> Step:
     return next_step(
         result,
         attempts=attempts,
@@ -45,13 +45,13 @@ def step(result: Outcome, attempts: int, failing_since: datetime | None = None) 
 
 @pytest.mark.parametrize("status", [200, 201, 204, 299])
 def test_any_2xx_delivers(status: int) -> None:
-    assert step(outcome(status), 1).status == DELIVERED
+    assert step(outcome(status), 1).status == DeliveryStatus.DELIVERED
 
 
 @pytest.mark.parametrize("status", [None, 301, 302, 400, 404, 429, 500, 503])
 def test_anything_else_retries_on_the_schedule(status: int | None) -> None:
     result = step(outcome(status), 1)
-    assert result.status == PENDING
+    assert result.status == DeliveryStatus.PENDING
     assert result.next_attempt_at == NOW + timedelta(seconds=5)
     assert result.disable_reason is None
 
@@ -59,12 +59,12 @@ def test_anything_else_retries_on_the_schedule(status: int | None) -> None:
 def test_the_schedule_runs_out() -> None:
     assert step(outcome(500), 2).next_attempt_at == NOW + timedelta(seconds=300)
     exhausted = step(outcome(500), 3)
-    assert (exhausted.status, exhausted.next_attempt_at) == (FAILED, None)
+    assert (exhausted.status, exhausted.next_attempt_at) == (DeliveryStatus.FAILED, None)
 
 
 def test_410_fails_and_disables() -> None:
     result = step(outcome(410), 1)
-    assert result.status == FAILED
+    assert result.status == DeliveryStatus.FAILED
     assert result.disable_reason is not None
 
 
@@ -122,7 +122,7 @@ def test_retry_after_accepts_any_text(value: str) -> None:
 
 def test_a_pace_never_sleeps_and_spaces_sends() -> None:
     now = [100.0]
-    pace = Pace(2.0, clock=lambda: now[0])
+    pace = SubscriptionPace(2.0, clock=lambda: now[0])
     assert pace.wait() == 0
     pace.take()
     assert pace.wait() == pytest.approx(0.5)
@@ -133,7 +133,7 @@ def test_a_pace_never_sleeps_and_spaces_sends() -> None:
 @pytest.mark.parametrize("rate", [1e-9, 0.0, -5.0])
 def test_a_pace_below_the_floor_waits_at_most_the_floor_interval(rate: float) -> None:
     now = [0.0]
-    pace = Pace(rate, clock=lambda: now[0])
+    pace = SubscriptionPace(rate, clock=lambda: now[0])
     pace.take()
     assert pace.wait() == pytest.approx(1 / RATE_MIN_PER_S)
 

@@ -23,7 +23,7 @@ from services.core.errors import Invalid
 from services.core.http import Instant, ProblemError, row_id
 from services.core.identity import audit, passwords, store
 from services.core.identity.model import EMAIL_PATTERN, AuthMethod, Caller, Role, Scope, normal_email
-from services.core.limits import RateLimiter
+from services.core.limits import CallerTokenBuckets
 from services.core.settings import Settings
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -160,8 +160,8 @@ def start_session(response: Response, settings: Settings, token: str) -> None:
 
 def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
     router = APIRouter(tags=["identity"])
-    per_account = RateLimiter(rate=5 / 60, burst=10)  # failed sign-ins per e-mail address
-    per_client = RateLimiter(rate=1.0, burst=30)  # sign-in attempts per client address
+    per_account = CallerTokenBuckets(rate=5 / 60, burst=10)  # failed sign-ins per e-mail address
+    per_client = CallerTokenBuckets(rate=1.0, burst=30)  # sign-in attempts per client address
 
     def throttled(request: Request, email: str) -> None:
         client = request.client.host if request.client else "unknown"

@@ -18,7 +18,7 @@ from services.core.runtime import Runtime
 from services.notifier import persistence
 from services.notifier.egress import EgressRefused, check_url
 from services.notifier.persistence import DeliveryRow, SubscriptionRow
-from services.notifier.retries import FAILED, PENDING, RATE_MAX_PER_S, RATE_MIN_PER_S
+from services.notifier.retries import RATE_MAX_PER_S, RATE_MIN_PER_S, DeliveryStatus
 from services.notifier.signing import generate_secret
 
 EventType = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_.]+(\.\*)?)$")]
@@ -211,7 +211,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def list_deliveries(
         _auth: SubscriptionsAdmin,
         subscription_id: uuid.UUID | None = None,
-        status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
+        status: Annotated[str | None, Query(pattern=f"^({'|'.join(DeliveryStatus)})$")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[DeliveryOut]:
         """Newest first, each with every attempt (status, duration, truncated response or error)."""
@@ -233,11 +233,12 @@ def build_router(runtime: Runtime) -> APIRouter:
         async with runtime.uow.begin() as session:
             delivery = await get_row(session, DeliveryRow, delivery_id, what="delivery")
             subscription = await _subscription(session, delivery.subscription_id)
-            if delivery.status != FAILED:
+            if delivery.status != DeliveryStatus.FAILED:
                 raise ProblemError(409, "Conflict", f"delivery is {delivery.status}; only failed ones are resent")
             if not subscription.enabled:
                 raise ProblemError(409, "Conflict", "the subscription is disabled; enable it first")
-            delivery.status, delivery.next_attempt_at, delivery.attempt_count = PENDING, datetime.now(UTC), 0
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.PENDING, datetime.now(UTC)
+            delivery.attempt_count = 0
             delivery.locked_until = None
             delivery.ready = True  # an explicit replay: it does not wait for later events of its review
             return _delivery_out(delivery, [])

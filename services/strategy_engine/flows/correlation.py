@@ -19,13 +19,19 @@ from services.core.kafka import Message
 from services.core.observability import get_logger
 from services.core.tracing import from_headers, span
 from services.strategy_engine import persistence
-from services.strategy_engine.flows.events import event_rows, review_summary, stored_trigger_ref, trigger_ref
+from services.strategy_engine.flows.events import (
+    count_after_commit,
+    event_rows,
+    review_summary,
+    stored_trigger_ref,
+    trigger_ref,
+)
 from services.strategy_engine.lifecycle import INITIAL
-from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, EngineOutboxRow, ReviewRow, TimelineRow
 from services.strategy_engine.policies import (
+    CorrelationOutcome,
     Decision,
     OpenReview,
-    Outcome,
     Policy,
     PolicySet,
     correlation_key,
@@ -36,16 +42,17 @@ from services.strategy_engine.policies import (
 log = get_logger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Seen:
     """What correlation knows within one batch: the collecting review per key (loaded, locked, or opened in
     this batch) and this batch's new rows (column values, inserted in bulk at the end): trigger rows by
-    (policy, key), timeline and outbox rows in order."""
+    (policy, key), timeline and outbox rows in order, and the types of the events (counted after commit)."""
 
     reviews: dict[str, ReviewRow]
     rows: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     timeline: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    types: list[ReviewEventType] = field(default_factory=list)
 
     def event(
         self,
@@ -58,13 +65,14 @@ class _Seen:
         _, timeline, outbox = event_rows(review, type_, now, data, traceparent=traceparent)
         self.timeline.append(timeline)
         self.outbox.append(outbox)
+        self.types.append(type_)
 
 
 async def evaluate(session: AsyncSession, policies: PolicySet, trigger: TriggerAcceptedV1) -> Decision:
     """The decision for one trigger given the database as it is (the dry-run; reads only)."""
     policy = select_policy(policies, trigger)
     key = correlation_key(policy, trigger)
-    return await _decide(session, _Seen(await persistence.open_reviews(session, {key})), policy, trigger, key)
+    return await _decide(session, _Seen(reviews=await persistence.open_reviews(session, {key})), policy, trigger, key)
 
 
 async def _decide(session: AsyncSession, seen: _Seen, policy: Policy, trigger: TriggerAcceptedV1, key: str) -> Decision:
@@ -75,7 +83,7 @@ async def _decide(session: AsyncSession, seen: _Seen, policy: Policy, trigger: T
     threshold = policy.threshold
     assumed = threshold.count if threshold else 0
     decision = decide(policy, trigger, key=key, open_review=open_review, matching_in_window=assumed)
-    if threshold is None or decision.outcome is not Outcome.OPENED:
+    if threshold is None or decision.outcome is not CorrelationOutcome.OPENED:
         return decision
     # Only a trigger that would open a review needs the count of earlier ones in the threshold window.
     start, end = trigger.occurred_at - threshold.window, trigger.occurred_at
@@ -102,7 +110,7 @@ async def handle_accepted_batch(
         known.add((trigger.source, trigger.id))
         policy = select_policy(policies, trigger)
         planned.append((trigger, traceparent, policy, correlation_key(policy, trigger)))
-    seen = _Seen(await persistence.open_reviews(session, {key for *_, key in planned}, lock=True))
+    seen = _Seen(reviews=await persistence.open_reviews(session, {key for *_, key in planned}, lock=True))
     decisions = []
     for trigger, traceparent, policy, key in planned:
         decision = await _decide(session, seen, policy, trigger, key)
@@ -110,9 +118,10 @@ async def handle_accepted_batch(
             await _apply(session, seen, policy, trigger, decision, now, traceparent)
         decisions.append(decision)
     await session.flush()  # reviews first: the rows below refer to them
-    await insert_rows(session, TriggerRow, [row for rows in seen.rows.values() for row in rows])
+    await insert_rows(session, DecidedTriggerRow, [row for rows in seen.rows.values() for row in rows])
     await insert_rows(session, TimelineRow, seen.timeline)
     await insert_rows(session, EngineOutboxRow, seen.outbox)
+    count_after_commit(session, seen.types)
     return decisions
 
 
@@ -127,7 +136,7 @@ async def _apply(
 ) -> None:
     key = decision.correlation_key
     review: ReviewRow | None = None
-    if decision.outcome is Outcome.OPENED:
+    if decision.outcome is CorrelationOutcome.OPENED:
         stale = seen.reviews.get(key)
         if stale is not None:  # past its windows: it carries on, but new related triggers go to the new one
             stale.open_key = None  # flushed as an UPDATE before the new review's INSERT
@@ -135,7 +144,7 @@ async def _apply(
         seen.event(review, ReviewEventType.OPENED, now, {**review_summary(review), **_about(trigger)}, traceparent)
         if policy.threshold is not None:
             await _link_waiting(session, seen, policy, trigger, review, now)
-    elif decision.outcome is Outcome.ATTACHED:
+    elif decision.outcome is CorrelationOutcome.ATTACHED:
         review = seen.reviews[key]
         review.last_trigger_at = max(review.last_trigger_at, trigger.occurred_at)
         seen.event(review, ReviewEventType.TRIGGER_ATTACHED, now, _about(trigger), traceparent)
@@ -215,7 +224,7 @@ def _ref(row: dict[str, Any]) -> dict[str, Any]:
         event_id=row["event_id"],
         category=row["category"],
         severity=row["severity"],
-        subject=row["subject"],
+        scope=row["subject"],
     )
 
 
@@ -241,5 +250,5 @@ def _about(trigger: TriggerAcceptedV1) -> dict[str, Any]:
         event_id=trigger.id,
         category=trigger.category.value,
         severity=trigger.severity.value,
-        subject=trigger.subject,
+        scope=trigger.subject,
     )

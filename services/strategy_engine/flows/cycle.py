@@ -12,14 +12,14 @@ from services.contracts.reviews import ReviewEventType
 from services.strategy_engine.assessments import AssessmentIn, Verdict, decision, missing, next_in_sequence
 from services.strategy_engine.errors import GuardRefused
 from services.strategy_engine.flows.events import lock_review, record_event, stored_trigger_ref
-from services.strategy_engine.lifecycle import TERMINAL, Refusal, ReviewFacts, ReviewState, check
+from services.strategy_engine.lifecycle import TERMINAL, ApprovalDecision, Refusal, ReviewFacts, ReviewState, check
 from services.strategy_engine.persistence import (
     ApprovalRow,
     AssessmentRow,
+    DecidedTriggerRow,
     DocumentVersionRow,
     ReviewRow,
     TransitionRow,
-    TriggerRow,
 )
 from services.strategy_engine.policies import PolicySet
 
@@ -61,7 +61,7 @@ async def facts(session: AsyncSession, review: ReviewRow, *, reason: str | None 
         assessment_complete=current.complete,
         assessment_missing=tuple(missing(body)),
         has_recommendation=body.recommendation is not None,
-        approvals_complete=verdict == "approved",
+        approvals_complete=verdict is ApprovalDecision.APPROVED,
         approvals_missing=waiting or f"the decision is {verdict}",
         decision=verdict,
         documents_published_in_phase=published,
@@ -164,10 +164,10 @@ async def record_approval(
     verdict: Verdict,
     comment: str | None,
     now: datetime,
-) -> str:
+) -> ApprovalDecision:
     """Record one approver's verdict on the current assessment version; returns the resulting decision."""
     review = await lock_review(session, review_id)
-    if review.state != ReviewState.APPROVAL.value:
+    if ReviewState(review.state) is not ReviewState.APPROVAL:
         raise GuardRefused("in_approval", f"the review is in {review.state}")
     current = await latest_assessment(session, review.id)
     if current is None or current.version != version:
@@ -214,8 +214,12 @@ async def merge(
     for review in (source, target):
         if ReviewState(review.state) in TERMINAL:
             raise GuardRefused("review_open", f"review {review.id} is {review.state}")
-    moved = list((await session.scalars(select(TriggerRow).where(TriggerRow.review_id == source.id))).all())
-    await session.execute(update(TriggerRow).where(TriggerRow.review_id == source.id).values(review_id=target.id))
+    moved = list(
+        (await session.scalars(select(DecidedTriggerRow).where(DecidedTriggerRow.review_id == source.id))).all()
+    )
+    await session.execute(
+        update(DecidedTriggerRow).where(DecidedTriggerRow.review_id == source.id).values(review_id=target.id)
+    )
     previous = source.state
     enter(source, ReviewState.MERGED, policies, now)
     source.merged_into = target.id

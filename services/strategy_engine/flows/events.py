@@ -1,8 +1,13 @@
-"""Recording review events: the timeline row and the outbox row, in the caller's transaction."""
+"""Recording review events: the timeline row and the outbox row, in the caller's transaction.
+
+`event_rows` only builds column values; the `smits_reviews_events_total` counter moves once the caller's
+unit of work has committed (`count_after_commit`), so a rolled-back transaction counts nothing."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts import topics
 from services.contracts.reviews import ReviewEventType, ReviewEventV1
-from services.core.db import is_postgres
+from services.core.db import after_commit, is_postgres
 from services.core.observability import REVIEWS
 from services.core.outbox import outbox_values
 from services.core.tracing import TRACEPARENT, child_of
 from services.strategy_engine.errors import ReviewNotFound
-from services.strategy_engine.persistence import EngineOutboxRow, ReviewRow, TimelineRow, TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, EngineOutboxRow, ReviewRow, TimelineRow
 
 
 async def lock_review(session: AsyncSession, review_id: uuid.UUID) -> ReviewRow:
@@ -44,7 +49,20 @@ def record_event(
     event, timeline, outbox = event_rows(review, type_, now, data, traceparent=traceparent)
     session.add(TimelineRow(**timeline))
     session.add(EngineOutboxRow(**outbox))
+    count_after_commit(session, [type_])
     return event
+
+
+def count_after_commit(session: AsyncSession, types: Sequence[ReviewEventType]) -> None:
+    """Count review events in `smits_reviews_events_total` once `session`'s unit of work commits."""
+    counted = Counter(types)
+
+    def count() -> None:
+        for type_, n in counted.items():
+            REVIEWS.labels(type_.value).inc(n)
+
+    if counted:
+        after_commit(session, count)
 
 
 def event_rows(
@@ -87,21 +105,19 @@ def event_rows(
             ("smits-schema", b"ReviewEvent.v1"),
             (TRACEPARENT, child_of(traceparent).encode()),
         ],
+        now=now,
     )
-    REVIEWS.labels(type_.value).inc()
     return event, timeline, outbox
 
 
-def trigger_ref(*, source: str, event_id: str, category: str, severity: str, subject: str) -> dict[str, Any]:
-    """How review events name a trigger."""
-    return {
-        "trigger": {"source": source, "id": event_id, "category": category, "severity": severity, "subject": subject}
-    }
+def trigger_ref(*, source: str, event_id: str, category: str, severity: str, scope: str) -> dict[str, Any]:
+    """How review events name a trigger (its scope under the CloudEvents name, `subject`)."""
+    return {"trigger": {"source": source, "id": event_id, "category": category, "severity": severity, "subject": scope}}
 
 
-def stored_trigger_ref(row: TriggerRow) -> dict[str, Any]:
+def stored_trigger_ref(row: DecidedTriggerRow) -> dict[str, Any]:
     return trigger_ref(
-        source=row.source, event_id=row.event_id, category=row.category, severity=row.severity, subject=row.subject
+        source=row.source, event_id=row.event_id, category=row.category, severity=row.severity, scope=row.subject
     )
 
 

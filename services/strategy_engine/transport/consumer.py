@@ -1,5 +1,6 @@
-"""The `triggers.accepted` consumer: the correlation flow, then a relay wake-up after commit
-(`core.kafka.BatchConsumer` owns the transaction, the stored position, retries and parking)."""
+"""The `triggers.accepted` consumer: the correlation flow, then a relay wake-up after commit (the flow's review
+events are counted after commit too; `core.kafka.BatchConsumer` owns the transaction, the stored position,
+retries and parking)."""
 
 from __future__ import annotations
 

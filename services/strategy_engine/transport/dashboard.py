@@ -16,7 +16,7 @@ from services.core.runtime import Runtime
 from services.strategy_engine import kpis, persistence
 from services.strategy_engine.flows.cycle import facts, latest_assessment
 from services.strategy_engine.lifecycle import TERMINAL, ReviewState
-from services.strategy_engine.persistence import ReviewRow, TriggerRow
+from services.strategy_engine.persistence import DecidedTriggerRow, ReviewRow
 
 
 class ReviewOut(BaseModel):
@@ -111,7 +111,7 @@ def review_out(row: ReviewRow, now: datetime) -> ReviewOut:
     )
 
 
-def decision_out(row: TriggerRow) -> DecisionOut:
+def decision_out(row: DecidedTriggerRow) -> DecisionOut:
     return DecisionOut(
         source=row.source,
         id=row.event_id,

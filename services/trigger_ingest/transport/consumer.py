@@ -1,5 +1,5 @@
-"""The `triggers` consumer: the ingest flow and its after-commit hooks (`core.kafka.BatchConsumer` owns the
-transaction, the stored position, retries and parking)."""
+"""The `triggers` consumer: the ingest flow and its after-commit hooks, a relay wake-up and the metrics and logs
+of what committed (`core.kafka.BatchConsumer` owns the transaction, the stored position, retries and parking)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from services.core.kafka import BatchConsumer, Message
 from services.core.observability import TRIGGERS, get_logger
 from services.core.outbox import OutboxRelay
 from services.core.settings import Settings
-from services.trigger_ingest.flows import BatchOutcome, dead_letter_skipped, ingest_batch
+from services.trigger_ingest.flows import IngestedBatch, dead_letter_skipped, ingest_batch
 
 log = get_logger(__name__)
 
@@ -25,8 +25,8 @@ def trigger_consumer(
     uow: UnitOfWork,
     relay: OutboxRelay,
     after_handle: Callable[[Sequence[Message]], None] | None = None,
-) -> BatchConsumer[BatchOutcome]:
-    async def flow(session: AsyncSession, batch: Sequence[Message], now: datetime) -> BatchOutcome:
+) -> BatchConsumer[IngestedBatch]:
+    async def flow(session: AsyncSession, batch: Sequence[Message], now: datetime) -> IngestedBatch:
         return await ingest_batch(session, batch, now=now)
 
     return BatchConsumer(
@@ -42,7 +42,7 @@ def trigger_consumer(
     )
 
 
-def count(outcome: BatchOutcome) -> None:
+def count(outcome: IngestedBatch) -> None:
     """Metrics and logs of a committed batch."""
     for trigger in outcome.accepted:
         TRIGGERS.labels("accepted", trigger.category.value).inc()

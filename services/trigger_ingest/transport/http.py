@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import urllib.parse
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from services.contracts import topics
 from services.core.auth import ReviewsRead, TriggersWrite
 from services.core.http import Instant, ProblemError, decode_cursor, encode_cursor, row_id
-from services.core.limits import RateLimiter
+from services.core.limits import CallerTokenBuckets
 from services.core.runtime import Runtime
 from services.core.tracing import TRACEPARENT, current_traceparent
 from services.trigger_ingest import persistence
@@ -28,8 +28,7 @@ from services.trigger_ingest.domain import (
     from_event,
     parse_binary,
 )
-from services.trigger_ingest.flows import utcnow
-from services.trigger_ingest.persistence import DuplicateRow, RejectionRow, TriggerRow
+from services.trigger_ingest.persistence import AcceptedTriggerRow, DuplicateRow, RejectionRow
 
 BATCH_JSON = "application/cloudevents-batch+json"
 MAX_BATCH_EVENTS = 1000
@@ -77,7 +76,9 @@ THREAD_ABOVE_BYTES = 64 * 1024
 
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1/triggers", tags=["triggers"])
-    limiter = RateLimiter(rate=runtime.settings.ingest_rate_limit_per_s, burst=runtime.settings.ingest_rate_burst)
+    limiter = CallerTokenBuckets(
+        rate=runtime.settings.ingest_rate_limit_per_s, burst=runtime.settings.ingest_rate_burst
+    )
 
     def _refuse_if_waiting(wait: float) -> None:
         if wait:
@@ -156,13 +157,13 @@ def build_router(runtime: Runtime) -> APIRouter:
 
 def _validate(body: bytes, content_type: str, request: Request) -> list[tuple[bytes, bytes, Trigger]]:
     """Each valid event as (structured JSON value, Kafka key, trigger); any invalid one fails the request."""
-    now = utcnow()
+    now = datetime.now(UTC)
     media = content_type.split(";")[0].strip().lower()
     if media == BATCH_JSON:
         return [_structured(event, now, index) for index, event in enumerate(_batch(body))]
     if media.startswith(STRUCTURED_PREFIX):
         if media != STRUCTURED_JSON:
-            _refuse(Rejection("UnsupportedFormat", f"event format {media!r} is not supported; use JSON"))
+            _refuse(Rejection(kind="UnsupportedFormat", message=f"event format {media!r} is not supported; use JSON"))
         return [_structured(_json(body), now, None)]
     attributes = _binary_attributes(request)
     trigger = _refuse(parse_binary(attributes, body, content_type or None, received_at=now))
@@ -170,8 +171,8 @@ def _validate(body: bytes, content_type: str, request: Request) -> list[tuple[by
     return [_structured(event, now, None, trigger)]
 
 
-def _out(row: TriggerRow | RejectionRow | DuplicateRow) -> TriggerOut:
-    if isinstance(row, TriggerRow):
+def _out(row: AcceptedTriggerRow | RejectionRow | DuplicateRow) -> TriggerOut:
+    if isinstance(row, AcceptedTriggerRow):
         return TriggerOut(
             source=row.source,
             id=row.event_id,
@@ -232,7 +233,7 @@ def _json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _problem(Rejection("InvalidJson", f"body is not JSON: {exc}")) from exc
+        raise _problem(Rejection(kind="InvalidJson", message=f"body is not JSON: {exc}")) from exc
 
 
 def _batch(body: bytes) -> list[Any]:
@@ -249,12 +250,12 @@ def _structured(
 ) -> tuple[bytes, bytes, Trigger]:
     if trigger is None:
         if not isinstance(event, dict):
-            _refuse(Rejection("InvalidEvent", "a CloudEvent must be a JSON object"), index)
+            _refuse(Rejection(kind="InvalidEvent", message="a CloudEvent must be a JSON object"), index)
         trigger = _refuse(from_event(event, received_at=now), index)
     value = orjson.dumps(event)
     if len(value) > MAX_EVENT_BYTES:
-        _refuse(Rejection("EventTooLarge", f"event is over {MAX_EVENT_BYTES} bytes"), index)
-    key = event.get("partitionkey") or trigger.subject
+        _refuse(Rejection(kind="EventTooLarge", message=f"event is over {MAX_EVENT_BYTES} bytes"), index)
+    key = event.get("partitionkey") or trigger.scope
     return value, str(key).encode(), trigger
 
 

@@ -1,4 +1,5 @@
-"""Assembly of the notifier for `smits serve notifier|all`."""
+"""The notifier's wiring: its consumer, delivery worker and router as one `ServiceUnit` for `smits serve
+notifier|all` (imported only by the composition root, `services/app.py`)."""
 
 from __future__ import annotations
 

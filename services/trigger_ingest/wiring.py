@@ -1,4 +1,5 @@
-"""Assembly of the ingest service for `smits serve ingest|all`."""
+"""The ingest service's wiring: its relay, consumer and router as one `ServiceUnit` for `smits serve ingest|all`
+(imported only by the composition root, `services/app.py`)."""
 
 from __future__ import annotations
 

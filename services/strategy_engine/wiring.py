@@ -1,4 +1,5 @@
-"""Assembly of the strategy engine for `smits serve engine|all`."""
+"""The strategy engine's wiring: its relay, consumer, timers and routers as one `ServiceUnit` for `smits serve
+engine|all` (imported only by the composition root, `services/app.py`)."""
 
 from __future__ import annotations
 
