@@ -1,0 +1,1 @@
+"""Who people are: signing in through an OpenID Connect provider and the roles it gives them in smits."""
