@@ -22,6 +22,7 @@ MAX_SECONDS = 365 * 86_400.0
 """The longest duration any setting takes: past it, date arithmetic could overflow (and it is a typo)."""
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+_UNPARSABLE = re.compile(r'error parsing value for field "(\w+)"')
 _BOOTSTRAP = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}(,[A-Za-z0-9.\-\[\]:]+:\d{1,5})*$")
 
 
@@ -37,7 +38,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         raise ConfigurationError("; ".join(_problem(error["loc"], error["msg"]) for error in exc.errors())) from None
     except SettingsError as exc:
-        raise ConfigurationError(str(exc)) from None
+        field = _UNPARSABLE.search(str(exc))  # pydantic-settings names the field, not the variable
+        message = f"SMITS_{field[1].upper()}: is not valid JSON" if field else str(exc)
+        raise ConfigurationError(message) from None
 
 
 def _problem(loc: tuple[int | str, ...], message: str) -> str:
