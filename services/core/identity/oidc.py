@@ -237,7 +237,7 @@ class OidcProvider:
         key = await self._key(kid, alg)
         try:
             claims = jwt.decode(token, key, algorithms=[alg]).claims
-        except JoseError:
+        except (JoseError, ValueError, TypeError):
             raise InvalidToken("the token's signature does not verify") from None
         options: dict[str, Any] = {
             "iss": {"essential": True, "value": self.issuer},
@@ -424,7 +424,7 @@ def _text_claim(claims: Mapping[str, Any], name: str, limit: int) -> str | None:
 def _word(value: object) -> str:
     """A provider-supplied error code or claim name, safe to put in a message (bounded, plain characters)."""
     text = value if isinstance(value, str) else "no error code"
-    return "".join(char for char in text[:64] if char.isalnum() or char in "_-.:/") or "unknown"
+    return "".join(char for char in text[:64] if char.isalnum() or char in "_-.:/,") or "unknown"
 
 
 def provider_from_settings(settings: Settings, *, http: httpx.AsyncClient | None = None) -> OidcProvider | None:
