@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 # The test broker uses this port and the next; both below the ephemeral port range.
 TEST_KAFKA_PORT ?= 29092
+# The test OpenID Connect provider (deploy/oidc), below the ephemeral port range too.
+TEST_OIDC_PORT ?= 28080
 
 .PHONY: run test test-faults bench bench-quick lint unit stop clean
 
@@ -29,10 +31,10 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Starts Postgres and Kafka when they are not running and stops what it started (KEEP_INFRA=1 keeps them),
+# Starts Postgres, Kafka and the OIDC provider when they are not running and stops what it started (KEEP_INFRA=1 keeps them),
 # then runs the unit tier under every other supported Python found on the machine.
 test: lint
-	TEST_KAFKA_PORT=$(TEST_KAFKA_PORT) deploy/test-suite.sh
+	TEST_KAFKA_PORT=$(TEST_KAFKA_PORT) TEST_OIDC_PORT=$(TEST_OIDC_PORT) deploy/test-suite.sh
 
 # The fault-injection scenarios at full size (make test runs them at 300 triggers each).
 FAULTS_SIZE ?= 5000
@@ -57,6 +59,7 @@ unit: $(INSTALLED)
 stop:
 	-deploy/kafka/kafka.sh stop --dir .run/kafka
 	-deploy/kafka/kafka.sh stop --port $(TEST_KAFKA_PORT) --dir .run/kafka-test
+	-deploy/oidc/oidc.sh stop --port $(TEST_OIDC_PORT) --dir .run/oidc-test
 	-deploy/postgres/pg.sh stop
 	-deploy/kafka/kafka.sh stop --port 29392 --dir .run/bench/kafka-29392
 	-deploy/postgres/pg.sh stop --port 25435 --dir /var/tmp/smits-pg-bench-25435

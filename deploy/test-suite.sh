@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: the whole suite on real PostgreSQL and Kafka, then the unit tier under every other supported Python.
-#   KEEP_INFRA=1 keeps the Postgres cluster and the broker this run started (for a faster next run);
+# `make test`: the whole suite on real PostgreSQL, Kafka and an OpenID Connect provider, then the unit tier under every other supported Python.
+#   KEEP_INFRA=1 keeps the Postgres cluster, the broker and the OIDC provider this run started (for a faster next run);
 #   whatever was already running before the run is left running either way.
 #   PYTEST_ARGS: extra pytest arguments (e.g. "-x -k notifier").
 set -euo pipefail
@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 kafka_port="${TEST_KAFKA_PORT:-29092}"
 kafka_dir="${TEST_KAFKA_DIR:-.run/kafka-test}"
+oidc_port="${TEST_OIDC_PORT:-28080}"
+oidc_dir="${TEST_OIDC_DIR:-.run/oidc-test}"
 # Every test makes its own topics: a whole run holds a few thousand partitions (the faults' broker inherits it).
 export KAFKA_HEAP="${KAFKA_HEAP:-1g}"
 started=()
@@ -21,6 +23,7 @@ stop_what_we_started() {
       case "$what" in
         postgres) deploy/postgres/pg.sh stop || true ;;
         kafka) deploy/kafka/kafka.sh stop --port "$kafka_port" --dir "$kafka_dir" || true ;;
+        oidc) deploy/oidc/oidc.sh stop --port "$oidc_port" --dir "$oidc_dir" || true ;;
       esac
     done
   fi
@@ -32,10 +35,12 @@ deploy/postgres/pg.sh status >/dev/null 2>&1 || started+=(postgres)
 pg_url="$(deploy/postgres/pg.sh start)"
 deploy/kafka/kafka.sh status --port "$kafka_port" --dir "$kafka_dir" >/dev/null 2>&1 || started+=(kafka)
 kafka="$(deploy/kafka/kafka.sh start --port "$kafka_port" --dir "$kafka_dir")"
-echo "postgres: $pg_url  kafka: $kafka"
+deploy/oidc/oidc.sh status --port "$oidc_port" --dir "$oidc_dir" >/dev/null 2>&1 || started+=(oidc)
+oidc="$(deploy/oidc/oidc.sh start --port "$oidc_port" --dir "$oidc_dir")"
+echo "postgres: $pg_url  kafka: $kafka  oidc: $oidc"
 
 # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
-SMITS_TEST_PG_URL="$pg_url" SMITS_TEST_KAFKA="$kafka" .venv/bin/pytest ${PYTEST_ARGS:-}
+SMITS_TEST_PG_URL="$pg_url" SMITS_TEST_KAFKA="$kafka" SMITS_TEST_OIDC="$oidc" .venv/bin/pytest ${PYTEST_ARGS:-}
 
 # The unit tier (no infrastructure) under each other supported interpreter on this machine.
 main_version="$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"

@@ -26,6 +26,12 @@ def kafka() -> str:
 
 
 @pytest.fixture(scope="session")
+def oidc_issuer() -> str:
+    """Issuer URL of the real OpenID Connect provider (deploy/oidc/oidc.sh), e.g. http://127.0.0.1:28080/smits."""
+    return infra.oidc_issuer()
+
+
+@pytest.fixture(scope="session")
 async def pg_template(pg_server: str) -> str:
     """A database migrated to head once per run; each test clones it (CREATE DATABASE ... TEMPLATE)."""
     from alembic import command

@@ -7,6 +7,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
@@ -21,6 +22,7 @@ MAX_SECONDS = 365 * 86_400.0
 """The longest duration any setting takes: past it, date arithmetic could overflow (and it is a typo)."""
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+_UNPARSABLE = re.compile(r'error parsing value for field "(\w+)"')
 _BOOTSTRAP = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}(,[A-Za-z0-9.\-\[\]:]+:\d{1,5})*$")
 
 
@@ -36,7 +38,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         raise ConfigurationError("; ".join(_problem(error["loc"], error["msg"]) for error in exc.errors())) from None
     except SettingsError as exc:
-        raise ConfigurationError(str(exc)) from None
+        field = _UNPARSABLE.search(str(exc))  # pydantic-settings names the field, not the variable
+        message = f"SMITS_{field[1].upper()}: is not valid JSON" if field else str(exc)
+        raise ConfigurationError(message) from None
 
 
 def _problem(loc: tuple[int | str, ...], message: str) -> str:
@@ -102,6 +106,18 @@ class Settings(BaseSettings):
     """A browser session ends after this long without a request."""
     session_absolute_s: Seconds = 7 * 86_400.0
     """A browser session ends this long after sign-in, however busy."""
+    oidc_issuer: Annotated[str, Field(max_length=2000)] | None = None
+    """OpenID Connect provider people sign in at (its issuer URL); none: no sign-in."""
+    oidc_client_id: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    oidc_client_secret: SecretStr | None = None
+    """None: a public client (PKCE only)."""
+    oidc_roles_claim: Annotated[str, Field(min_length=1, max_length=200)] = "roles"
+    """The claim holding a person's roles (a list or a space-separated string); a dotted name not present as
+    such is a path into nested claims (`realm_access.roles`)."""
+    oidc_role_map: dict[str, str] = Field(default_factory=dict)
+    """Provider role name to smits role (JSON object); unmapped names count only if they are smits roles."""
+    oidc_audience: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    """The `aud` bearer tokens must carry; none: the client id."""
 
     @field_validator("webhook_allow_cidrs", mode="before")
     @classmethod
@@ -135,6 +151,28 @@ class Settings(BaseSettings):
             raise ValueError(f"driver {driver!r} is not supported; use one of {', '.join(DRIVERS)}")
         return value
 
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _check_issuer(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlsplit(value)
+        if url.scheme not in {"https", "http"} or not url.hostname or url.query or url.fragment:
+            raise ValueError("must be the provider's issuer URL (https://host/path, no query or fragment)")
+        if url.scheme == "http" and url.hostname not in {"127.0.0.1", "localhost", "::1"}:
+            raise ValueError("must use https unless the provider is on loopback")
+        return value
+
+    @field_validator("oidc_role_map")
+    @classmethod
+    def _check_role_map(cls, value: dict[str, str]) -> dict[str, str]:
+        from services.core.identity.oidc import SMITS_ROLES
+
+        unknown = sorted({role for role in value.values() if role not in SMITS_ROLES})
+        if unknown:
+            raise ValueError(f"maps to {', '.join(unknown)}, not smits roles ({', '.join(sorted(SMITS_ROLES))})")
+        return value
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str) -> str:
@@ -150,6 +188,8 @@ class Settings(BaseSettings):
             raise ValueError("SMITS_DELIVERY_RETRY_SCHEDULE needs at least one delay")
         if any(not 0 <= delay <= MAX_SECONDS for delay in self.delivery_retry_schedule):
             raise ValueError(f"SMITS_DELIVERY_RETRY_SCHEDULE delays must be from 0 to {MAX_SECONDS:g} seconds")
+        if self.oidc_issuer is not None and self.oidc_client_id is None:
+            raise ValueError("SMITS_OIDC_CLIENT_ID is required when SMITS_OIDC_ISSUER is set")
         if self.auth_disabled and self.host not in {"127.0.0.1", "localhost", "::1"}:
             raise ValueError("SMITS_AUTH_DISABLED is only allowed when listening on loopback")
         return self

@@ -1,4 +1,5 @@
-"""Real Postgres and Kafka for tests: started by `make test` (env vars) or on demand by the scripts."""
+"""Real Postgres, Kafka and an OpenID Connect provider for tests: started by `make test` (env vars) or on demand
+by the scripts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # One template per test process, so runs from several checkouts can share one server.
@@ -30,6 +32,22 @@ def kafka_bootstrap() -> str:
     if bootstrap:
         return bootstrap
     return _script("deploy/kafka/kafka.sh", "start", "--port", "29092", "--dir", str(ROOT / ".run/kafka-test"))
+
+
+def oidc_issuer() -> str:
+    """The test provider's issuer URL (deploy/oidc): `SMITS_TEST_OIDC`, else started on demand like Kafka.
+    If it cannot start, the OIDC tests fail on CI (`CI=true`) and are skipped, loudly, elsewhere."""
+    issuer = os.environ.get("SMITS_TEST_OIDC")
+    if issuer:
+        return issuer
+    try:
+        return _script("deploy/oidc/oidc.sh", "start", "--port", "28080", "--dir", str(ROOT / ".run/oidc-test"))
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        output = getattr(exc, "stderr", None) or str(exc)
+        reason = f"SMITS_TEST_OIDC is unset and deploy/oidc/oidc.sh could not start the provider: {output.strip()}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(f"!!! OIDC TESTS NOT RUN: {reason}")
 
 
 def _dsn(url: str, database: str) -> str:

@@ -2,4 +2,4 @@
 what their roles let them do, and the tamper-evident audit log of what they did.
 
 `model` is pure (no I/O); `store` holds every query; the HTTP edge is `services.core.auth` (the caller of a request)
-and `routes` (sign-in, `/v1/me`, people, org units, keys)."""
+`routes` (sign-in, `/v1/me`, people, org units, keys) and `oidc` (the OpenID Connect relying party)."""

@@ -180,7 +180,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
         error = '<p class="error" role="alert">The e-mail address or the password is wrong.</p>' if failed else ""
         oidc = (
             f'<p><a href="/auth/oidc/login?next={quote(target)}">Sign in with your organisation</a></p>'
-            if getattr(settings, "oidc_issuer", None)  # until the OpenID Connect settings land
+            if settings.oidc_issuer
             else ""
         )
         page = SIGN_IN_PAGE.format(error=error, next=html.escape(target, quote=True), oidc=oidc)
