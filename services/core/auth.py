@@ -59,7 +59,7 @@ async def identify(request: Request) -> Caller:
     if runtime.settings.auth_disabled:
         caller = disabled_auth_caller(request.client.host if request.client else "unknown")
     else:
-        caller = await _prove(request, runtime.uow, getattr(runtime, "bearer", None), runtime.settings.session_idle_s)
+        caller = await _prove(request, runtime.uow, runtime.bearer, runtime.settings.session_idle_s)
     request.state.caller = caller
     return caller
 

@@ -19,9 +19,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import parking
+from services.core.auth import BearerVerifier
 from services.core.db import UnitOfWork, create_engine
 from services.core.http import install_problem_handlers, install_request_middleware, problem_response
 from services.core.identity import routes as identity_routes
+from services.core.identity import sign_on
+from services.core.identity.oidc import OidcProvider, provider_from_settings
+from services.core.identity.sign_on import BearerTokens
 from services.core.kafka import create_producer, start_when_reachable
 from services.core.limits import RequestGuard
 from services.core.observability import get_logger
@@ -44,6 +48,10 @@ class Runtime:
     uow: UnitOfWork
     producer: AIOKafkaProducer
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    oidc: OidcProvider | None = None
+    """The OpenID Connect provider people sign in at (`SMITS_OIDC_*`), if one is configured."""
+    bearer: BearerVerifier | None = None
+    """Turns the provider's access tokens into callers on the API."""
     draining: bool = False
     failed: bool = False
 
@@ -80,8 +88,15 @@ async def running(
     `stop`, when given, is the process's stop request (signals); setting it begins the drain."""
     engine = create_engine(settings.database_url.get_secret_value())
     producer = create_producer(settings)
+    oidc = provider_from_settings(settings)
     runtime = Runtime(
-        settings=settings, engine=engine, uow=UnitOfWork(engine), producer=producer, stop=stop or asyncio.Event()
+        settings=settings,
+        engine=engine,
+        uow=UnitOfWork(engine),
+        producer=producer,
+        stop=stop or asyncio.Event(),
+        oidc=oidc,
+        bearer=BearerTokens(oidc) if oidc is not None else None,
     )
     try:
         units = [build(runtime) for build in services.values()]  # configuration errors surface here, first
@@ -90,6 +105,8 @@ async def running(
     except BaseException:
         await producer.stop()
         await engine.dispose()
+        if oidc is not None:
+            await oidc.aclose()
         raise
     tasks = [asyncio.create_task(worker(runtime.stop), name=unit.name) for unit in units for worker in unit.workers]
     for task in tasks:
@@ -109,6 +126,8 @@ async def running(
         await producer.flush()
         await producer.stop()
         await engine.dispose()
+        if oidc is not None:
+            await oidc.aclose()
         log.info("services stopped", services=names)
 
 
@@ -130,6 +149,8 @@ def build_app(runtime: Runtime, units: Sequence[ServiceUnit]) -> FastAPI:
     app.add_middleware(RequestGuard, default=runtime.settings.http_max_body_bytes, limits=limits)
     app.include_router(_ops_router(runtime, units))
     app.include_router(identity_routes.build_router(settings=runtime.settings, uow=runtime.uow))
+    if runtime.oidc is not None:
+        app.include_router(sign_on.build_router(settings=runtime.settings, uow=runtime.uow, provider=runtime.oidc))
     for unit in units:
         if unit.router is not None:
             app.include_router(unit.router)

@@ -8,7 +8,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, Boolean, ForeignKey, String, UniqueConstraint, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -492,3 +492,77 @@ async def disable(session: AsyncSession, row: PrincipalRow, *, now: datetime) ->
     row.disabled_at = now
     await close_sessions_of(session, row.id)
     await session.execute(update(ApiKeyRow).where(ApiKeyRow.owner_id == row.id).values(revoked_at=now))
+
+
+# --- OpenID Connect ---------------------------------------------------------------------------------------
+
+
+async def provision(
+    session: AsyncSession,
+    *,
+    issuer: str,
+    subject: str,
+    email: str,
+    name: str | None,
+    roles: Iterable[str],
+    now: datetime,
+) -> PrincipalRow:
+    """The person an OpenID Connect identity is, created just in time. Found by (issuer, subject); else an
+    existing person with the same (provider-verified) e-mail and no provider binding yet is bound to it. The
+    provider is the source of roles: they are replaced by the token's at every sign-in."""
+    held = {Role(role) for role in roles}
+    granted = sorted(role.value for role in held)
+    row = (
+        await session.scalars(
+            select(PrincipalRow).where(PrincipalRow.oidc_issuer == issuer, PrincipalRow.oidc_subject == subject)
+        )
+    ).first()
+    if row is None:
+        row = await principal_by_email(session, email)
+        if row is not None and row.oidc_subject is not None:
+            raise Conflict(f"{normal_email(email)!r} is already bound to another sign-in at a provider")
+        if row is not None:
+            row.oidc_issuer, row.oidc_subject = issuer, subject
+    if row is None:
+        return await create_person(
+            session, email=email, name=name or email, roles=held, oidc=(issuer, subject), now=now
+        )
+    if row.roles != granted:
+        row.roles = granted
+    await session.flush()
+    return row
+
+
+async def remember_login(
+    session: AsyncSession,
+    *,
+    state: str,
+    nonce: str,
+    code_verifier: str,
+    redirect_uri: str,
+    return_to: str,
+    now: datetime,
+) -> None:
+    session.add(
+        PendingLoginRow(
+            state=state,
+            nonce=nonce,
+            code_verifier=code_verifier,
+            redirect_uri=redirect_uri,
+            return_to=return_to,
+            created_at=now,
+        )
+    )
+    await session.flush()
+
+
+async def take_login(session: AsyncSession, state: str, *, now: datetime, max_age_s: float) -> PendingLoginRow | None:
+    """The pending sign-in `state` names, removed (a state is used once); None if unknown or too old. Sign-ins
+    abandoned longer ago than `max_age_s` are removed on the way."""
+    await session.execute(
+        delete(PendingLoginRow).where(PendingLoginRow.created_at < now - timedelta(seconds=max_age_s))
+    )
+    row = await session.get(PendingLoginRow, state)
+    if row is not None:
+        await session.delete(row)
+    return row
