@@ -46,13 +46,15 @@ log = get_logger(__name__)
 class _Seen:
     """What correlation knows within one batch: the collecting review per key (loaded, locked, or opened in
     this batch) and this batch's new rows (column values, inserted in bulk at the end): trigger rows by
-    (policy, key), timeline and outbox rows in order, and the types of the events (counted after commit)."""
+    (policy, key), timeline and outbox rows in order, the types of the events (counted after commit), and
+    stored trigger rows to link to a review opened in this batch (once that review is flushed)."""
 
     reviews: dict[str, ReviewRow]
     rows: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     timeline: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     types: list[ReviewEventType] = field(default_factory=list)
+    links: list[tuple[DecidedTriggerRow, ReviewRow]] = field(default_factory=list)
 
     def event(
         self,
@@ -118,6 +120,12 @@ async def handle_accepted_batch(
             await _apply(session, seen, policy, trigger, decision, now, traceparent)
         decisions.append(decision)
     await session.flush()  # reviews first: the rows below refer to them
+    if seen.links:
+        # The ORM knows no dependency between these tables (no relationship()), so it would flush unrelated
+        # mappers in name order; linking only now makes the reviews exist first whatever the classes are called.
+        for stored, review in seen.links:
+            stored.review_id = review.id
+        await session.flush()
     await insert_rows(session, DecidedTriggerRow, [row for rows in seen.rows.values() for row in rows])
     await insert_rows(session, TimelineRow, seen.timeline)
     await insert_rows(session, EngineOutboxRow, seen.outbox)
@@ -159,7 +167,7 @@ async def _link_waiting(
     key = review.correlation_key
     start = trigger.occurred_at - policy.threshold.window
     for stored in await persistence.waiting_triggers(session, policy_id=policy.id, key=key, start=start):
-        stored.review_id = review.id
+        seen.links.append((stored, review))
         review.first_trigger_at = min(review.first_trigger_at, stored.occurred_at)
         seen.event(review, ReviewEventType.TRIGGER_ATTACHED, now, stored_trigger_ref(stored))
     for row in seen.rows[(policy.id, key)]:
