@@ -160,8 +160,8 @@ async def acknowledge(
 ) -> AcknowledgementRow:
     """Record that the caller holds a published version (the current one unless `version` is given), or, for
     an admin with a reason, that `on_behalf_of` does (recorded as such)."""
-    recipient = rights.recipient(caller, on_behalf_of=on_behalf_of, reason=reason)
     document = await get_row(session, DocumentRow, document_id, what="document")
+    recipient = rights.recipient(caller, on_behalf_of=on_behalf_of, reason=reason)
     wanted = version if version is not None else document.current_version
     if wanted is None:
         raise GuardRefused("published", "the document has no published version")
