@@ -340,7 +340,8 @@ STEPS: dict[tuple[str, str], Step] = {
 
 
 async def _audit(world: World, action: str, target: str) -> AuditRow:
-    return await _last(world, AuditRow, AuditRow.action == action, AuditRow.target == target)
+    record: AuditRow = await _last(world, AuditRow, AuditRow.action == action, AuditRow.target == target)
+    return record
 
 
 def _write_routes(spec: dict[str, Any]) -> set[tuple[str, str]]:
