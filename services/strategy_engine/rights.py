@@ -43,11 +43,13 @@ def edit(caller: Caller, *, review: str, owner: str | None, unit: str | None, in
         return
     if caller.has(Role.CONTRIBUTOR) and in_unit:
         return
-    where = f"org unit {unit!r}" if unit else "no org unit (only its owner or a strategy manager may)"
-    raise Forbidden(
-        f"{caller.label} may not edit review {review}'s assessments and documents: it belongs to {where}, "
-        "and they may be edited by a strategy manager, the owner, or a contributor of that unit"
+    owned = f"its owner ({owner or 'none assigned'})"
+    takes = (
+        f"a strategy manager, {owned} or a contributor of org unit {unit!r} (or a unit under it)"
+        if unit
+        else f"a strategy manager or {owned}; the review names no org unit"
     )
+    raise Forbidden(f"{caller.label} may not edit review {review}'s assessments and documents: that takes {takes}")
 
 
 def approver(caller: Caller, *, named: Iterable[str], version: int) -> str:
