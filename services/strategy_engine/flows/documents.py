@@ -91,7 +91,7 @@ async def change_status(
 async def move_version(
     session: AsyncSession, *, version: DocumentVersionRow, target: Status, certified_by: str | None, now: datetime
 ) -> DocumentVersionRow:
-    """Move a version to `target` (the caller's right to was checked when it was created or by `change_status`)."""
+    """Move a version to `target` (the caller's right to do so is checked by `add_version` or `change_status`)."""
     current = Status(version.status)
     if not may_move(current, target):
         raise GuardRefused("document_status", f"{current.value} → {target.value} is not allowed")
