@@ -22,6 +22,7 @@ class ReviewEventType(StrEnum):
     ESCALATED = "review.escalated"
     CLOSED = "review.closed"
     ACKNOWLEDGEMENT_DUE = "document.acknowledgement_due"
+    DOCUMENT_ACKNOWLEDGED = "document.acknowledged"
 
 
 class ReviewEventV1(BaseModel):

@@ -15,7 +15,17 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -78,6 +88,30 @@ def _without_null(schema: dict[str, Any], model: type[Any]) -> None:
             prop.update(kept[0])
         else:
             prop["anyOf"] = kept
+
+
+ACTOR_FIELDS: dict[str, str] = {
+    "actor": "the actor of a write is the signed-in caller",
+    "approver": "the approver is the signed-in caller",
+    "recipient": "the recipient is the signed-in caller (an admin may name someone in 'on_behalf_of', with a 'reason')",
+}
+"""Fields request bodies no longer carry, and why: the actor of every write is the authenticated principal."""
+
+
+def _refuse_actor(value: object, info: ValidationInfo) -> None:
+    name = info.field_name or "actor"
+    raise ValueError(f"{ACTOR_FIELDS.get(name, ACTOR_FIELDS['actor'])}; remove '{name}'")
+
+
+ActorField = SkipJsonSchema[Annotated[None, BeforeValidator(_refuse_actor)]]
+"""A body field that names an actor: never in the schema, and giving it (any value, null too) is a 422 on that
+field saying why. Declare as `actor: ActorField = Field(default=None, exclude=True)`."""
+
+
+def request_id(request: Request) -> str | None:
+    """The id the request middleware gave this request (for the audit record of a write)."""
+    value: str | None = getattr(request.state, "request_id", None)
+    return value
 
 
 class Patch(BaseModel):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.core.errors import Conflict, GuardRefused, Invalid, NotFound
+from services.core.errors import Conflict, Forbidden, GuardRefused, Invalid, NotFound
 
-__all__ = ["Conflict", "GuardRefused", "Invalid", "NotFound", "ReviewNotFound"]
+__all__ = ["Conflict", "Forbidden", "GuardRefused", "Invalid", "NotFound", "ReviewNotFound"]
 
 
 class ReviewNotFound(NotFound):

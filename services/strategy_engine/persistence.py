@@ -30,6 +30,8 @@ from services.core.db import Base, UTCDateTime, is_postgres, new_id
 from services.core.outbox import OutboxMixin
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
+ACTOR_LENGTH = 320
+"""An actor column holds a caller's label: a person's e-mail (at most 320 characters) or `service:<name>`."""
 
 
 class ReviewRow(Base):
@@ -48,7 +50,7 @@ class ReviewRow(Base):
     severity: Mapped[str] = mapped_column(String(20))
     scope: Mapped[str | None] = mapped_column(String(500))
     state: Mapped[str] = mapped_column(String(20), index=True)
-    owner: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     phase_entered_at: Mapped[datetime] = mapped_column(UTCDateTime())
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
@@ -111,7 +113,7 @@ class TransitionRow(Base):
     from_state: Mapped[str] = mapped_column(String(20))
     to_state: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
-    actor: Mapped[str | None] = mapped_column(String(200))
+    actor: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     reason: Mapped[str | None] = mapped_column(String(1000))
 
 
@@ -126,7 +128,7 @@ class AssessmentRow(Base):
     complete: Mapped[bool] = mapped_column(Boolean)
     risk_score: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
 
 
 class ApprovalRow(Base):
@@ -135,7 +137,7 @@ class ApprovalRow(Base):
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     assessment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_assessments.id"), index=True)
-    approver: Mapped[str] = mapped_column(String(200))
+    approver: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     verdict: Mapped[str] = mapped_column(String(20))
     comment: Mapped[str | None] = mapped_column(String(2000))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -172,19 +174,22 @@ class DocumentVersionRow(Base):
 
 
 class AcknowledgementRow(Base):
-    """One recipient of one published version: due, acknowledged, reminded."""
+    """One recipient (a person, by e-mail) of one published version: due, acknowledged, reminded. An
+    acknowledgement an admin recorded on the recipient's behalf has `recorded_by` (the admin) and `reason`."""
 
     __tablename__ = "engine_acknowledgements"
     __table_args__ = (UniqueConstraint("version_id", "recipient"),)
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_document_versions.id"), index=True)
-    recipient: Mapped[str] = mapped_column(String(200))
+    recipient: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     org_unit: Mapped[str | None] = mapped_column(String(200))
     required: Mapped[bool] = mapped_column(Boolean, default=True)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    recorded_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    reason: Mapped[str | None] = mapped_column(String(1000))
 
 
 class EngineOutboxRow(OutboxMixin, Base):

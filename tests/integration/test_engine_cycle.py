@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.core.identity.model import Role
 from services.core.settings import Settings
 from services.strategy_engine.persistence import DecidedTriggerRow, ReviewRow
 from tests.support.events import accepted, feed_engine
@@ -15,6 +16,7 @@ from tests.support.harness import Harness, smits
 from tests.support.waiting import eventually
 
 NOW = datetime.now(UTC)
+OFFICE, CIO, CFO, CISO = "strategy-office@example.org", "cio@example.org", "cfo@example.org", "ciso@example.org"
 IMPACT = {"rating": "high", "statement": "changes the ICT third-party register"}
 COMPLETE: dict[str, Any] = {
     "constraints": [
@@ -28,7 +30,7 @@ COMPLETE: dict[str, Any] = {
     "impact": {"perspective": IMPACT, "position": IMPACT, "plans": IMPACT, "patterns": IMPACT},
     "risk": {"likelihood": 3, "impact": 4, "treatment": "mitigate"},
     "recommendation": {"summary": "adopt", "alternatives": ["defer a year"]},
-    "approvers": {"mode": "quorum", "names": ["cio", "cfo", "ciso"], "required": 2},
+    "approvers": {"mode": "quorum", "names": [CIO, CFO, CISO], "required": 2},
 }
 
 
@@ -55,7 +57,7 @@ async def _open_reviews(app: Harness, settings: Settings, *regulations: str) -> 
 
 
 async def _move(api: httpx.AsyncClient, review: str, to: str, **extra: Any) -> httpx.Response:
-    return await api.post(f"/v1/reviews/{review}/transitions", json={"to": to, "actor": "tester", **extra})
+    return await api.post(f"/v1/reviews/{review}/transitions", json={"to": to, **extra})
 
 
 def _refused(response: httpx.Response, guard: str) -> None:
@@ -67,10 +69,11 @@ def _refused(response: httpx.Response, guard: str) -> None:
 
 async def test_a_review_runs_the_whole_cycle_and_every_guard_speaks_up(settings: Settings) -> None:
     async with smits(settings, ["engine"]) as app:
-        api = app.api
+        api = await app.person(OFFICE, Role.STRATEGY_MANAGER)
+        cio, cfo, ciso = [await app.person(email, Role.APPROVER) for email in (CIO, CFO, CISO)]
         [review] = await _open_reviews(app, settings, "DORA")
         _refused(await _move(api, review, "assess"), "owner_assigned")
-        assert (await api.patch(f"/v1/reviews/{review}", json={"owner": "strategy-office"})).status_code == 200
+        assert (await api.patch(f"/v1/reviews/{review}", json={"owner": OFFICE})).status_code == 200
         assert (await _move(api, review, "assess")).json()["state"] == "assess"
         _refused(await _move(api, review, "generate"), "assessment_complete")
 
@@ -92,21 +95,21 @@ async def test_a_review_runs_the_whole_cycle_and_every_guard_speaks_up(settings:
         assert (await _move(api, review, "approval")).status_code == 200
         _refused(await _move(api, review, "publish"), "approvals_complete")
 
-        approve = {"approver": "cio", "verdict": "approve"}
-        assert (await api.post(f"/v1/reviews/{review}/approvals", json={**approve, "version": 2})).json() == {
+        approve = {"verdict": "approve"}
+        assert (await cio.post(f"/v1/reviews/{review}/approvals", json={**approve, "version": 2})).json() == {
             "decision": "pending"
         }
-        stale = await api.post(f"/v1/reviews/{review}/approvals", json={**approve, "approver": "cfo", "version": 1})
+        stale = await cfo.post(f"/v1/reviews/{review}/approvals", json={**approve, "version": 1})
         _refused(stale, "current_version")
 
         # Rework: a new version invalidates the approval given to version 2.
         assert (await _move(api, review, "generate")).status_code == 200
         assert (await api.post(f"/v1/reviews/{review}/assessments", json=COMPLETE)).json()["version"] == 3
         assert (await _move(api, review, "approval")).status_code == 200
-        first = await api.post(f"/v1/reviews/{review}/approvals", json={**approve, "approver": "cfo", "version": 3})
+        first = await cfo.post(f"/v1/reviews/{review}/approvals", json={**approve, "version": 3})
         assert first.json() == {"decision": "pending"}  # cio's approval of v2 no longer counts
         _refused(await _move(api, review, "publish"), "approvals_complete")
-        second = await api.post(f"/v1/reviews/{review}/approvals", json={**approve, "approver": "ciso", "version": 3})
+        second = await ciso.post(f"/v1/reviews/{review}/approvals", json={**approve, "version": 3})
         assert second.json() == {"decision": "approved"}
         assert (await _move(api, review, "publish")).status_code == 200
 
@@ -117,7 +120,7 @@ async def test_a_review_runs_the_whole_cycle_and_every_guard_speaks_up(settings:
             "summary": "v1",
             "publish": True,
             "certified_by": "cio",
-            "distribution": [{"name": "cfo"}, {"name": "auditor", "required": False}],
+            "distribution": [{"name": CFO}, {"name": "auditor@example.org", "required": False}],
         }
         v1 = await api.post(f"/v1/reviews/{review}/documents", json=plan)
         assert v1.status_code == 201, v1.text
@@ -125,10 +128,12 @@ async def test_a_review_runs_the_whole_cycle_and_every_guard_speaks_up(settings:
         document = v1.json()["document_id"]
         v2doc = await api.post(f"/v1/reviews/{review}/documents", json={**plan, "summary": "v2"})
         assert v2doc.json()["version"] == 2
-        ack = await api.post(f"/v1/documents/{document}/acknowledgements", json={"recipient": "cfo"})
+        ack = await cfo.post(f"/v1/documents/{document}/acknowledgements", json={})
         assert ack.status_code == 200
         assert ack.json()["acknowledged_at"] is not None
-        stranger = await api.post(f"/v1/documents/{document}/acknowledgements", json={"recipient": "stranger"})
+        stranger = await (await app.person("stranger@example.org", Role.CONTRIBUTOR)).post(
+            f"/v1/documents/{document}/acknowledgements", json={}
+        )
         assert stranger.status_code == 404
         versions = (await api.get(f"/v1/documents/{document}")).json()
         assert [v["status"] for v in versions["versions"]] == ["superseded", "published"]
@@ -161,9 +166,10 @@ async def test_a_review_runs_the_whole_cycle_and_every_guard_speaks_up(settings:
 async def test_merge_relinks_triggers_and_closes_the_merged_review(settings: Settings) -> None:
     async with smits(settings, ["engine"]) as app:
         source, target = await _open_reviews(app, settings, "NIS2", "NIS2-guidance")
-        merged = await app.api.post(f"/v1/reviews/{source}/merge", json={"into": target, "actor": "cio"})
-        into_self = await app.api.post(f"/v1/reviews/{target}/merge", json={"into": target})
-        again = await app.api.post(f"/v1/reviews/{source}/merge", json={"into": target})
+        api = await app.person(CIO, Role.STRATEGY_MANAGER)
+        merged = await api.post(f"/v1/reviews/{source}/merge", json={"into": target})
+        into_self = await api.post(f"/v1/reviews/{target}/merge", json={"into": target})
+        again = await api.post(f"/v1/reviews/{source}/merge", json={"into": target})
         detail = (await app.api.get(f"/v1/reviews/{target}")).json()
         gone = (await app.api.get(f"/v1/reviews/{source}")).json()
     assert merged.status_code == 200, merged.text
@@ -203,11 +209,10 @@ async def test_review_filters_overdue_and_cursor_pagination(settings: Settings) 
 async def test_tactical_plans_are_per_org_unit_and_counted_as_current(settings: Settings) -> None:
     async with smits(settings, ["engine"]) as app:
         [review] = await _open_reviews(app, settings, "PSD3")
-        missing_unit = await app.api.post(
-            f"/v1/reviews/{review}/documents", json={"kind": "tactical_plan", "title": "t"}
-        )
+        api = await app.person(OFFICE, Role.STRATEGY_MANAGER)
+        missing_unit = await api.post(f"/v1/reviews/{review}/documents", json={"kind": "tactical_plan", "title": "t"})
         for unit, publish in (("payments", True), ("lending", False)):
-            response = await app.api.post(
+            response = await api.post(
                 f"/v1/reviews/{review}/documents",
                 json={
                     "kind": "tactical_plan",
@@ -218,7 +223,7 @@ async def test_tactical_plans_are_per_org_unit_and_counted_as_current(settings: 
                 },
             )
             assert response.status_code == 201, response.text
-        unpublished = await app.api.post(
+        unpublished = await api.post(
             f"/v1/reviews/{review}/documents", json={"kind": "strategy_plan", "title": "s", "publish": True}
         )
         kpis = (await app.api.get("/v1/kpis")).json()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from services.core.identity.model import Role
 from services.core.outbox import OutboxRelay
 from services.core.settings import Settings
 from services.strategy_engine.persistence import EngineOutboxRow, TimelineRow
@@ -40,8 +41,11 @@ async def test_overdue_escalation_and_reminders_fire_once_per_phase(settings: Se
             ],
         )
         review = (await eventually(lambda: _reviews(app), lambda r: len(r) == 1, what="review"))[0]
-        api = app.api
-        await api.patch(f"/v1/reviews/{review}", json={"owner": "cio"})
+        api = app.api  # a service account: it steers and edits, but acknowledges as nobody
+        cio = "cio@example.org"
+        await app.person(cio, Role.STRATEGY_MANAGER)
+        cfo = await app.person("cfo@example.org", Role.CONTRIBUTOR)
+        await api.patch(f"/v1/reviews/{review}", json={"owner": cio})
         clock = {"now": NOW}
         relay = OutboxRelay(uow=app.runtime.uow, row=EngineOutboxRow, producer=app.runtime.producer, settings=settings)
         timers = TimerLoop(uow=app.runtime.uow, relay=relay, interval_s=1, clock=lambda: clock["now"])
@@ -64,10 +68,10 @@ async def test_overdue_escalation_and_reminders_fire_once_per_phase(settings: Se
                 "publish": True,
                 "certified_by": "cio",
                 "ack_due_days": 1,
-                "distribution": [{"name": "cfo"}, {"name": "ciso"}],
+                "distribution": [{"name": "cfo@example.org"}, {"name": "ciso@example.org"}],
             },
         )
-        await api.post(f"/v1/documents/{doc.json()['document_id']}/acknowledgements", json={"recipient": "cfo"})
+        await cfo.post(f"/v1/documents/{doc.json()['document_id']}/acknowledgements", json={})
         clock["now"] = datetime.now(UTC) + timedelta(days=2)  # ack due passed; assess (10 d) not yet
         assert await timers.tick() == 1  # one reminder: ciso has not acknowledged
         clock["now"] = datetime.now(UTC) + timedelta(days=11)
@@ -80,7 +84,7 @@ async def test_overdue_escalation_and_reminders_fire_once_per_phase(settings: Se
     assert types["review.escalated"] == 2
     assert types["document.acknowledgement_due"] == 1
     reminder = next(e for e in detail if e["type"] == "document.acknowledgement_due")
-    assert reminder["data"]["recipient"] == "ciso"
+    assert reminder["data"]["recipient"] == "ciso@example.org"
     overdue = [e["data"]["phase"] for e in detail if e["type"] == "review.overdue"]
     assert overdue == ["triage", "assess"]
 

@@ -234,6 +234,11 @@ async def with_ancestors(session: AsyncSession, unit_names: Iterable[str]) -> se
     return found
 
 
+async def belongs_under(session: AsyncSession, units: Iterable[str], unit: str) -> bool:
+    """Whether one of `units` is `unit` or sits under it: a member of such a unit belongs to `unit`."""
+    return unit in await with_ancestors(session, units)
+
+
 async def caller_of(
     session: AsyncSession,
     row: PrincipalRow,

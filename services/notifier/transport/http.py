@@ -6,14 +6,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, Strict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.triggers import Category, Severity
 from services.core.auth import SubscriptionsAdmin
 from services.core.db import get_row
-from services.core.http import Patch, ProblemError, fits
+from services.core.http import Patch, ProblemError, fits, request_id
+from services.core.identity import audit
 from services.core.runtime import Runtime
 from services.notifier import persistence
 from services.notifier.egress import EgressRefused, check_url
@@ -141,18 +142,33 @@ def build_router(runtime: Runtime) -> APIRouter:
         return str(url)
 
     @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreatedOut)
-    async def create_subscription(body: SubscriptionIn, _auth: SubscriptionsAdmin) -> SubscriptionCreatedOut:
+    async def create_subscription(
+        request: Request, body: SubscriptionIn, caller: SubscriptionsAdmin
+    ) -> SubscriptionCreatedOut:
         """The URL must resolve to permitted addresses only. The `whsec_` secret is returned this once."""
+        now = datetime.now(UTC)
         row = SubscriptionRow(
             id=uuid.uuid4(),
             url=await checked(body.url),
             secret=generate_secret(),
-            created_at=datetime.now(UTC),
+            created_at=now,
             **body.model_dump(exclude={"url"}, mode="json"),
         )
         async with runtime.uow.begin() as session:
             session.add(row)
-        return SubscriptionCreatedOut(**_out(row).model_dump(), secret=row.secret)
+            await session.flush()
+            out = _out(row)
+            await audit.record_by(
+                session,
+                caller,
+                action="subscription.create",
+                target=f"subscription:{row.id}",
+                now=now,
+                request_id=request_id(request),
+                after=out.model_dump(mode="json"),
+                detail={"url": out.url},
+            )
+        return SubscriptionCreatedOut(**out.model_dump(), secret=row.secret)
 
     @router.get("/subscriptions", response_model=list[SubscriptionOut])
     async def list_subscriptions(_auth: SubscriptionsAdmin) -> list[SubscriptionOut]:
@@ -167,7 +183,7 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     @router.patch("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
     async def update_subscription(
-        subscription_id: uuid.UUID, body: SubscriptionPatch, _auth: SubscriptionsAdmin
+        request: Request, subscription_id: uuid.UUID, body: SubscriptionPatch, caller: SubscriptionsAdmin
     ) -> SubscriptionOut:
         """Change what is given; enabling again clears the disabled reason and the failure streak."""
         changes = body.model_dump(exclude_unset=True, mode="json")
@@ -175,22 +191,47 @@ def build_router(runtime: Runtime) -> APIRouter:
             changes["url"] = await checked(body.url)
         async with runtime.uow.begin() as session:
             row = await _subscription(session, subscription_id)
+            before = _out(row).model_dump(mode="json")
             for name, value in changes.items():
                 setattr(row, name, value)
             if changes.get("enabled"):
                 row.disabled_reason, row.failing_since = None, None
-            return _out(row)
+            out = _out(row)
+            await audit.record_by(
+                session,
+                caller,
+                action="subscription.update",
+                target=f"subscription:{subscription_id}",
+                now=datetime.now(UTC),
+                request_id=request_id(request),
+                before=before,
+                after=out.model_dump(mode="json"),
+                detail={"changed": ",".join(sorted(changes))},
+            )
+            return out
 
     @router.delete("/subscriptions/{subscription_id}", status_code=204)
-    async def delete_subscription(subscription_id: uuid.UUID, _auth: SubscriptionsAdmin) -> Response:
+    async def delete_subscription(request: Request, subscription_id: uuid.UUID, caller: SubscriptionsAdmin) -> Response:
         """Stops all deliveries to it; its delivery log stays readable under /v1/deliveries."""
+        now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
             row = await _subscription(session, subscription_id)
-            row.enabled, row.deleted_at = False, datetime.now(UTC)
+            before = _out(row).model_dump(mode="json")
+            row.enabled, row.deleted_at = False, now
+            await audit.record_by(
+                session,
+                caller,
+                action="subscription.delete",
+                target=f"subscription:{subscription_id}",
+                now=now,
+                request_id=request_id(request),
+                before=before,
+                detail={"url": row.url},
+            )
         return Response(status_code=204)
 
     @router.post("/subscriptions/{subscription_id}/secret/rotate", response_model=RotatedOut)
-    async def rotate_secret(subscription_id: uuid.UUID, _auth: SubscriptionsAdmin) -> RotatedOut:
+    async def rotate_secret(request: Request, subscription_id: uuid.UUID, caller: SubscriptionsAdmin) -> RotatedOut:
         """New secret now; the old one stays valid (both signatures are sent) for the grace period."""
         now = datetime.now(UTC)
         until = now + timedelta(seconds=runtime.settings.webhook_secret_grace_s)
@@ -198,6 +239,15 @@ def build_router(runtime: Runtime) -> APIRouter:
             row = await _subscription(session, subscription_id)
             row.previous_secret, row.previous_secret_expires_at = row.secret, until
             row.secret = generate_secret()
+            await audit.record_by(  # never the secrets, not even their digests
+                session,
+                caller,
+                action="subscription.rotate_secret",
+                target=f"subscription:{subscription_id}",
+                now=now,
+                request_id=request_id(request),
+                detail={"previous_secret_valid_until": until.isoformat()},
+            )
             return RotatedOut(secret=row.secret, previous_secret_valid_until=until)
 
     @router.get("/subscriptions/{subscription_id}/notices", response_model=list[NoticeOut])
@@ -228,8 +278,9 @@ def build_router(runtime: Runtime) -> APIRouter:
         return [_delivery_out(d, by_delivery.get(d.id, [])) for d in deliveries]
 
     @router.post("/deliveries/{delivery_id}/resend", status_code=202, response_model=DeliveryOut)
-    async def resend(delivery_id: uuid.UUID, _auth: SubscriptionsAdmin) -> DeliveryOut:
+    async def resend(request: Request, delivery_id: uuid.UUID, caller: SubscriptionsAdmin) -> DeliveryOut:
         """Send a failed delivery again now, with the same `webhook-id` and a fresh retry schedule."""
+        now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
             delivery = await get_row(session, DeliveryRow, delivery_id, what="delivery")
             subscription = await _subscription(session, delivery.subscription_id)
@@ -237,10 +288,20 @@ def build_router(runtime: Runtime) -> APIRouter:
                 raise ProblemError(409, "Conflict", f"delivery is {delivery.status}; only failed ones are resent")
             if not subscription.enabled:
                 raise ProblemError(409, "Conflict", "the subscription is disabled; enable it first")
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.PENDING, datetime.now(UTC)
-            delivery.attempt_count = 0
+            delivery.status, delivery.next_attempt_at, delivery.attempt_count = DeliveryStatus.PENDING, now, 0
             delivery.locked_until = None
             delivery.ready = True  # an explicit replay: it does not wait for later events of its review
+            await audit.record_by(
+                session,
+                caller,
+                action="delivery.resend",
+                target=f"delivery:{delivery_id}",
+                now=now,
+                request_id=request_id(request),
+                before={"status": DeliveryStatus.FAILED.value},
+                after={"status": DeliveryStatus.PENDING.value},
+                detail={"subscription": str(delivery.subscription_id), "msg_id": delivery.msg_id},
+            )
             return _delivery_out(delivery, [])
 
     return router

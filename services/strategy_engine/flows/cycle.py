@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.reviews import ReviewEventType
+from services.core.identity import store
+from services.core.identity.model import Caller
+from services.strategy_engine import rights
 from services.strategy_engine.assessments import AssessmentIn, Verdict, decision, missing, next_in_sequence
-from services.strategy_engine.errors import GuardRefused
+from services.strategy_engine.errors import GuardRefused, Invalid
+from services.strategy_engine.flows.access import require_edit, require_steer
 from services.strategy_engine.flows.events import lock_review, record_event, stored_trigger_ref
 from services.strategy_engine.lifecycle import TERMINAL, ApprovalDecision, Refusal, ReviewFacts, ReviewState, check
 from services.strategy_engine.persistence import (
@@ -74,12 +79,15 @@ async def transition(
     *,
     review_id: uuid.UUID,
     target: ReviewState,
-    actor: str | None,
+    caller: Caller,
     reason: str | None,
     policies: PolicySet,
     now: datetime,
 ) -> ReviewRow | Refusal:
+    """Move the review to `target` if the caller may steer it and every guard lets it."""
     review = await lock_review(session, review_id)
+    require_steer(caller, review)
+    actor = caller.label
     current = ReviewState(review.state)
     refusal = check(current, target, await facts(session, review, reason=reason))
     if refusal is not None:
@@ -108,6 +116,28 @@ async def transition(
     return review
 
 
+async def update_review(
+    session: AsyncSession, *, review_id: uuid.UUID, changes: dict[str, Any], caller: Caller, now: datetime
+) -> tuple[ReviewRow, dict[str, Any]]:
+    """Change the review's `owner` (a person, by e-mail; None unassigns) or `title`; returns the review and
+    the values it had before."""
+    review = await lock_review(session, review_id)
+    require_steer(caller, review)
+    if changes.get("owner") is not None:
+        owner = await store.principal_by_email(session, changes["owner"])
+        if owner is None or owner.email is None or owner.disabled_at is not None:
+            raise Invalid(
+                f"the owner must be a person: no active person with e-mail {changes['owner']!r}", field="owner"
+            )
+        changes = {**changes, "owner": owner.email}
+    before = {name: getattr(review, name) for name in changes}
+    for name, value in changes.items():
+        setattr(review, name, value)
+    if changes:
+        record_event(session, review, ReviewEventType.UPDATED, now, {"actor": caller.label, "changed": changes})
+    return review, before
+
+
 def enter(review: ReviewRow, target: ReviewState, policies: PolicySet, now: datetime) -> None:
     """Move to `target`: new phase clock and due date; a terminal state frees the correlation key."""
     review.state, review.phase_entered_at = target.value, now
@@ -120,12 +150,16 @@ def enter(review: ReviewRow, target: ReviewState, policies: PolicySet, now: date
 
 
 async def record_assessment(
-    session: AsyncSession, *, review_id: uuid.UUID, body: AssessmentIn, actor: str | None, now: datetime
+    session: AsyncSession, *, review_id: uuid.UUID, body: AssessmentIn, caller: Caller, now: datetime
 ) -> AssessmentRow:
-    """A new version; approvals given to earlier versions no longer count."""
+    """A new version; approvals given to earlier versions no longer count. Approvers are named by e-mail."""
     review = await lock_review(session, review_id)
+    await require_edit(session, caller, review)
     if ReviewState(review.state) in TERMINAL:
         raise GuardRefused("review_open", f"the review is {review.state}")
+    if body.approvers is not None:
+        named = rights.people(body.approvers.names, field="approvers.names")
+        body = body.model_copy(update={"approvers": body.approvers.model_copy(update={"names": named})})
     previous = await latest_assessment(session, review.id)
     gaps = missing(body)
     row = AssessmentRow(
@@ -136,7 +170,7 @@ async def record_assessment(
         complete=not gaps,
         risk_score=body.risk.score if body.risk else None,
         created_at=now,
-        created_by=actor,
+        created_by=caller.label,
     )
     session.add(row)
     record_event(
@@ -150,6 +184,7 @@ async def record_assessment(
             "missing": gaps,
             "risk_score": row.risk_score,
             "supersedes_approvals": previous is not None,
+            "actor": caller.label,
         },
     )
     return row
@@ -160,12 +195,13 @@ async def record_approval(
     *,
     review_id: uuid.UUID,
     version: int,
-    approver: str,
+    caller: Caller,
     verdict: Verdict,
     comment: str | None,
     now: datetime,
 ) -> ApprovalDecision:
-    """Record one approver's verdict on the current assessment version; returns the resulting decision."""
+    """Record the caller's verdict on the current assessment version, as an approver named on it; returns
+    the resulting decision."""
     review = await lock_review(session, review_id)
     if ReviewState(review.state) is not ReviewState.APPROVAL:
         raise GuardRefused("in_approval", f"the review is in {review.state}")
@@ -174,8 +210,8 @@ async def record_approval(
         latest = current.version if current else None
         raise GuardRefused("current_version", f"version {version} is not the current one ({latest})")
     body = AssessmentIn.model_validate(current.body)
-    if body.approvers is None or approver not in body.approvers.names:
-        raise GuardRefused("named_approver", f"{approver!r} is not an approver of version {version}")
+    approver = rights.approver(caller, named=body.approvers.names if body.approvers else (), version=version)
+    assert body.approvers is not None  # rights.approver refuses a version that names nobody
     given = await _verdicts(session, current.id)
     if any(name == approver for name, _ in given):
         raise GuardRefused("single_verdict", f"{approver!r} already gave a verdict")
@@ -201,7 +237,7 @@ async def merge(
     *,
     source_id: uuid.UUID,
     into_id: uuid.UUID,
-    actor: str | None,
+    caller: Caller,
     now: datetime,
     policies: PolicySet,
 ) -> ReviewRow:
@@ -211,7 +247,9 @@ async def merge(
     first, second = sorted([source_id, into_id])  # lock in a fixed order: two opposite merges cannot deadlock
     locked = {first: await lock_review(session, first), second: await lock_review(session, second)}
     source, target = locked[source_id], locked[into_id]
+    actor = caller.label
     for review in (source, target):
+        require_steer(caller, review)
         if ReviewState(review.state) in TERMINAL:
             raise GuardRefused("review_open", f"review {review.id} is {review.state}")
     moved = list(

@@ -12,8 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.reviews import ReviewEventType
 from services.core.db import get_row
+from services.core.identity.model import Caller
+from services.strategy_engine import rights
 from services.strategy_engine.documents import PER_ORG_UNIT, Kind, Recipient, Status, may_move
 from services.strategy_engine.errors import GuardRefused, Invalid, NotFound
+from services.strategy_engine.flows.access import require_edit
 from services.strategy_engine.flows.events import lock_review, record_event
 from services.strategy_engine.lifecycle import TERMINAL, ReviewState
 from services.strategy_engine.persistence import AcknowledgementRow, DocumentRow, DocumentVersionRow
@@ -31,10 +34,14 @@ async def add_version(
     summary: str,
     distribution: Sequence[Recipient],
     ack_due_days: float,
+    caller: Caller,
     now: datetime,
 ) -> DocumentVersionRow:
-    """A new draft version of the (kind, org unit) document, produced by this review."""
+    """A new draft version of the (kind, org unit) document, produced by this review; recipients are people,
+    named by e-mail."""
     review = await lock_review(session, review_id)
+    await require_edit(session, caller, review)
+    emails = rights.people([recipient.name for recipient in distribution], field="distribution.name")
     if ReviewState(review.state) in TERMINAL:
         raise GuardRefused("review_open", f"the review is {review.state}")
     if kind in PER_ORG_UNIT and not org_unit:
@@ -59,7 +66,7 @@ async def add_version(
         summary=summary,
         created_at=now,
         ack_due_days=ack_due_days,
-        distribution=[recipient.model_dump() for recipient in distribution],
+        distribution=[{**r.model_dump(), "name": email} for r, email in zip(distribution, emails, strict=True)],
     )
     document.title = title
     session.add(version)
@@ -67,9 +74,24 @@ async def add_version(
     return version
 
 
+async def change_status(
+    session: AsyncSession,
+    *,
+    version: DocumentVersionRow,
+    target: Status,
+    certified_by: str | None,
+    caller: Caller,
+    now: datetime,
+) -> DocumentVersionRow:
+    """Move a version to `target`, if the caller may edit the documents of the review that produced it."""
+    await require_edit(session, caller, await lock_review(session, version.review_id))
+    return await move_version(session, version=version, target=target, certified_by=certified_by, now=now)
+
+
 async def move_version(
     session: AsyncSession, *, version: DocumentVersionRow, target: Status, certified_by: str | None, now: datetime
 ) -> DocumentVersionRow:
+    """Move a version to `target` (the caller's right to do so is checked by `add_version` or `change_status`)."""
     current = Status(version.status)
     if not may_move(current, target):
         raise GuardRefused("document_status", f"{current.value} → {target.value} is not allowed")
@@ -127,10 +149,19 @@ async def _publish(session: AsyncSession, version: DocumentVersionRow, certified
 
 
 async def acknowledge(
-    session: AsyncSession, *, document_id: uuid.UUID, recipient: str, version: int | None, now: datetime
+    session: AsyncSession,
+    *,
+    document_id: uuid.UUID,
+    version: int | None,
+    caller: Caller,
+    on_behalf_of: str | None = None,
+    reason: str | None = None,
+    now: datetime,
 ) -> AcknowledgementRow:
-    """Record that `recipient` holds a published version (the current one unless `version` is given)."""
+    """Record that the caller holds a published version (the current one unless `version` is given), or, for
+    an admin with a reason, that `on_behalf_of` does (recorded as such)."""
     document = await get_row(session, DocumentRow, document_id, what="document")
+    recipient = rights.recipient(caller, on_behalf_of=on_behalf_of, reason=reason)
     wanted = version if version is not None else document.current_version
     if wanted is None:
         raise GuardRefused("published", "the document has no published version")
@@ -146,5 +177,22 @@ async def acknowledge(
     if row is None:
         raise NotFound(f"{recipient!r} is not on version {wanted}'s distribution list")
     if row.acknowledged_at is None:
-        row.acknowledged_at = now
+        row.acknowledged_at, row.recorded_by, row.reason = now, caller.label, reason
+        version_row = await session.get(DocumentVersionRow, row.version_id)
+        assert version_row is not None
+        review = await lock_review(session, version_row.review_id)
+        record_event(
+            session,
+            review,
+            ReviewEventType.DOCUMENT_ACKNOWLEDGED,
+            now,
+            {
+                "document_id": str(document.id),
+                "version": wanted,
+                "recipient": recipient,
+                "recorded_by": caller.label,
+                "on_behalf": on_behalf_of is not None,
+                "reason": reason,
+            },
+        )
     return row

@@ -6,13 +6,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.auth import ReviewsRead, ReviewsWrite
 from services.core.db import get_row
-from services.core.http import PositiveInt32, ProblemError
+from services.core.http import ActorField, PositiveInt32, ProblemError, request_id
+from services.core.identity import audit
+from services.core.identity.model import EMAIL_PATTERN
 from services.core.runtime import Runtime
 from services.strategy_engine import persistence
 from services.strategy_engine.documents import Kind, Recipient, Status
@@ -39,8 +41,16 @@ class StatusIn(BaseModel):
 
 
 class AcknowledgementIn(BaseModel):
-    recipient: Name
+    model_config = ConfigDict(extra="forbid")
+
     version: PositiveInt32 | None = Field(default=None, description="default: the current version")
+    on_behalf_of: Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN)] | None = Field(
+        default=None, description="admins only: the recipient (e-mail) whose acknowledgement is recorded"
+    )
+    reason: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
+        default=None, description="why an admin records it on the recipient's behalf; required with on_behalf_of"
+    )
+    recipient: ActorField = Field(default=None, exclude=True)
 
 
 class RecipientOut(BaseModel):
@@ -49,6 +59,8 @@ class RecipientOut(BaseModel):
     required: bool
     due_at: datetime
     acknowledged_at: datetime | None
+    recorded_by: str | None = Field(description="who recorded the acknowledgement (an admin on the recipient's behalf)")
+    reason: str | None = Field(description="why it was recorded on the recipient's behalf")
 
 
 class VersionOut(BaseModel):
@@ -77,8 +89,12 @@ def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["documents"])
 
     @router.post("/reviews/{review_id}/documents", status_code=201, response_model=VersionOut)
-    async def add_document(review_id: uuid.UUID, body: DocumentIn, _auth: ReviewsWrite) -> VersionOut:
-        """A new version of the (kind, org unit) document; publishing supersedes the previous version."""
+    async def add_document(
+        request: Request, review_id: uuid.UUID, body: DocumentIn, caller: ReviewsWrite
+    ) -> VersionOut:
+        """A new version of the (kind, org unit) document (a strategy manager, the review's owner or a
+        contributor of its org unit); recipients are people, by e-mail; publishing supersedes the previous
+        version."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
             version = await documents.add_version(
@@ -90,6 +106,7 @@ def build_router(runtime: Runtime) -> APIRouter:
                 summary=body.summary,
                 distribution=body.distribution,
                 ack_due_days=body.ack_due_days,
+                caller=caller,
                 now=now,
             )
             if body.publish:
@@ -98,23 +115,49 @@ def build_router(runtime: Runtime) -> APIRouter:
                         session, version=version, target=step, certified_by=body.certified_by, now=now
                     )
             await session.flush()
-            return await _version_out(session, version)
+            out = await _version_out(session, version)
+            await audit.record_by(
+                session,
+                caller,
+                action="document.create",
+                target=f"document:{version.document_id}",
+                now=now,
+                request_id=request_id(request),
+                after=out.model_dump(mode="json"),
+                detail={"review": str(review_id), "version": version.version, "status": version.status},
+            )
+            return out
 
     @router.post("/documents/{document_id}/versions/{number}/status", response_model=VersionOut)
     async def change_status(
+        request: Request,
         document_id: uuid.UUID,
         number: Annotated[int, Path(ge=1, le=2_147_483_647)],
         body: StatusIn,
-        _auth: ReviewsWrite,
+        caller: ReviewsWrite,
     ) -> VersionOut:
+        """A strategy manager, the owner of the review that produced the version, or a contributor of its unit."""
+        now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
             version = await persistence.document_version(session, document_id, number)
             if version is None:
                 raise ProblemError(404, "Not Found", f"no version {number} of document {document_id}")
-            await documents.move_version(
-                session, version=version, target=body.to, certified_by=body.certified_by, now=datetime.now(UTC)
+            before = version.status
+            await documents.change_status(
+                session, version=version, target=body.to, certified_by=body.certified_by, caller=caller, now=now
             )
             await session.flush()
+            await audit.record_by(
+                session,
+                caller,
+                action="document.status",
+                target=f"document:{document_id}",
+                now=now,
+                request_id=request_id(request),
+                before={"version": number, "status": before},
+                after={"version": number, "status": version.status},
+                detail={"version": number, "from": before, "to": version.status},
+            )
             return await _version_out(session, version)
 
     @router.get("/documents/{document_id}", response_model=DocumentOut)
@@ -133,11 +176,35 @@ def build_router(runtime: Runtime) -> APIRouter:
             )
 
     @router.post("/documents/{document_id}/acknowledgements", response_model=RecipientOut)
-    async def acknowledge(document_id: uuid.UUID, body: AcknowledgementIn, _auth: ReviewsWrite) -> RecipientOut:
-        """The recipient now holds this version (the current one by default); repeating it changes nothing."""
+    async def acknowledge(
+        request: Request, document_id: uuid.UUID, body: AcknowledgementIn, caller: ReviewsWrite
+    ) -> RecipientOut:
+        """The caller, a recipient, now holds this version (the current one by default); repeating it changes
+        nothing. An admin may record it for a recipient with `on_behalf_of` and a `reason` (shown as such)."""
+        now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
             row = await documents.acknowledge(
-                session, document_id=document_id, recipient=body.recipient, version=body.version, now=datetime.now(UTC)
+                session,
+                document_id=document_id,
+                version=body.version,
+                caller=caller,
+                on_behalf_of=body.on_behalf_of,
+                reason=body.reason,
+                now=now,
+            )
+            await audit.record_by(
+                session,
+                caller,
+                action="acknowledgement.record",
+                target=f"document:{document_id}",
+                now=now,
+                request_id=request_id(request),
+                detail={
+                    "version": body.version,
+                    "recipient": row.recipient,
+                    "on_behalf": body.on_behalf_of is not None,
+                    "reason": body.reason,
+                },
             )
             return _recipient(row)
 
@@ -151,6 +218,8 @@ def _recipient(row: AcknowledgementRow) -> RecipientOut:
         required=row.required,
         due_at=row.due_at,
         acknowledged_at=row.acknowledged_at,
+        recorded_by=row.recorded_by,
+        reason=row.reason,
     )
 
 
