@@ -20,6 +20,7 @@ from services.strategy_engine.persistence import (
     ReviewRow,
     TransitionRow,
     TriggerRow,
+    clearance_of,
 )
 from services.strategy_engine.policies import PolicySet
 
@@ -214,6 +215,11 @@ async def merge(
     for review in (source, target):
         if ReviewState(review.state) in TERMINAL:
             raise GuardRefused("review_open", f"review {review.id} is {review.state}")
+    if (source.restricted, await clearance_of(session, source.id)) != (
+        target.restricted,
+        await clearance_of(session, target.id),
+    ):  # merged triggers must not become visible to anyone their review hid them from
+        raise GuardRefused("same_clearance", "both reviews must be restricted to the same grants, or neither")
     moved = list((await session.scalars(select(TriggerRow).where(TriggerRow.review_id == source.id))).all())
     await session.execute(update(TriggerRow).where(TriggerRow.review_id == source.id).values(review_id=target.id))
     previous = source.state

@@ -61,7 +61,8 @@ async def add_version(
         ack_due_days=ack_due_days,
         distribution=[recipient.model_dump() for recipient in distribution],
     )
-    document.title = title
+    if not review.restricted:  # a restricted review's title for a shared document would leak to the uncleared
+        document.title = title
     session.add(version)
     await session.flush()  # acknowledgements reference it; no ORM relationship orders the inserts
     return version

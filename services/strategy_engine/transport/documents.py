@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -12,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.auth import ReviewsRead, ReviewsWrite
 from services.core.db import get_row
+from services.core.errors import NotFound
 from services.core.http import PositiveInt32, ProblemError
 from services.core.runtime import Runtime
 from services.strategy_engine import persistence
 from services.strategy_engine.documents import Kind, Recipient, Status
 from services.strategy_engine.flows import documents
+from services.strategy_engine.flows.events import require_visible
 from services.strategy_engine.persistence import AcknowledgementRow, DocumentRow, DocumentVersionRow
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -77,10 +80,11 @@ def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["documents"])
 
     @router.post("/reviews/{review_id}/documents", status_code=201, response_model=VersionOut)
-    async def add_document(review_id: uuid.UUID, body: DocumentIn, _auth: ReviewsWrite) -> VersionOut:
+    async def add_document(review_id: uuid.UUID, body: DocumentIn, caller: ReviewsWrite) -> VersionOut:
         """A new version of the (kind, org unit) document; publishing supersedes the previous version."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
+            await require_visible(session, review_id, caller.grants)
             version = await documents.add_version(
                 session,
                 review_id=review_id,
@@ -105,10 +109,10 @@ def build_router(runtime: Runtime) -> APIRouter:
         document_id: uuid.UUID,
         number: Annotated[int, Path(ge=1, le=2_147_483_647)],
         body: StatusIn,
-        _auth: ReviewsWrite,
+        caller: ReviewsWrite,
     ) -> VersionOut:
         async with runtime.uow.begin() as session:
-            version = await persistence.document_version(session, document_id, number)
+            version = await persistence.document_version(session, document_id, number, caller.grants)
             if version is None:
                 raise ProblemError(404, "Not Found", f"no version {number} of document {document_id}")
             await documents.move_version(
@@ -118,10 +122,10 @@ def build_router(runtime: Runtime) -> APIRouter:
             return await _version_out(session, version)
 
     @router.get("/documents/{document_id}", response_model=DocumentOut)
-    async def get_document(document_id: uuid.UUID, _auth: ReviewsRead) -> DocumentOut:
+    async def get_document(document_id: uuid.UUID, caller: ReviewsRead) -> DocumentOut:
+        """Only the versions produced by reviews the caller is cleared for; none at all is 404."""
         async with runtime.uow.begin() as session:
-            document = await get_row(session, DocumentRow, document_id, what="document")
-            versions = await persistence.document_versions(session, document_id)
+            document, versions = await _visible(session, document_id, caller.grants)
             recipients = await persistence.acknowledgements_of(session, [v.id for v in versions])
             return DocumentOut(
                 id=document.id,
@@ -133,15 +137,30 @@ def build_router(runtime: Runtime) -> APIRouter:
             )
 
     @router.post("/documents/{document_id}/acknowledgements", response_model=RecipientOut)
-    async def acknowledge(document_id: uuid.UUID, body: AcknowledgementIn, _auth: ReviewsWrite) -> RecipientOut:
+    async def acknowledge(document_id: uuid.UUID, body: AcknowledgementIn, caller: ReviewsWrite) -> RecipientOut:
         """The recipient now holds this version (the current one by default); repeating it changes nothing."""
         async with runtime.uow.begin() as session:
+            document, versions = await _visible(session, document_id, caller.grants)
+            number = body.version if body.version is not None else document.current_version
+            if number is not None and number not in {v.version for v in versions}:  # as the flow says if missing
+                raise NotFound(f"{body.recipient!r} is not on version {number}'s distribution list")
             row = await documents.acknowledge(
                 session, document_id=document_id, recipient=body.recipient, version=body.version, now=datetime.now(UTC)
             )
             return _recipient(row)
 
     return router
+
+
+async def _visible(
+    session: AsyncSession, document_id: uuid.UUID, grants: Collection[str]
+) -> tuple[DocumentRow, list[DocumentVersionRow]]:
+    """The document and its versions the caller may see (need-to-know); one with none is 404 as if missing."""
+    document = await session.get(DocumentRow, document_id)
+    versions = await persistence.document_versions(session, document_id, grants) if document else []
+    if document is None or not versions:
+        raise NotFound(f"no document {document_id}")
+    return document, versions
 
 
 def _recipient(row: AcknowledgementRow) -> RecipientOut:
