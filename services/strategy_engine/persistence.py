@@ -31,8 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.db import Base, UTCDateTime, is_postgres, new_id
+from services.core.identity.clearance import ALL
 from services.core.outbox import OutboxMixin
-from services.strategy_engine.clearance import ALL
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 

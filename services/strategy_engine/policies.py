@@ -21,8 +21,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from services.contracts.accepted import TriggerAcceptedV1
 from services.contracts.triggers import Category, Severity
+from services.core.identity.clearance import GRANT_PATTERN, normal_grant
 from services.core.settings import ConfigurationError
-from services.strategy_engine.clearance import GRANT_PATTERN, normal_grant
 from services.strategy_engine.lifecycle import PHASES, ReviewState
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")

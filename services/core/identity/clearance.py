@@ -1,8 +1,9 @@
-"""Need-to-know (pure): who may see a restricted review and its triggers.
+"""Need-to-know (pure): who may see restricted data, shared by the services.
 
-A policy's `restricted_to` lists grant tokens (`principal:<email>`, `role:<role>`, `unit:<org unit>`, or `*`);
-the reviews it opens are restricted to them. A caller sees a restricted review when one of its grants
-(`Caller.grants`) is on the review's clearance list, or when it holds `*` (cleared for all restricted data).
+Restricted data carries a clearance list of grant tokens (`principal:<email>`, `role:<role>`, `unit:<org
+unit>`, or `*`): an engine policy's `restricted_to` for the reviews it opens, ingest's
+`SMITS_INGEST_RESTRICTED_TO` for triggers of its restricted categories. A caller sees it when one of its
+grants (`Caller.grants`) is on the list, or when it holds `*` (cleared for all restricted data). The engine's
 `persistence.visible_to` states the same rule in SQL; a property test holds the two together."""
 
 from __future__ import annotations
