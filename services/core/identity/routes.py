@@ -75,6 +75,12 @@ class PersonOut(BaseModel):
     disabled: bool
 
 
+class ClearanceIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    cleared_restricted: bool = Field(description="cleared for all restricted (need-to-know) data")
+
+
 class OrgUnitIn(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -308,6 +314,28 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                 request_id=getattr(request.state, "request_id", None),
                 after=out.model_dump(mode="json"),
                 detail={"roles": ",".join(out.roles), "org_units": ",".join(out.org_units)},
+            )
+        return out
+
+    @router.post("/v1/users/{email}/clearance", response_model=PersonOut, tags=["people"])
+    async def set_clearance(request: Request, email: str, body: ClearanceIn, caller: Admin) -> PersonOut:
+        """Clear a person for all restricted (need-to-know) reviews, or withdraw it; audited, effective at once."""
+        now = datetime.now(UTC)
+        async with uow.begin() as session:
+            row = await store.require_person(session, email)
+            before = row.cleared_restricted
+            await store.set_clearance(session, row, body.cleared_restricted)
+            out = PersonOut.model_validate(await store.person_of(session, row), from_attributes=True)
+            await audit.record_by(
+                session,
+                caller,
+                action="user.clearance",
+                target=f"principal:{row.email}",
+                now=now,
+                request_id=getattr(request.state, "request_id", None),
+                before={"cleared_restricted": before},
+                after={"cleared_restricted": out.cleared_restricted},
+                detail={"cleared_restricted": out.cleared_restricted},
             )
         return out
 
