@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from sqlalchemy import select
 
+from services.core.identity.model import Role
 from services.core.outbox import OutboxRelay
 from services.core.settings import Settings
 from services.strategy_engine.persistence import EngineOutboxRow, TimelineRow
@@ -39,8 +41,8 @@ async def test_overdue_escalation_and_reminders_fire_once_per_phase(settings: Se
                 )
             ],
         )
-        review = (await eventually(lambda: _reviews(app), lambda r: len(r) == 1, what="review"))[0]
-        api = app.api
+        api = await app.person("manager@corp.example", Role.STRATEGY_MANAGER)  # the deal is need-to-know
+        review = (await eventually(lambda: _reviews(api), lambda r: len(r) == 1, what="review"))[0]
         await api.patch(f"/v1/reviews/{review}", json={"owner": "cio"})
         clock = {"now": NOW}
         relay = OutboxRelay(uow=app.runtime.uow, row=EngineOutboxRow, producer=app.runtime.producer, settings=settings)
@@ -85,5 +87,5 @@ async def test_overdue_escalation_and_reminders_fire_once_per_phase(settings: Se
     assert overdue == ["triage", "assess"]
 
 
-async def _reviews(app: Harness) -> list[str]:
-    return [r["id"] for r in (await app.api.get("/v1/reviews")).json()["items"]]
+async def _reviews(api: httpx.AsyncClient) -> list[str]:
+    return [r["id"] for r in (await api.get("/v1/reviews")).json()["items"]]
