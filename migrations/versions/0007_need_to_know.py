@@ -1,7 +1,7 @@
 """need-to-know: restricted reviews and their clearances, subscriptions cleared for restricted data
 
 Revision ID: 0007_need_to_know
-Revises: 0005_audit
+Revises: 0006_actors
 Create Date: 2026-11-23 22:40:09.360688
 
 Added columns default to false: existing reviews are not restricted, existing subscriptions not cleared.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_need_to_know"
-down_revision: str | None = "0005_audit"
+down_revision: str | None = "0006_actors"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
