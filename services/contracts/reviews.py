@@ -28,7 +28,9 @@ class ReviewEventType(StrEnum):
 class ReviewEventV1(BaseModel):
     """`id` is unique per event and becomes the outgoing `webhook-id`; `sequence` orders one review's events.
 
-    `category`, `severity` and `scope` describe the review (not the event) so subscribers can filter on them."""
+    `category`, `severity` and `scope` describe the review (not the event) so subscribers can filter on them.
+    `restricted` (added in v1, default false) marks a need-to-know review: the notifier sends its events to a
+    subscription not cleared for restricted data with ids and type only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,3 +43,4 @@ class ReviewEventV1(BaseModel):
     category: str | None = None
     severity: str | None = None
     scope: str | None = None
+    restricted: bool = False

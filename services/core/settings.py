@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from services.contracts.triggers import Category
+from services.core.identity.clearance import GRANT_PATTERN, normal_grant
+
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Delivery retry delays in seconds, as Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
 
@@ -71,6 +74,10 @@ class Settings(BaseSettings):
     ingest_rate_limit_per_s: float = Field(default=1000.0, ge=0.01, le=1e9)
     """Trigger events a second per API key on `POST /v1/triggers` (a batch counts each event)."""
     ingest_rate_burst: float = Field(default=2000.0, ge=1, le=1e9)
+    ingest_restricted_categories: Annotated[tuple[str, ...], NoDecode] = ("merger_acquisition",)
+    """Need-to-know in ingest's trigger status routes: triggers of these categories are shown only to callers
+    holding a grant in `ingest_restricted_to` (or `*`); keep in step with the engine policies' `restricted_to`."""
+    ingest_restricted_to: Annotated[tuple[str, ...], NoDecode] = ("role:strategy_manager",)
     consumer_max_records: int = Field(default=500, ge=1, le=10_000)
     consumer_fetch_timeout_ms: int = Field(default=200, ge=1, le=600_000)
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
@@ -119,7 +126,7 @@ class Settings(BaseSettings):
     oidc_audience: Annotated[str, Field(min_length=1, max_length=500)] | None = None
     """The `aud` bearer tokens must carry; none: the client id."""
 
-    @field_validator("webhook_allow_cidrs", mode="before")
+    @field_validator("webhook_allow_cidrs", "ingest_restricted_categories", "ingest_restricted_to", mode="before")
     @classmethod
     def _split_cidrs(cls, value: object) -> object:
         if isinstance(value, str):
@@ -132,6 +139,22 @@ class Settings(BaseSettings):
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)  # raises ValueError with the bad entry
         return value
+
+    @field_validator("ingest_restricted_categories")
+    @classmethod
+    def _check_categories(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - {category.value for category in Category})
+        if unknown:
+            raise ValueError(f"unknown trigger categories: {', '.join(unknown)}")
+        return value
+
+    @field_validator("ingest_restricted_to")
+    @classmethod
+    def _check_grants(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [token for token in value if not re.match(GRANT_PATTERN, token)]
+        if bad:
+            raise ValueError(f"not grant tokens (principal:<email>, role:<role>, unit:<name>, *): {', '.join(bad)}")
+        return tuple(normal_grant(token) for token in value)
 
     @field_validator("delivery_retry_schedule", mode="before")
     @classmethod

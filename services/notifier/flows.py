@@ -19,16 +19,18 @@ from services.core.observability import get_logger
 from services.core.tracing import child_of, from_headers
 from services.notifier.matching import wants
 from services.notifier.persistence import DeliveryRow, SubscriptionRow, pending_pairs, planned
+from services.notifier.redaction import redacted
 from services.notifier.retries import DeliveryStatus
 
 log = get_logger(__name__)
 
 
-def webhook_body(event: ReviewEventV1) -> str:
-    """The Standard Webhooks body; fixed when the delivery is created so every retry signs the same bytes."""
-    return orjson.dumps(
-        {"type": event.type.value, "timestamp": event.occurred_at.isoformat(), "data": event.data}
-    ).decode()
+def webhook_body(event: ReviewEventV1, *, cleared: bool = True) -> str:
+    """The Standard Webhooks body; fixed when the delivery is created so every retry (and a resend) signs the
+    same bytes. A restricted review's event for a subscription not `cleared` for restricted data carries only
+    ids: the stored body is already the redacted one, so nothing can later send more."""
+    data = event.data if cleared or not event.restricted else redacted(event.data)
+    return orjson.dumps({"type": event.type.value, "timestamp": event.occurred_at.isoformat(), "data": data}).decode()
 
 
 async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, now: datetime) -> int:
@@ -44,7 +46,7 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
     ).all()
     rows: list[dict[str, Any]] = []
     for event, traceparent in events:
-        body = webhook_body(event)
+        bodies = {cleared: webhook_body(event, cleared=cleared) for cleared in (True, False)}
         for subscription in subscriptions:
             if wants(
                 event_types=subscription.event_types,
@@ -52,7 +54,9 @@ async def plan_deliveries(session: AsyncSession, batch: Sequence[Message], *, no
                 severities=subscription.severities,
                 scopes=subscription.scopes,
                 event=event,
+                cleared=subscription.restricted_data,
             ):
+                body = bodies[subscription.restricted_data]
                 rows.append(
                     {
                         "id": new_id(),

@@ -31,11 +31,15 @@ def wants(
     severities: Sequence[str],
     scopes: Sequence[str],
     event: ReviewEventV1,
+    cleared: bool = True,
 ) -> bool:
-    """A subscription wants an event when its type and every non-empty filter match."""
+    """A subscription wants an event when its type and every non-empty filter match. A subscription not
+    `cleared` for restricted data cannot select a restricted review's events by scope (a scope filter would
+    tell it which subject the hidden review is about): a non-empty scope filter never matches them."""
+    hidden_scope = event.restricted and not cleared
     return (
         type_matches(event_types, event.type.value)
         and _allowed(categories, event.category)
         and _allowed(severities, event.severity)
-        and _allowed(scopes, event.scope)
+        and (not scopes if hidden_scope else _allowed(scopes, event.scope))
     )

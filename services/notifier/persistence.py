@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     select,
     tuple_,
     update,
@@ -50,6 +51,8 @@ class SubscriptionRow(Base):
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     disabled_reason: Mapped[str | None] = mapped_column(String(500))
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    restricted_data: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Cleared for restricted (need-to-know) reviews: gets their events in full, not only ids and type."""
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The current secret, plus the previous one while its rotation grace period lasts."""

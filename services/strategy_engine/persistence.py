@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -19,14 +20,18 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     and_,
+    exists,
+    false,
     func,
     or_,
     select,
+    true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.db import Base, UTCDateTime, is_postgres, new_id
+from services.core.identity.clearance import ALL
 from services.core.outbox import OutboxMixin
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -63,6 +68,17 @@ class ReviewRow(Base):
     merged_into: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     event_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Need-to-know: seen only by callers holding one of its `ReviewClearanceRow` grants (or `*`)."""
+
+
+class ReviewClearanceRow(Base):
+    """One grant token that clears a caller to see a restricted review (see `clearance.visible`)."""
+
+    __tablename__ = "engine_review_clearances"
+
+    review_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_reviews.id"), primary_key=True)
+    grant: Mapped[str] = mapped_column(String(400), primary_key=True)
 
 
 class DecidedTriggerRow(Base):
@@ -211,11 +227,16 @@ async def open_review(session: AsyncSession, key: str, *, lock: bool = False) ->
     return (await open_reviews(session, {key}, lock=lock)).get(key)
 
 
-async def open_reviews(session: AsyncSession, keys: Collection[str], *, lock: bool = False) -> dict[str, ReviewRow]:
-    """The reviews collecting triggers for `keys`, by key (locked for the transaction when `lock`)."""
+async def open_reviews(
+    session: AsyncSession, keys: Collection[str], *, lock: bool = False, grants: Collection[str] | None = None
+) -> dict[str, ReviewRow]:
+    """The reviews collecting triggers for `keys`, by key (locked for the transaction when `lock`); with
+    `grants`, only those visible to them."""
     if not keys:
         return {}
     query = select(ReviewRow).where(ReviewRow.open_key.in_(sorted(keys))).order_by(ReviewRow.open_key)  # lock order
+    if grants is not None:
+        query = query.where(visible_to(grants))
     if lock and is_postgres(session):
         query = query.with_for_update()
     return {row.open_key: row for row in (await session.scalars(query)).all() if row.open_key is not None}
@@ -246,6 +267,39 @@ async def waiting_triggers(
     return list(rows.all())
 
 
+# Need-to-know: the one SQL statement of `clearance.visible`; every read and write route filters with it.
+
+
+def visible_to(grants: Collection[str]) -> ColumnElement[bool]:
+    """Reviews a caller holding `grants` may see: unrestricted ones, those whose clearance list holds one of
+    the grants, and all of them for a caller cleared for all restricted data (`*`)."""
+    if ALL in grants:
+        return true()
+    cleared = exists().where(ReviewClearanceRow.review_id == ReviewRow.id, ReviewClearanceRow.grant.in_(sorted(grants)))
+    return or_(ReviewRow.restricted.is_(False), cleared)
+
+
+def trigger_visible_to(grants: Collection[str]) -> ColumnElement[bool]:
+    """A trigger is as visible as the review it belongs to (one that belongs to none is not restricted)."""
+    if ALL in grants:
+        return true()
+    return or_(
+        DecidedTriggerRow.review_id.is_(None),
+        exists().where(ReviewRow.id == DecidedTriggerRow.review_id, visible_to(grants)),
+    )
+
+
+async def visible_review(session: AsyncSession, review_id: uuid.UUID, grants: Collection[str]) -> ReviewRow | None:
+    """The review if it exists and the caller may see it (None either way otherwise: the answer is 404)."""
+    query = select(ReviewRow).where(ReviewRow.id == review_id, visible_to(grants))
+    return await session.scalar(query)
+
+
+async def clearance_of(session: AsyncSession, review_id: uuid.UUID) -> set[str]:
+    query = select(ReviewClearanceRow.grant).where(ReviewClearanceRow.review_id == review_id)
+    return set((await session.scalars(query)).all())
+
+
 # Reads for the dashboard and document routes (transport decodes, calls these, encodes).
 
 
@@ -258,10 +312,11 @@ async def list_reviews(
     before: tuple[datetime, uuid.UUID] | None,
     limit: int,
     now: datetime,
+    grants: Collection[str],
 ) -> list[ReviewRow]:
-    """Newest first; `filters` are exact matches on state, category, severity, owner (None: any);
-    `before` is the (opened_at, id) of the last review of the previous page."""
-    query = select(ReviewRow)
+    """Newest first, those visible to `grants` only; `filters` are exact matches on state, category, severity,
+    owner (None: any); `before` is the (opened_at, id) of the last review of the previous page."""
+    query = select(ReviewRow).where(visible_to(grants))
     for name, value in filters.items():
         if value is not None:
             query = query.where(getattr(ReviewRow, name) == value)
@@ -301,23 +356,42 @@ async def timeline(session: AsyncSession, review_id: uuid.UUID) -> list[Timeline
     return list((await session.scalars(query)).all())
 
 
-async def decision_of(session: AsyncSession, *, source: str, event_id: str) -> DecidedTriggerRow | None:
-    return await session.scalar(
-        select(DecidedTriggerRow).where(DecidedTriggerRow.source == source, DecidedTriggerRow.event_id == event_id)
-    )
-
-
-async def document_version(session: AsyncSession, document_id: uuid.UUID, number: int) -> DocumentVersionRow | None:
-    query = select(DocumentVersionRow).where(
-        DocumentVersionRow.document_id == document_id, DocumentVersionRow.version == number
+async def decision_of(
+    session: AsyncSession, *, source: str, event_id: str, grants: Collection[str]
+) -> DecidedTriggerRow | None:
+    """The decision for one trigger, unless it belongs to a review hidden from `grants`."""
+    query = select(DecidedTriggerRow).where(
+        DecidedTriggerRow.source == source, DecidedTriggerRow.event_id == event_id, trigger_visible_to(grants)
     )
     return await session.scalar(query)
 
 
-async def document_versions(session: AsyncSession, document_id: uuid.UUID) -> list[DocumentVersionRow]:
+def _version_visible_to(grants: Collection[str]) -> ColumnElement[bool]:
+    """A document version is as visible as the review that produced it."""
+    if ALL in grants:
+        return true()
+    return exists().where(ReviewRow.id == DocumentVersionRow.review_id, visible_to(grants))
+
+
+async def document_version(
+    session: AsyncSession, document_id: uuid.UUID, number: int, grants: Collection[str]
+) -> DocumentVersionRow | None:
+    """Version `number` of the document, unless its review is hidden from `grants`."""
+    query = select(DocumentVersionRow).where(
+        DocumentVersionRow.document_id == document_id,
+        DocumentVersionRow.version == number,
+        _version_visible_to(grants),
+    )
+    return await session.scalar(query)
+
+
+async def document_versions(
+    session: AsyncSession, document_id: uuid.UUID, grants: Collection[str]
+) -> list[DocumentVersionRow]:
+    """The document's versions produced by reviews visible to `grants`, in order."""
     query = (
         select(DocumentVersionRow)
-        .where(DocumentVersionRow.document_id == document_id)
+        .where(DocumentVersionRow.document_id == document_id, _version_visible_to(grants))
         .order_by(DocumentVersionRow.version)
     )
     return list((await session.scalars(query)).all())

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.contracts.accepted import TriggerAcceptedV1
 from services.contracts.triggers import Category, Severity
+from services.core.identity.clearance import GRANT_PATTERN, normal_grant
 from services.core.settings import ConfigurationError
 from services.strategy_engine.lifecycle import PHASES, ReviewState
 
@@ -41,6 +42,7 @@ def parse_duration(value: object) -> timedelta:
 
 
 Duration = Annotated[timedelta, Field()]
+GrantToken = Annotated[str, Field(pattern=GRANT_PATTERN, max_length=400), AfterValidator(normal_grant)]
 
 
 class Action(StrEnum):
@@ -88,6 +90,13 @@ class Policy(_Model):
     owner: str | None = None
     due_days: dict[ReviewState, float] = {}
     escalate_after: Duration = timedelta(days=2)
+    restricted_to: list[GrantToken] = Field(
+        default=[],
+        max_length=100,
+        description="need-to-know: the reviews this policy opens (and their triggers) are seen only by callers "
+        "holding one of these grants (`principal:<email>`, `role:<role>`, `unit:<org unit>`) or cleared for all "
+        "restricted data; empty = not restricted",
+    )
 
     @field_validator("grouping_window", "attach_cap", "escalate_after", mode="before")
     @classmethod

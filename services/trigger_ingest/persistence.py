@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     and_,
+    exists,
     func,
     or_,
     select,
@@ -121,9 +122,16 @@ async def insert_duplicates(session: AsyncSession, rows: Sequence[dict[str, Any]
         await session.execute(statement, [fit_columns(table, row) for row in rows])
 
 
-async def find_trigger(session: AsyncSession, source: str, event_id: str) -> AcceptedTriggerRow | None:
+async def find_trigger(
+    session: AsyncSession, source: str, event_id: str, *, hidden: Collection[str] = ()
+) -> AcceptedTriggerRow | None:
+    """The accepted trigger, unless its category is one of the `hidden` (need-to-know) ones."""
     row: AcceptedTriggerRow | None = await session.scalar(
-        select(AcceptedTriggerRow).where(AcceptedTriggerRow.source == source, AcceptedTriggerRow.event_id == event_id)
+        select(AcceptedTriggerRow).where(
+            AcceptedTriggerRow.source == source,
+            AcceptedTriggerRow.event_id == event_id,
+            AcceptedTriggerRow.category.not_in(sorted(hidden)),
+        )
     )
     return row
 
@@ -160,10 +168,21 @@ async def list_by_status(
     since: datetime | None,
     before: tuple[datetime, int] | None,
     limit: int,
+    hidden: Collection[str] = (),
 ) -> list[Listed]:
-    """Newest first by (received_at, id); `before` is the keyset cursor of the previous page."""
+    """Newest first by (received_at, id); `before` is the keyset cursor of the previous page. Triggers of the
+    `hidden` categories (need-to-know) are left out, and so are the duplicates of such triggers."""
     model: Any = _BY_STATUS[status]
     query = select(model)
+    if hidden and model is AcceptedTriggerRow:
+        query = query.where(AcceptedTriggerRow.category.not_in(sorted(hidden)))
+    elif hidden and model is DuplicateRow:
+        of_hidden = exists().where(
+            AcceptedTriggerRow.source == DuplicateRow.source,
+            AcceptedTriggerRow.event_id == DuplicateRow.event_id,
+            AcceptedTriggerRow.category.in_(sorted(hidden)),
+        )
+        query = query.where(~of_hidden)
     if category is not None:
         if model is not AcceptedTriggerRow:
             return []  # only accepted triggers have a validated category

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from sqlalchemy import select
 
 from services.core.identity.model import Role
@@ -40,11 +41,12 @@ async def test_overdue_escalation_and_reminders_fire_once_per_phase(settings: Se
                 )
             ],
         )
-        review = (await eventually(lambda: _reviews(app), lambda r: len(r) == 1, what="review"))[0]
-        api = app.api  # a service account: it steers and edits, but acknowledges as nobody
+        # The deal is need-to-know (restricted to strategy managers): everyone here who acts on it is one.
+        api = await app.person("manager@example.org", Role.STRATEGY_MANAGER)
+        review = (await eventually(lambda: _reviews(api), lambda r: len(r) == 1, what="review"))[0]
         cio = "cio@example.org"
         await app.person(cio, Role.STRATEGY_MANAGER)
-        cfo = await app.person("cfo@example.org", Role.CONTRIBUTOR)
+        cfo = await app.person("cfo@example.org", Role.CONTRIBUTOR, Role.STRATEGY_MANAGER)
         await api.patch(f"/v1/reviews/{review}", json={"owner": cio})
         clock = {"now": NOW}
         relay = OutboxRelay(uow=app.runtime.uow, row=EngineOutboxRow, producer=app.runtime.producer, settings=settings)
@@ -89,5 +91,5 @@ async def test_overdue_escalation_and_reminders_fire_once_per_phase(settings: Se
     assert overdue == ["triage", "assess"]
 
 
-async def _reviews(app: Harness) -> list[str]:
-    return [r["id"] for r in (await app.api.get("/v1/reviews")).json()["items"]]
+async def _reviews(api: httpx.AsyncClient) -> list[str]:
+    return [r["id"] for r in (await api.get("/v1/reviews")).json()["items"]]

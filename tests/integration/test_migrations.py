@@ -42,6 +42,7 @@ EXPECTED = {
     "engine_document_versions",
     "engine_acknowledgements",
     "engine_outbox",
+    "engine_review_clearances",
     "notifier_subscriptions",
     "notifier_deliveries",
     "notifier_attempts",

@@ -75,6 +75,12 @@ class PersonOut(BaseModel):
     disabled: bool
 
 
+class ClearanceIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    cleared_restricted: bool = Field(description="cleared for all restricted (need-to-know) data")
+
+
 class OrgUnitIn(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -311,6 +317,28 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
             )
         return out
 
+    @router.post("/v1/users/{email}/clearance", response_model=PersonOut, tags=["people"])
+    async def set_clearance(request: Request, email: str, body: ClearanceIn, caller: Admin) -> PersonOut:
+        """Clear a person for all restricted (need-to-know) reviews, or withdraw it; audited, effective at once."""
+        now = datetime.now(UTC)
+        async with uow.begin() as session:
+            row = await store.require_person(session, email)
+            before = row.cleared_restricted
+            await store.set_clearance(session, row, body.cleared_restricted)
+            out = PersonOut.model_validate(await store.person_of(session, row), from_attributes=True)
+            await audit.record_by(
+                session,
+                caller,
+                action="user.clearance",
+                target=f"principal:{row.email}",
+                now=now,
+                request_id=getattr(request.state, "request_id", None),
+                before={"cleared_restricted": before},
+                after={"cleared_restricted": out.cleared_restricted},
+                detail={"cleared_restricted": out.cleared_restricted},
+            )
+        return out
+
     @router.get("/v1/org-units", response_model=list[OrgUnitOut], tags=["people"])
     async def list_org_units(_caller: Admin) -> list[OrgUnitOut]:
         async with uow.begin() as session:
@@ -367,7 +395,9 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
         cursor: Annotated[str | None, Query(max_length=40, pattern=r"^[0-9]{1,19}$")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
-        """The audit log, newest first; `next_cursor` continues. Each record carries its chain hashes."""
+        """The audit log, newest first; `next_cursor` continues. Each record carries its chain hashes. For an
+        admin not cleared for all restricted data, the `detail` of records about reviews and documents is
+        withheld (it may quote a restricted review); who did what to which id stays."""
         try:
             before = row_id(cursor) if cursor else None
         except ValueError:
@@ -376,12 +406,22 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
             rows = await audit.search(
                 session, principal=principal, target=target, since=since, before_seq=before, limit=limit
             )
+        cleared = "*" in _caller.grants
         return {
-            "records": [audit.as_record(row) for row in rows],
+            "records": [_shown(audit.as_record(row), cleared) for row in rows],
             "next_cursor": str(rows[-1].seq) if len(rows) == limit else None,
         }
 
     return router
+
+
+ABOUT_REVIEWS = ("review:", "document:")
+
+
+def _shown(record: dict[str, Any], cleared: bool) -> dict[str, Any]:
+    if cleared or not str(record["target"]).startswith(ABOUT_REVIEWS):
+        return record
+    return {**record, "detail": {"withheld": "need-to-know: ask someone cleared for restricted data"}}
 
 
 def _is_json(request: Request) -> bool:

@@ -189,6 +189,13 @@ async def set_roles(session: AsyncSession, row: PrincipalRow, roles: Iterable[Ro
     await session.flush()
 
 
+async def set_clearance(session: AsyncSession, row: PrincipalRow, cleared: bool) -> None:
+    """Clear the principal for all restricted (need-to-know) data, or withdraw it; takes effect at its next
+    request, since every request reads the caller's grants afresh."""
+    row.cleared_restricted = cleared
+    await session.flush()
+
+
 async def person_of(session: AsyncSession, row: PrincipalRow) -> Person:
     manager = await session.get(PrincipalRow, row.manager_id) if row.manager_id else None
     return Person(

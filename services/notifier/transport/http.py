@@ -11,7 +11,7 @@ from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, S
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.triggers import Category, Severity
-from services.core.auth import SubscriptionsAdmin
+from services.core.auth import Caller, SubscriptionsAdmin
 from services.core.db import get_row
 from services.core.http import Patch, ProblemError, fits, request_id
 from services.core.identity import audit
@@ -28,6 +28,10 @@ T = TypeVar("T")
 FILTER_MAX_ITEMS = 100
 Filter = Annotated[list[T], Field(max_length=FILTER_MAX_ITEMS)]
 """A subscription filter: every planned event is matched against it, so its length is bounded."""
+RESTRICTED_DATA = (
+    "cleared for restricted (need-to-know) reviews: their events arrive in full; otherwise only their type, time "
+    "and ids. Every change is audited."
+)
 
 
 def _port_given(url: AnyHttpUrl) -> AnyHttpUrl:
@@ -61,6 +65,7 @@ class SubscriptionIn(BaseModel):
     description: Annotated[str, Field(max_length=500)] | None = None
     enabled: bool = True
     rate_limit_per_s: RatePerS | None = None
+    restricted_data: bool = Field(default=False, description=RESTRICTED_DATA)
 
 
 class SubscriptionPatch(Patch):
@@ -74,6 +79,7 @@ class SubscriptionPatch(Patch):
     description: Annotated[str, Field(max_length=500)] | None = None
     enabled: bool | None = None
     rate_limit_per_s: RatePerS | None = None
+    restricted_data: bool | None = Field(default=None, description=RESTRICTED_DATA)
 
 
 class SubscriptionOut(BaseModel):
@@ -87,6 +93,7 @@ class SubscriptionOut(BaseModel):
     enabled: bool
     disabled_reason: str | None
     rate_limit_per_s: float | None
+    restricted_data: bool
     created_at: datetime
     previous_secret_expires_at: datetime | None
 
@@ -168,6 +175,8 @@ def build_router(runtime: Runtime) -> APIRouter:
                 after=out.model_dump(mode="json"),
                 detail={"url": out.url},
             )
+            if row.restricted_data:
+                await _audit_clearance(session, request, caller, row, before=None)
         return SubscriptionCreatedOut(**out.model_dump(), secret=row.secret)
 
     @router.get("/subscriptions", response_model=list[SubscriptionOut])
@@ -192,8 +201,11 @@ def build_router(runtime: Runtime) -> APIRouter:
         async with runtime.uow.begin() as session:
             row = await _subscription(session, subscription_id)
             before = _out(row).model_dump(mode="json")
+            cleared_before = row.restricted_data
             for name, value in changes.items():
                 setattr(row, name, value)
+            if row.restricted_data != cleared_before:
+                await _audit_clearance(session, request, caller, row, before=cleared_before)
             if changes.get("enabled"):
                 row.disabled_reason, row.failing_since = None, None
             out = _out(row)
@@ -305,6 +317,23 @@ def build_router(runtime: Runtime) -> APIRouter:
             return _delivery_out(delivery, [])
 
     return router
+
+
+async def _audit_clearance(
+    session: AsyncSession, request: Request, caller: Caller, row: SubscriptionRow, *, before: bool | None
+) -> None:
+    """Clearing a subscription for restricted data (or withdrawing it) is an audited act of `caller`."""
+    await audit.record_by(
+        session,
+        caller,
+        action="subscription.clearance",
+        target=f"subscription:{row.id}",
+        now=datetime.now(UTC),
+        request_id=getattr(request.state, "request_id", None),
+        before=None if before is None else {"restricted_data": before},
+        after={"restricted_data": row.restricted_data},
+        detail={"restricted_data": row.restricted_data},
+    )
 
 
 async def _subscription(session: AsyncSession, subscription_id: uuid.UUID) -> SubscriptionRow:

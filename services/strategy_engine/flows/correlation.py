@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,13 @@ from services.strategy_engine.flows.events import (
     trigger_ref,
 )
 from services.strategy_engine.lifecycle import INITIAL
-from services.strategy_engine.persistence import DecidedTriggerRow, EngineOutboxRow, ReviewRow, TimelineRow
+from services.strategy_engine.persistence import (
+    DecidedTriggerRow,
+    EngineOutboxRow,
+    ReviewClearanceRow,
+    ReviewRow,
+    TimelineRow,
+)
 from services.strategy_engine.policies import (
     CorrelationOutcome,
     Decision,
@@ -55,6 +61,7 @@ class _Seen:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     types: list[ReviewEventType] = field(default_factory=list)
     links: list[tuple[DecidedTriggerRow, ReviewRow]] = field(default_factory=list)
+    clearances: list[dict[str, Any]] = field(default_factory=list)
 
     def event(
         self,
@@ -70,11 +77,15 @@ class _Seen:
         self.types.append(type_)
 
 
-async def evaluate(session: AsyncSession, policies: PolicySet, trigger: TriggerAcceptedV1) -> Decision:
-    """The decision for one trigger given the database as it is (the dry-run; reads only)."""
+async def evaluate(
+    session: AsyncSession, policies: PolicySet, trigger: TriggerAcceptedV1, *, grants: Collection[str]
+) -> Decision:
+    """The decision for one trigger given the database as it is (the dry-run; reads only), as a caller holding
+    `grants` may know it: an open review hidden from them is treated as absent."""
     policy = select_policy(policies, trigger)
     key = correlation_key(policy, trigger)
-    return await _decide(session, _Seen(reviews=await persistence.open_reviews(session, {key})), policy, trigger, key)
+    reviews = await persistence.open_reviews(session, {key}, grants=grants)
+    return await _decide(session, _Seen(reviews=reviews), policy, trigger, key)
 
 
 async def _decide(session: AsyncSession, seen: _Seen, policy: Policy, trigger: TriggerAcceptedV1, key: str) -> Decision:
@@ -126,6 +137,7 @@ async def handle_accepted_batch(
         for stored, review in seen.links:
             stored.review_id = review.id
         await session.flush()
+    await insert_rows(session, ReviewClearanceRow, seen.clearances)
     await insert_rows(session, DecidedTriggerRow, [row for rows in seen.rows.values() for row in rows])
     await insert_rows(session, TimelineRow, seen.timeline)
     await insert_rows(session, EngineOutboxRow, seen.outbox)
@@ -149,6 +161,7 @@ async def _apply(
         if stale is not None:  # past its windows: it carries on, but new related triggers go to the new one
             stale.open_key = None  # flushed as an UPDATE before the new review's INSERT
         review = seen.reviews[key] = _open(session, policy, trigger, decision, now)
+        seen.clearances += [{"review_id": review.id, "grant": grant} for grant in sorted(set(policy.restricted_to))]
         seen.event(review, ReviewEventType.OPENED, now, {**review_summary(review), **_about(trigger)}, traceparent)
         if policy.threshold is not None:
             await _link_waiting(session, seen, policy, trigger, review, now)
@@ -201,6 +214,7 @@ def _open(
         first_trigger_at=trigger.occurred_at,
         last_trigger_at=trigger.occurred_at,
         event_sequence=0,
+        restricted=bool(policy.restricted_to),
     )
     session.add(review)
     return review

@@ -25,6 +25,7 @@ from services.strategy_engine.persistence import (
     DocumentVersionRow,
     ReviewRow,
     TransitionRow,
+    clearance_of,
 )
 from services.strategy_engine.policies import PolicySet
 
@@ -252,6 +253,11 @@ async def merge(
         require_steer(caller, review)
         if ReviewState(review.state) in TERMINAL:
             raise GuardRefused("review_open", f"review {review.id} is {review.state}")
+    if (source.restricted, await clearance_of(session, source.id)) != (
+        target.restricted,
+        await clearance_of(session, target.id),
+    ):  # merged triggers must not become visible to anyone their review hid them from
+        raise GuardRefused("same_clearance", "both reviews must be restricted to the same grants, or neither")
     moved = list(
         (await session.scalars(select(DecidedTriggerRow).where(DecidedTriggerRow.review_id == source.id))).all()
     )

@@ -68,7 +68,8 @@ async def add_version(
         ack_due_days=ack_due_days,
         distribution=[{**r.model_dump(), "name": email} for r, email in zip(distribution, emails, strict=True)],
     )
-    document.title = title
+    if not review.restricted:  # a restricted review's title for a shared document would leak to the uncleared
+        document.title = title
     session.add(version)
     await session.flush()  # acknowledgements reference it; no ORM relationship orders the inserts
     return version

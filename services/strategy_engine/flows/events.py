@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,13 @@ from services.core.observability import REVIEWS
 from services.core.outbox import outbox_values
 from services.core.tracing import TRACEPARENT, child_of
 from services.strategy_engine.errors import ReviewNotFound
-from services.strategy_engine.persistence import DecidedTriggerRow, EngineOutboxRow, ReviewRow, TimelineRow
+from services.strategy_engine.persistence import (
+    DecidedTriggerRow,
+    EngineOutboxRow,
+    ReviewRow,
+    TimelineRow,
+    visible_review,
+)
 
 
 async def lock_review(session: AsyncSession, review_id: uuid.UUID) -> ReviewRow:
@@ -31,6 +37,15 @@ async def lock_review(session: AsyncSession, review_id: uuid.UUID) -> ReviewRow:
     if is_postgres(session):
         query = query.with_for_update()
     review = await session.scalar(query)
+    if review is None:
+        raise ReviewNotFound(review_id)
+    return review
+
+
+async def require_visible(session: AsyncSession, review_id: uuid.UUID, grants: Collection[str]) -> ReviewRow:
+    """The review if the caller holding `grants` may see it; a hidden one is `ReviewNotFound` exactly as a
+    missing one (404, never 403: its existence does not leak). Every route on one review calls this first."""
+    review = await visible_review(session, review_id, grants)
     if review is None:
         raise ReviewNotFound(review_id)
     return review
@@ -87,6 +102,7 @@ def event_rows(
         category=review.category,
         severity=review.severity,
         scope=review.scope,
+        restricted=bool(review.restricted),
     )
     timeline = {
         "id": event.id,

@@ -1,5 +1,6 @@
 """Commands on a review: owner, guarded transitions, assessments, approvals, merge (scope reviews:write), each
-by the caller (see `rights.py` for who may do which)."""
+by the caller (see `rights.py` for who may do which). A review the caller is not cleared for (need-to-know) is
+404 here exactly as a missing one."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from services.core.runtime import Runtime
 from services.strategy_engine.assessments import AssessmentIn, Verdict, missing
 from services.strategy_engine.errors import GuardRefused
 from services.strategy_engine.flows import cycle
+from services.strategy_engine.flows.events import require_visible
 from services.strategy_engine.lifecycle import Refusal, ReviewState
 from services.strategy_engine.policies import PolicySet
 from services.strategy_engine.transport.dashboard import ReviewOut, review_out
@@ -80,6 +82,7 @@ def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
         """The review's owner or a strategy manager; `owner` names an active person by e-mail (null unassigns)."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
+            await require_visible(session, review_id, caller.grants)
             review, before = await cycle.update_review(
                 session, review_id=review_id, changes=body.model_dump(exclude_unset=True), caller=caller, now=now
             )
@@ -103,6 +106,7 @@ def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
         `guard` names the failed guard."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
+            await require_visible(session, review_id, caller.grants)
             result = await cycle.transition(
                 session,
                 review_id=review_id,
@@ -135,6 +139,7 @@ def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
         now = datetime.now(UTC)
         assessment = AssessmentIn.model_validate(body.model_dump())
         async with runtime.uow.begin() as session:
+            await require_visible(session, review_id, caller.grants)
             row = await cycle.record_assessment(session, review_id=review_id, body=assessment, caller=caller, now=now)
             await audit.record_by(
                 session,
@@ -157,6 +162,7 @@ def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
         """The caller's verdict: they must hold the approver role and be named on the version (else 403)."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
+            await require_visible(session, review_id, caller.grants)
             outcome = await cycle.record_approval(
                 session,
                 review_id=review_id,
@@ -183,6 +189,8 @@ def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
         move over."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
+            for either in (review_id, body.into):
+                await require_visible(session, either, caller.grants)
             target = await cycle.merge(
                 session, source_id=review_id, into_id=body.into, caller=caller, now=now, policies=policies
             )

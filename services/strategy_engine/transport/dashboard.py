@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from services.core.auth import ReviewsRead
-from services.core.db import get_row
 from services.core.http import decode_cursor, encode_cursor
 from services.core.runtime import Runtime
 from services.strategy_engine import kpis, persistence
 from services.strategy_engine.flows.cycle import facts, latest_assessment
+from services.strategy_engine.flows.events import require_visible
 from services.strategy_engine.lifecycle import TERMINAL, ReviewState
 from services.strategy_engine.persistence import DecidedTriggerRow, ReviewRow
 
@@ -133,7 +133,7 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     @router.get("/reviews", response_model=ReviewPage)
     async def list_reviews(
-        _auth: ReviewsRead,
+        caller: ReviewsRead,
         state: ReviewState | None = None,
         category: str | None = None,
         severity: str | None = None,
@@ -142,14 +142,22 @@ def build_router(runtime: Runtime) -> APIRouter:
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> ReviewPage:
-        """Newest first. Pass `next_cursor` back as `cursor` for the next page; null means the end."""
+        """Newest first. Pass `next_cursor` back as `cursor` for the next page; null means the end. Reviews the
+        caller is not cleared for (need-to-know) are not listed."""
         now = datetime.now(UTC)
         before = decode_cursor(cursor, parse_id=uuid.UUID) if cursor else None
         filters = {"state": state, "category": category, "severity": severity, "owner": owner}
         terminal = {s.value for s in TERMINAL}
         async with runtime.uow.begin() as session:
             rows = await persistence.list_reviews(
-                session, filters=filters, overdue=overdue, terminal=terminal, before=before, limit=limit + 1, now=now
+                session,
+                filters=filters,
+                overdue=overdue,
+                terminal=terminal,
+                before=before,
+                limit=limit + 1,
+                now=now,
+                grants=caller.grants,
             )
         page = rows[:limit]
         return ReviewPage(
@@ -158,9 +166,9 @@ def build_router(runtime: Runtime) -> APIRouter:
         )
 
     @router.get("/reviews/{review_id}", response_model=ReviewDetailOut)
-    async def get_review(review_id: uuid.UUID, _auth: ReviewsRead) -> ReviewDetailOut:
+    async def get_review(review_id: uuid.UUID, caller: ReviewsRead) -> ReviewDetailOut:
         async with runtime.uow.begin() as session:
-            review = await get_row(session, ReviewRow, review_id, what="review")
+            review = await require_visible(session, review_id, caller.grants)
             triggers = await persistence.review_triggers(session, review_id)
             current = await latest_assessment(session, review_id)
             snapshot = await facts(session, review)
@@ -184,16 +192,17 @@ def build_router(runtime: Runtime) -> APIRouter:
         )
 
     @router.get("/reviews/{review_id}/timeline", response_model=list[TimelineEntryOut])
-    async def get_timeline(review_id: uuid.UUID, _auth: ReviewsRead) -> list[TimelineEntryOut]:
+    async def get_timeline(review_id: uuid.UUID, caller: ReviewsRead) -> list[TimelineEntryOut]:
         """Append-only: every event the review emitted, in order."""
         async with runtime.uow.begin() as session:
-            await get_row(session, ReviewRow, review_id, what="review")
+            await require_visible(session, review_id, caller.grants)
             rows = await persistence.timeline(session, review_id)
         return [TimelineEntryOut.model_validate(row, from_attributes=True) for row in rows]
 
     @router.get("/kpis")
     async def get_kpis(_auth: ReviewsRead) -> dict[str, Any]:
-        """Lead times in seconds (averages), overdue counts, current-copy coverage, rework and volumes."""
+        """Lead times in seconds (averages), overdue counts, current-copy coverage, rework and volumes: aggregates
+        only (restricted reviews count in them, but no title, id or subject of any review appears)."""
         async with runtime.uow.begin() as session:
             return await kpis.compute(session, datetime.now(UTC))
 

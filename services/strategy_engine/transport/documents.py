@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.auth import ReviewsRead, ReviewsWrite
 from services.core.db import get_row
+from services.core.errors import NotFound
 from services.core.http import ActorField, PositiveInt32, ProblemError, request_id
 from services.core.identity import audit
 from services.core.identity.model import EMAIL_PATTERN
@@ -19,6 +21,7 @@ from services.core.runtime import Runtime
 from services.strategy_engine import persistence
 from services.strategy_engine.documents import Kind, Recipient, Status
 from services.strategy_engine.flows import documents
+from services.strategy_engine.flows.events import require_visible
 from services.strategy_engine.persistence import AcknowledgementRow, DocumentRow, DocumentVersionRow
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -97,6 +100,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         version."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
+            await require_visible(session, review_id, caller.grants)
             version = await documents.add_version(
                 session,
                 review_id=review_id,
@@ -139,7 +143,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         """A strategy manager, the owner of the review that produced the version, or a contributor of its unit."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
-            version = await persistence.document_version(session, document_id, number)
+            version = await persistence.document_version(session, document_id, number, caller.grants)
             if version is None:
                 raise ProblemError(404, "Not Found", f"no version {number} of document {document_id}")
             before = version.status
@@ -161,10 +165,10 @@ def build_router(runtime: Runtime) -> APIRouter:
             return await _version_out(session, version)
 
     @router.get("/documents/{document_id}", response_model=DocumentOut)
-    async def get_document(document_id: uuid.UUID, _auth: ReviewsRead) -> DocumentOut:
+    async def get_document(document_id: uuid.UUID, caller: ReviewsRead) -> DocumentOut:
+        """Only the versions produced by reviews the caller is cleared for; none at all is 404."""
         async with runtime.uow.begin() as session:
-            document = await get_row(session, DocumentRow, document_id, what="document")
-            versions = await persistence.document_versions(session, document_id)
+            document, versions = await _visible(session, document_id, caller.grants)
             recipients = await persistence.acknowledgements_of(session, [v.id for v in versions])
             return DocumentOut(
                 id=document.id,
@@ -183,6 +187,11 @@ def build_router(runtime: Runtime) -> APIRouter:
         nothing. An admin may record it for a recipient with `on_behalf_of` and a `reason` (shown as such)."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
+            document, versions = await _visible(session, document_id, caller.grants)
+            number = body.version if body.version is not None else document.current_version
+            if number is not None and number not in {v.version for v in versions}:  # as the flow says if missing
+                who = body.on_behalf_of or caller.label
+                raise NotFound(f"{who!r} is not on version {number}'s distribution list")
             row = await documents.acknowledge(
                 session,
                 document_id=document_id,
@@ -209,6 +218,17 @@ def build_router(runtime: Runtime) -> APIRouter:
             return _recipient(row)
 
     return router
+
+
+async def _visible(
+    session: AsyncSession, document_id: uuid.UUID, grants: Collection[str]
+) -> tuple[DocumentRow, list[DocumentVersionRow]]:
+    """The document and its versions the caller may see (need-to-know); one with none is 404 as if missing."""
+    document = await session.get(DocumentRow, document_id)
+    versions = await persistence.document_versions(session, document_id, grants) if document else []
+    if document is None or not versions:
+        raise NotFound(f"no document {document_id}")
+    return document, versions
 
 
 def _recipient(row: AcknowledgementRow) -> RecipientOut:

@@ -36,10 +36,11 @@ def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
         return policies.model_dump(mode="json")
 
     @router.post("/policies/dry-run", response_model=DryRunOut)
-    async def dry_run(event: TriggerAcceptedV1, _auth: ReviewsRead) -> DryRunOut:
-        """What the engine would decide for this `TriggerAccepted` v1 event now, without doing anything."""
+    async def dry_run(event: TriggerAcceptedV1, caller: ReviewsRead) -> DryRunOut:
+        """What the engine would decide for this `TriggerAccepted` v1 event now, without doing anything (an open
+        review the caller is not cleared for is treated as absent)."""
         async with runtime.uow.begin() as session:
-            decision = await evaluate(session, policies, event)  # reads only
+            decision = await evaluate(session, policies, event, grants=caller.grants)  # reads only
             attached_to = (
                 await open_review(session, decision.correlation_key) if decision.outcome == "attached" else None
             )
@@ -54,10 +55,11 @@ def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
         )
 
     @router.get("/decisions/{source:path}/{event_id}", response_model=DecisionOut)
-    async def get_decision(source: str, event_id: str, _auth: ReviewsRead) -> DecisionOut:
-        """The policy decision taken for one trigger (policy, correlation key, outcome, review, reason)."""
+    async def get_decision(source: str, event_id: str, caller: ReviewsRead) -> DecisionOut:
+        """The policy decision taken for one trigger (policy, correlation key, outcome, review, reason); one of
+        a review the caller is not cleared for is 404, as if there were none."""
         async with runtime.uow.begin() as session:
-            row = await persistence.decision_of(session, source=source, event_id=event_id)
+            row = await persistence.decision_of(session, source=source, event_id=event_id, grants=caller.grants)
         if row is None:
             raise ProblemError(404, "Not Found", f"the engine has no decision for {event_id!r} from {source!r} (yet)")
         return decision_out(row)

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel
 
 from services.contracts import topics
-from services.core.auth import ReviewsRead, TriggersWrite
+from services.core.auth import Caller, ReviewsRead, TriggersWrite
 from services.core.http import Instant, ProblemError, decode_cursor, encode_cursor, row_id
+from services.core.identity.clearance import visible
 from services.core.limits import CallerTokenBuckets
 from services.core.runtime import Runtime
 from services.core.tracing import TRACEPARENT, current_traceparent
@@ -113,9 +114,16 @@ def build_router(runtime: Runtime) -> APIRouter:
             await future
         return AcceptedOut(accepted=[EventRef(source=t.source, id=t.id) for _, _, t in events])
 
+    def hidden(caller: Caller) -> tuple[str, ...]:
+        """The trigger categories `caller` may not see (need-to-know): SMITS_INGEST_RESTRICTED_CATEGORIES unless
+        it holds a grant in SMITS_INGEST_RESTRICTED_TO (or `*`). Such triggers are absent, as if never sent."""
+        settings = runtime.settings
+        cleared = visible(caller.grants, restricted=True, clearance=settings.ingest_restricted_to)
+        return () if cleared else settings.ingest_restricted_categories
+
     @router.get("", response_model=TriggerPage)
     async def list_triggers(
-        _auth: ReviewsRead,
+        caller: ReviewsRead,
         status: Literal["accepted", "rejected", "duplicate"] = "accepted",
         category: str | None = None,
         source: str | None = None,
@@ -134,16 +142,17 @@ def build_router(runtime: Runtime) -> APIRouter:
                 since=since,
                 before=after,
                 limit=limit + 1,
+                hidden=hidden(caller),
             )
         items = [_out(row) for row in rows[:limit]]
         last = rows[limit - 1] if len(rows) > limit else None
         return TriggerPage(items=items, next_cursor=encode_cursor(last.received_at, last.id) if last else None)
 
     @router.get("/{source:path}/{event_id}", response_model=TriggerOut)
-    async def get_trigger(source: str, event_id: str, _auth: ReviewsRead) -> TriggerOut:
+    async def get_trigger(source: str, event_id: str, caller: ReviewsRead) -> TriggerOut:
         """Status of one trigger by CloudEvents source and id: accepted, or rejected with the reason."""
         async with runtime.uow.begin() as session:
-            row = await persistence.find_trigger(session, source, event_id)
+            row = await persistence.find_trigger(session, source, event_id, hidden=hidden(caller))
             repeats = await persistence.count_duplicates(session, source, event_id) if row else 0
             rejection = None if row else await persistence.latest_rejection(session, source, event_id)
         if row is not None:
