@@ -131,6 +131,10 @@ async def test_a_review_runs_the_whole_cycle_and_every_guard_speaks_up(settings:
         ack = await cfo.post(f"/v1/documents/{document}/acknowledgements", json={})
         assert ack.status_code == 200
         assert ack.json()["acknowledged_at"] is not None
+        auditor = await app.person("auditor@example.org", Role.VIEWER)  # may only read: still acknowledges
+        seen = await auditor.post(f"/v1/documents/{document}/acknowledgements", json={})
+        assert seen.status_code == 200, seen.text
+        assert (seen.json()["recipient"], seen.json()["recorded_by"]) == ("auditor@example.org",) * 2
         stranger = await (await app.person("stranger@example.org", Role.CONTRIBUTOR)).post(
             f"/v1/documents/{document}/acknowledgements", json={}
         )

@@ -181,10 +181,11 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     @router.post("/documents/{document_id}/acknowledgements", response_model=RecipientOut)
     async def acknowledge(
-        request: Request, document_id: uuid.UUID, body: AcknowledgementIn, caller: ReviewsWrite
+        request: Request, document_id: uuid.UUID, body: AcknowledgementIn, caller: ReviewsRead
     ) -> RecipientOut:
         """The caller, a recipient, now holds this version (the current one by default); repeating it changes
-        nothing. An admin may record it for a recipient with `on_behalf_of` and a `reason` (shown as such)."""
+        nothing. Reading is enough: a recipient who may only read (a viewer) still acknowledges their
+        copy. An admin may record it for a recipient with `on_behalf_of` and a `reason` (shown as such)."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
             document, versions = await _visible(session, document_id, caller.grants)
