@@ -65,6 +65,8 @@ def test_migrate_topics_keys_and_serve_all_then_sigterm_exits_cleanly(settings: 
     assert reader not in logs
     assert writer not in logs
     assert '"event": "services stopped"' in logs
+    verified = _run(env, "audit", "verify")  # the keys created above are audited as cli:<user>
+    assert "audit log intact: 2 records" in verified
 
 
 def test_an_invalid_policy_file_stops_serve_with_a_clear_message(settings: Settings, tmp_path: Path) -> None:

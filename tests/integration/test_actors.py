@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy import select
 
 from services.core.auth import Scope
-from services.core.identity import store
+from services.core.identity import audit, store
 from services.core.identity.audit import AuditRow
 from services.core.identity.model import Role
 from services.core.settings import Settings
@@ -492,6 +492,10 @@ async def test_every_write_route_records_the_caller_as_its_actor(settings: Setti
             lacking = "no-admin" if route[1].startswith(("/v1/subscriptions", "/v1/deliveries")) else "viewer"
             refused = await _call(world, lacking, done.method, done.url, done.body)
             _problem(refused, 403, "scope")  # the key has the scope, its owner's roles do not grant it
+        async with app.runtime.uow.begin() as session:
+            count, broken = await audit.verify(session)  # the chain a whole run of every write route built
+    assert broken is None
+    assert count >= len(STEPS)
 
 
 async def test_refused_writes_leave_no_audit_record_and_change_nothing(settings: Settings) -> None:
