@@ -22,7 +22,7 @@ from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
 from services.notifier.persistence import AttemptRow, DeliveryRow, SubscriptionRow
 from tests.faults.cluster import SERVICES, Cluster
-from tests.faults.conftest import ROOT, Infra
+from tests.faults.conftest import PROXIED_KAFKA_PORT, PROXY_PORT, ROOT, Infra
 from tests.faults.proxy import StallingProxy
 from tests.faults.workload import Workload, build, produce, progress, verify, wait_until_done
 from tests.support.hostile import Answer, HostileReceiver
@@ -30,6 +30,10 @@ from tests.support.processes import SMITS
 from tests.support.receiver import Receiver
 from tests.support.subscriptions import subscribe_directly
 from tests.support.waiting import eventually
+
+# One worker runs them all, one after another: they share (and kill, stall, restart) one dedicated Postgres and
+# Kafka (conftest.py), and ports. `--dist loadgroup` (pyproject.toml) keeps a group on one worker.
+pytestmark = pytest.mark.xdist_group("faults")
 
 SCHEDULE = "0,0.2,0.5,1,1,2,2,2,2,2,2,2,2,2,2"
 WAVES = 6
@@ -213,7 +217,7 @@ async def test_sigterm_of_each_service_drains_without_redelivery(
 @pytest.fixture
 def proxied_kafka() -> Iterator[tuple[str, int]]:
     """A second broker whose advertised listener is a port the test's proxy will own."""
-    port, advertised = 29292, 29294
+    port, advertised = PROXIED_KAFKA_PORT, PROXY_PORT
     run_dir = str(ROOT / ".run" / "kafka-faults-proxy")
     subprocess.run(
         ["deploy/kafka/kafka.sh", "start", "--port", str(port), "--dir", run_dir, "--advertise-port", str(advertised)],
