@@ -68,7 +68,7 @@ others_log="$(mktemp)"
 other_versions >"$others_log" 2>&1 &
 others_pid=$!
 
-# The main run on TEST_WORKERS pytest-xdist workers (the fault scenarios stay together on one: pyproject.toml).
+# The main run on TEST_WORKERS pytest-xdist workers, a test file per worker at a time (pyproject.toml).
 main_status=0
 # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
 SMITS_TEST_PG_URL="$pg_url" SMITS_TEST_KAFKA="$kafka" .venv/bin/pytest -n "${TEST_WORKERS:-4}" ${PYTEST_ARGS:-} \

@@ -31,10 +31,6 @@ from tests.support.receiver import Receiver
 from tests.support.subscriptions import subscribe_directly
 from tests.support.waiting import eventually
 
-# One worker runs them all, one after another: they share (and kill, stall, restart) one dedicated Postgres and
-# Kafka (conftest.py), and ports. `--dist loadgroup` (pyproject.toml) keeps a group on one worker.
-pytestmark = pytest.mark.xdist_group("faults")
-
 SCHEDULE = "0,0.2,0.5,1,1,2,2,2,2,2,2,2,2,2,2"
 WAVES = 6
 
