@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# `make test`: the whole suite on real PostgreSQL, Kafka and an OpenID Connect provider, then the unit tier under every other supported Python.
+# `make test`: the whole suite on real PostgreSQL, Kafka and an OpenID Connect provider (on pytest-xdist
+# workers), and next to it the unit tier under every other supported Python.
 #   KEEP_INFRA=1 keeps the Postgres cluster, the broker and the OIDC provider this run started (for a faster next run);
 #   whatever was already running before the run is left running either way.
 #   PYTEST_ARGS: extra pytest arguments (e.g. "-x -k notifier").
+#   TEST_WORKERS: pytest-xdist workers (default 4: most of the time goes on waiting for Kafka and subprocesses).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,11 @@ started=()
 
 stop_what_we_started() {
   local status=$?
+  if [ -n "${others_pid:-}" ]; then  # leaving early: stop the unit tier running in the background
+    pkill -TERM -P "$others_pid" 2>/dev/null || true
+    kill "$others_pid" 2>/dev/null || true
+  fi
+  rm -f "${others_log:-}"
   if [ "${KEEP_INFRA:-0}" = 1 ]; then
     [ ${#started[@]} -gt 0 ] && echo "KEEP_INFRA=1: leaving ${started[*]} running (make stop stops them)"
   else
@@ -39,22 +46,45 @@ deploy/oidc/oidc.sh status --port "$oidc_port" --dir "$oidc_dir" >/dev/null 2>&1
 oidc="$(deploy/oidc/oidc.sh start --port "$oidc_port" --dir "$oidc_dir")"
 echo "postgres: $pg_url  kafka: $kafka  oidc: $oidc"
 
-# shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
-SMITS_TEST_PG_URL="$pg_url" SMITS_TEST_KAFKA="$kafka" SMITS_TEST_OIDC="$oidc" .venv/bin/pytest ${PYTEST_ARGS:-}
+# The unit tier (no infrastructure) under each other supported interpreter on this machine, one after another in
+# the background next to the main run (it mostly waits on Kafka and subprocesses); shown after it, and any failure
+# fails the run.
+other_versions() {
+  local main_version version interpreter venv
+  main_version="$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  for version in 3.11 3.12 3.13; do
+    [ "$version" = "$main_version" ] && continue
+    interpreter="$(deploy/find-python.sh "$version" || true)"
+    if [ -z "$interpreter" ]; then echo "python$version: not on this machine, unit tier not run under it"; continue; fi
+    venv=".venv-$version"
+    if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ]; then
+      echo "python$version: installing into $venv"
+      "$interpreter" -m venv "$venv"
+      # pip writes smits.egg-info/ and build/ into the checkout; test_deploy's wheel build takes the same lock.
+      mkdir -p .run
+      flock .run/wheel-build.lock "$venv/bin/pip" install -q -e '.[dev]'
+      touch "$venv/.installed"
+    fi
+    echo "python$version: unit tier"
+    "$venv/bin/pytest" -q -p no:cacheprovider tests/unit || return 1
+  done
+}
+others_log="$(mktemp)"
+other_versions >"$others_log" 2>&1 &
+others_pid=$!
 
-# The unit tier (no infrastructure) under each other supported interpreter on this machine.
-main_version="$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-for version in 3.11 3.12 3.13; do
-  [ "$version" = "$main_version" ] && continue
-  interpreter="$(deploy/find-python.sh "$version" || true)"
-  if [ -z "$interpreter" ]; then echo "python$version: not on this machine, unit tier not run under it"; continue; fi
-  venv=".venv-$version"
-  if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ]; then
-    echo "python$version: installing into $venv"
-    "$interpreter" -m venv "$venv"
-    "$venv/bin/pip" install -q -e '.[dev]'
-    touch "$venv/.installed"
-  fi
-  echo "python$version: unit tier"
-  "$venv/bin/pytest" -q -p no:cacheprovider tests/unit
-done
+# The main run on TEST_WORKERS pytest-xdist workers, a test file per worker at a time (pyproject.toml).
+main_status=0
+# shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
+SMITS_TEST_PG_URL="$pg_url" SMITS_TEST_KAFKA="$kafka" SMITS_TEST_OIDC="$oidc" .venv/bin/pytest -n "${TEST_WORKERS:-4}" ${PYTEST_ARGS:-} \
+  || main_status=$?
+
+others_status=0
+wait "$others_pid" || others_status=$?
+others_pid=""
+cat "$others_log"
+if [ "$others_status" != 0 ]; then
+  echo "the unit tier under another Python failed (above)"
+  [ "$main_status" != 0 ] || main_status=1
+fi
+exit "$main_status"

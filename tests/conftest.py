@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,14 @@ from services.core.db import UnitOfWork, create_engine
 from services.core.kafka import create_topics
 from services.core.settings import Settings
 from tests.support import infra
+
+FAULTS = Path(__file__).parent / "faults"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault scenarios first: on pytest-xdist workers (make test) they are the longest file, run by one worker
+    (they share one dedicated Kafka and Postgres, killed and restarted), so they start at once."""
+    items.sort(key=lambda item: FAULTS not in item.path.parents)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -145,6 +145,13 @@ def insert_ignore(session: AsyncSession, table: Table, index_elements: Sequence[
 
 def is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+async def one_snapshot(session: AsyncSession) -> None:
+    """Every read of this transaction sees one snapshot (call before its first statement). PostgreSQL reads at
+    READ COMMITTED, each statement its own snapshot; SQLite's transactions (BEGIN IMMEDIATE) already are one."""
+    if is_postgres(session):
+        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
 
 
 M = TypeVar("M")

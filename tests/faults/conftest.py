@@ -5,6 +5,7 @@ runs larger)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import uuid
@@ -17,8 +18,13 @@ import pytest
 from tests.support import infra
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_PORT, KAFKA_PORT = "25433", "29192"
-PG_DIR = "/var/tmp/smits-pg-faults"
+# Per checkout, so that suites of several checkouts on one machine do not share (and kill) each other's: ports
+# from a block of 8 chosen by the checkout's path (26000-28999, below the ephemeral range and clear of the fixed
+# ports of make test, make bench and make run) and a Postgres directory of its own.
+_BLOCK = 26000 + 8 * (int(hashlib.sha256(str(ROOT).encode()).hexdigest(), 16) % 375)
+PG_PORT, KAFKA_PORT = str(_BLOCK), str(_BLOCK + 2)  # the broker's controller takes KAFKA_PORT + 1
+PROXIED_KAFKA_PORT, PROXY_PORT = _BLOCK + 4, _BLOCK + 6  # test_faults' second broker (+ controller) and its proxy
+PG_DIR = f"/var/tmp/smits-pg-faults-{_BLOCK}"
 KAFKA_DIR = str(ROOT / ".run" / "kafka-faults")
 
 

@@ -22,7 +22,7 @@ from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
 from services.notifier.persistence import AttemptRow, DeliveryRow, SubscriptionRow
 from tests.faults.cluster import SERVICES, Cluster
-from tests.faults.conftest import ROOT, Infra
+from tests.faults.conftest import PROXIED_KAFKA_PORT, PROXY_PORT, ROOT, Infra
 from tests.faults.proxy import StallingProxy
 from tests.faults.workload import Workload, build, produce, progress, verify, wait_until_done
 from tests.support.hostile import Answer, HostileReceiver
@@ -213,7 +213,7 @@ async def test_sigterm_of_each_service_drains_without_redelivery(
 @pytest.fixture
 def proxied_kafka() -> Iterator[tuple[str, int]]:
     """A second broker whose advertised listener is a port the test's proxy will own."""
-    port, advertised = 29292, 29294
+    port, advertised = PROXIED_KAFKA_PORT, PROXY_PORT
     run_dir = str(ROOT / ".run" / "kafka-faults-proxy")
     subprocess.run(
         ["deploy/kafka/kafka.sh", "start", "--port", str(port), "--dir", run_dir, "--advertise-port", str(advertised)],

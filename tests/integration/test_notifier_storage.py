@@ -13,15 +13,16 @@ import orjson
 import pytest
 from alembic import command
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.cli import alembic_config
-from services.core.db import UnitOfWork, create_engine
+from services.core.db import UnitOfWork, create_engine, one_snapshot
 from services.core.kafka import Message
 from services.core.settings import Settings
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.egress import webhook_client
 from services.notifier.flows import plan_deliveries
-from services.notifier.persistence import AttemptRow
+from services.notifier.persistence import AttemptRow, SubscriptionRow
 from tests.support.events import review_event
 from tests.support.hostile import Answer, HostileReceiver
 from tests.support.receiver import Receiver
@@ -104,3 +105,21 @@ def _attempts(uow: UnitOfWork) -> Callable[[], Awaitable[Stored]]:
         return [(status, response) for status, response in rows]
 
     return probe
+
+
+@pytest.mark.parametrize("snapshot", [True, False])
+async def test_one_snapshot_hides_what_commits_between_two_reads(uow: UnitOfWork, snapshot: bool) -> None:
+    """GET /v1/deliveries reads the deliveries, then their attempts (one_snapshot first): an attempt recorded in
+    between, with its delivery's new status, must not be listed next to the old status. Without one_snapshot,
+    PostgreSQL's second read sees the commit (the control case)."""
+
+    async def count(session: AsyncSession) -> int:
+        return len((await session.scalars(select(SubscriptionRow.id))).all())
+
+    async with uow.begin() as reader:
+        if snapshot:
+            await one_snapshot(reader)
+        before = await count(reader)
+        await subscribe_directly(uow, "http://127.0.0.1:9/", description="committed in between")
+        after = await count(reader)
+    assert (after == before) is snapshot, (before, after)

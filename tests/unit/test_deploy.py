@@ -3,6 +3,7 @@ the Grafana dashboard's metrics and the AsyncAPI document against the contracts.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import subprocess
@@ -115,13 +116,18 @@ def test_asyncapi_describes_exactly_the_contract_topics_and_schemas() -> None:
 
 
 def test_the_wheel_carries_the_migrations_and_default_policies(tmp_path: Path) -> None:
-    built = subprocess.run(  # with build isolation, as `pip install .` in the Dockerfile does
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    # pip builds in the checkout (build/, smits.egg-info/); make test runs this test under several Pythons at once.
+    lock = ROOT / ".run" / "wheel-build.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        built = subprocess.run(  # with build isolation, as `pip install .` in the Dockerfile does
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
     assert built.returncode == 0, built.stderr[-2000:]
     [wheel] = tmp_path.glob("smits-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

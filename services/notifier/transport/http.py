@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.triggers import Category, Severity
 from services.core.auth import Caller, SubscriptionsAdmin
-from services.core.db import get_row
+from services.core.db import get_row, one_snapshot
 from services.core.http import Patch, ProblemError, fits, request_id
 from services.core.identity import audit
 from services.core.runtime import Runtime
@@ -278,6 +278,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     ) -> list[DeliveryOut]:
         """Newest first, each with every attempt (status, duration, truncated response or error)."""
         async with runtime.uow.begin() as session:
+            await one_snapshot(session)  # an attempt is never listed next to its delivery's status from before it
             deliveries = await persistence.recent_deliveries(
                 session, subscription_id=subscription_id, status=status, limit=limit
             )
