@@ -285,3 +285,29 @@ async def test_the_sign_in_page_is_a_plain_form_that_escapes_what_it_echoes(sett
     assert "&quot;&gt;&lt;script&gt;" in page.text
     assert page.headers["x-frame-options"] == "DENY"
     assert 'role="alert"' in failed.text
+
+
+async def test_disabling_a_person_ends_their_sessions_revokes_their_keys_and_stops_sign_in(settings: Settings) -> None:
+    async with smits(settings, ["engine"]) as app:
+        await _person(app, "leaver@corp.example", Role.STRATEGY_MANAGER)
+        keyed = await app.person("leaver@corp.example", Role.STRATEGY_MANAGER)
+        admin = await app.person("ada@corp.example", Role.ADMIN)
+        async with _browser(app) as browser:
+            await _sign_in(browser, "leaver@corp.example")
+            before = [(await browser.get("/v1/me")).status_code, (await keyed.get("/v1/me")).status_code]
+            disabled = await app.api.post("/v1/users/leaver@corp.example/disable")
+            again = await app.api.post("/v1/users/leaver@corp.example/disable")
+            myself = await admin.post("/v1/users/ada@corp.example/disable")
+            after = [(await browser.get("/v1/me")).status_code, (await keyed.get("/v1/me")).status_code]
+            sign_in = await browser.post("/auth/login", json={"email": "leaver@corp.example", "password": PASSWORD})
+        keys = (await app.api.get("/v1/keys")).json()
+        async with app.runtime.uow.begin() as session:
+            actions = (await session.scalars(select(AuditRow.action).where(AuditRow.action == "user.disable"))).all()
+    assert before == [200, 200]
+    assert disabled.status_code == again.status_code == 200
+    assert disabled.json()["disabled"] is True
+    assert myself.status_code == 422
+    assert after == [401, 401]
+    assert sign_in.status_code == 401
+    assert all(key["revoked_at"] for key in keys if key["owner"] == "leaver@corp.example")
+    assert actions == ["user.disable"]  # once: disabling again changes nothing

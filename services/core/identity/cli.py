@@ -119,6 +119,21 @@ def users_list() -> None:
         typer.echo("\t".join(fields))
 
 
+@users_app.command("disable")
+def users_disable(email: Annotated[str, typer.Option(help="the person who left")]) -> None:
+    """End a person's sessions, revoke their keys and stop them signing in (their history stays theirs)."""
+
+    async def disable(session: AsyncSession) -> str:
+        row = await store.require_person(session, email)
+        if row.disabled_at is not None:
+            return f"{row.email} was already disabled"
+        await store.disable(session, row, now=datetime.now(UTC))
+        await audited(session, action="user.disable", target=f"principal:{row.email}")
+        return f"disabled {row.email}: sessions ended, keys revoked"
+
+    typer.echo(_run(disable))
+
+
 @org_units_app.command("create")
 def org_units_create(
     name: Annotated[str, typer.Option(help="unique name")],

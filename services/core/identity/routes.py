@@ -339,6 +339,29 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
             )
         return out
 
+    @router.post("/v1/users/{email}/disable", response_model=PersonOut, tags=["people"])
+    async def disable_user(request: Request, email: str, caller: Admin) -> PersonOut:
+        """Someone who left: their sessions end and their keys are revoked at once, and they can no longer sign
+        in (locally or through OpenID Connect). Their past actions stay theirs in the audit log."""
+        now = datetime.now(UTC)
+        async with uow.begin() as session:
+            row = await store.require_person(session, email)
+            if row.email == caller.email:
+                raise Invalid("an admin cannot disable themself (ask another admin)", field="email")
+            if row.disabled_at is None:
+                await store.disable(session, row, now=now)
+                await audit.record_by(
+                    session,
+                    caller,
+                    action="user.disable",
+                    target=f"principal:{row.email}",
+                    now=now,
+                    request_id=getattr(request.state, "request_id", None),
+                    before={"disabled": False},
+                    after={"disabled": True},
+                )
+            return PersonOut.model_validate(await store.person_of(session, row), from_attributes=True)
+
     @router.get("/v1/org-units", response_model=list[OrgUnitOut], tags=["people"])
     async def list_org_units(_caller: Admin) -> list[OrgUnitOut]:
         async with uow.begin() as session:

@@ -503,7 +503,9 @@ async def close_sessions_of(session: AsyncSession, principal_id: uuid.UUID) -> N
 async def disable(session: AsyncSession, row: PrincipalRow, *, now: datetime) -> None:
     row.disabled_at = now
     await close_sessions_of(session, row.id)
-    await session.execute(update(ApiKeyRow).where(ApiKeyRow.owner_id == row.id).values(revoked_at=now))
+    await session.execute(
+        update(ApiKeyRow).where(ApiKeyRow.owner_id == row.id, ApiKeyRow.revoked_at.is_(None)).values(revoked_at=now)
+    )
 
 
 # --- OpenID Connect ---------------------------------------------------------------------------------------
