@@ -311,3 +311,18 @@ async def test_disabling_a_person_ends_their_sessions_revokes_their_keys_and_sto
     assert sign_in.status_code == 401
     assert all(key["revoked_at"] for key in keys if key["owner"] == "leaver@corp.example")
     assert actions == ["user.disable"]  # once: disabling again changes nothing
+
+
+async def test_failing_in_someones_name_from_elsewhere_does_not_lock_them_out(settings: Settings) -> None:
+    async with smits(settings, ["engine"]) as app:
+        await _person(app, "ana@corp.example", Role.VIEWER)
+        attacker = httpx.ASGITransport(app=app.transport.app, client=("203.0.113.7", 4000))  # type: ignore[attr-defined]
+        async with httpx.AsyncClient(transport=attacker, base_url="http://127.0.0.1:8000") as elsewhere:
+            tries = [
+                (await elsewhere.post("/auth/login", json={"email": "ana@corp.example", "password": "x"})).status_code
+                for _ in range(15)
+            ]
+        async with _browser(app) as browser:
+            own = await browser.post("/auth/login", json={"email": "ana@corp.example", "password": PASSWORD})
+    assert 429 in tries  # the guesser is throttled ...
+    assert own.status_code == 200  # ... and Ana, from her own client, still signs in

@@ -73,24 +73,10 @@ def state_digest(state: object) -> str | None:
 
 
 def _content(row: AuditRow) -> bytes:
-    return orjson.dumps(
-        {
-            "seq": row.seq,
-            "at": row.at.isoformat(),
-            "principal": row.principal,
-            "method": row.method,
-            "key_id": row.key_id,
-            "request_id": row.request_id,
-            "action": row.action,
-            "target": row.target,
-            "outcome": row.outcome,
-            "before": row.before_digest,
-            "after": row.after_digest,
-            "detail": row.detail,
-            "prev": row.prev_hash,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
+    """What a record's hash covers: every field but the hash itself (the previous record's hash included)."""
+    fields = as_record(row)
+    del fields["hash"]
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
 def chain_hash(row: AuditRow) -> str:

@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from services.core.auth import CSRF_HEADER, SESSION_COOKIE, Admin, SignedIn
 from services.core.db import UnitOfWork
 from services.core.errors import Invalid
-from services.core.http import Instant, ProblemError, row_id
+from services.core.http import Instant, ProblemError, request_id, row_id
 from services.core.identity import audit, passwords, store
 from services.core.identity.model import EMAIL_PATTERN, AuthMethod, Caller, Role, Scope, normal_email
 from services.core.limits import CallerTokenBuckets
@@ -166,16 +166,20 @@ def start_session(response: Response, settings: Settings, token: str) -> None:
 
 def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
     router = APIRouter(tags=["identity"])
-    per_account = CallerTokenBuckets(rate=5 / 60, burst=10)  # failed sign-ins per e-mail address
+    per_account = CallerTokenBuckets(rate=5 / 60, burst=10)  # failed sign-ins per e-mail address and client
     per_client = CallerTokenBuckets(rate=1.0, burst=30)  # sign-in attempts per client address
 
-    def throttled(request: Request, email: str) -> None:
+    def throttled(request: Request, email: str) -> str:
+        """429 when this client tries too often; returns the bucket its failures for `email` count in: per
+        address *and* client, so nobody can lock a person out by failing in their name."""
         client = request.client.host if request.client else "unknown"
-        wait = max(per_client.take(client), per_account.wait(email))
+        failures = f"{email}|{client}"
+        wait = max(per_client.take(client), per_account.wait(failures))
         if wait > 0:
             error = ProblemError(429, "Too Many Requests", "too many sign-in attempts; wait and try again")
             error.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             raise error
+        return failures
 
     @router.get("/auth/login", response_class=HTMLResponse, tags=["sign-in"])
     async def sign_in_page(
@@ -198,14 +202,14 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
         to `next`; a JSON post gets the caller and the CSRF token. Failures are 401 and audited."""
         body = await _login_input(request)
         email = normal_email(body.email)
-        throttled(request, email)
+        failures = throttled(request, email)
         now = datetime.now(UTC)
-        request_id = getattr(request.state, "request_id", None)
+        this_request = request_id(request)
         async with uow.begin() as session:
             row = await store.principal_by_email(session, email)
             ok = passwords.verify(row.password_hash if row else None, body.password)
             if row is None or not ok or row.disabled_at is not None:
-                per_account.take(email)
+                per_account.take(failures)
                 await audit.record(
                     session,
                     principal=email,
@@ -214,7 +218,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                     target=f"principal:{email}",
                     outcome="refused",
                     now=now,
-                    request_id=request_id,
+                    request_id=this_request,
                     detail={"reason": "disabled" if row is not None and ok else "wrong e-mail or password"},
                 )
         if row is None or not ok or row.disabled_at is not None:
@@ -236,7 +240,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                 action="auth.login",
                 target=f"principal:{email}",
                 now=now,
-                request_id=request_id,
+                request_id=this_request,
             )
             caller = await store.caller_of(session, row, method=AuthMethod.SESSION)
         response: Response
@@ -260,7 +264,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                 action="auth.logout",
                 target=f"principal:{caller.label}",
                 now=datetime.now(UTC),
-                request_id=getattr(request.state, "request_id", None),
+                request_id=request_id(request),
             )
         response = Response(status_code=204)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=cookie_secure(settings), samesite="lax")
@@ -311,7 +315,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                 action="user.create",
                 target=f"principal:{row.email}",
                 now=now,
-                request_id=getattr(request.state, "request_id", None),
+                request_id=request_id(request),
                 after=out.model_dump(mode="json"),
                 detail={"roles": ",".join(out.roles), "org_units": ",".join(out.org_units)},
             )
@@ -332,7 +336,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                 action="user.clearance",
                 target=f"principal:{row.email}",
                 now=now,
-                request_id=getattr(request.state, "request_id", None),
+                request_id=request_id(request),
                 before={"cleared_restricted": before},
                 after={"cleared_restricted": out.cleared_restricted},
                 detail={"cleared_restricted": out.cleared_restricted},
@@ -356,7 +360,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                     action="user.disable",
                     target=f"principal:{row.email}",
                     now=now,
-                    request_id=getattr(request.state, "request_id", None),
+                    request_id=request_id(request),
                     before={"disabled": False},
                     after={"disabled": True},
                 )
@@ -381,7 +385,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                 action="org_unit.create",
                 target=f"org_unit:{row.name}",
                 now=now,
-                request_id=getattr(request.state, "request_id", None),
+                request_id=request_id(request),
                 after=out.model_dump(mode="json"),
             )
         return out
@@ -404,7 +408,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
                 action="key.revoke",
                 target=f"key:{key_id}",
                 now=now,
-                request_id=getattr(request.state, "request_id", None),
+                request_id=request_id(request),
                 detail={"name": info.name, "owner": info.owner or "service account"},
             )
         return KeyOut.model_validate(info, from_attributes=True)

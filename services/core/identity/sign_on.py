@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.core.auth import unauthorized
 from services.core.db import UnitOfWork
 from services.core.errors import Conflict
-from services.core.http import ProblemError
+from services.core.http import ProblemError, request_id
 from services.core.identity import audit, store
 from services.core.identity.model import AuthMethod, Caller
 from services.core.identity.oidc import InvalidToken, OidcIdentity, OidcProvider, PendingLogin, ProviderUnavailable
@@ -96,7 +96,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork, provider: OidcProvider)
         """The provider's answer: the code is redeemed, the ID token checked, and a session started."""
         params = {key: value[:4096] for key, value in list(request.query_params.items())[:20]}
         now = datetime.now(UTC)
-        request_id = getattr(request.state, "request_id", None)
+        this_request = request_id(request)
         async with uow.begin() as session:
             row = await store.take_login(session, params.get("state", "")[:100], now=now, max_age_s=PENDING_MAX_AGE_S)
         try:
@@ -128,7 +128,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork, provider: OidcProvider)
                     action="auth.login",
                     target=f"principal:{person.email}",
                     now=now,
-                    request_id=request_id,
+                    request_id=this_request,
                     detail={"issuer": identity.issuer, "roles": ",".join(sorted(identity.roles))},
                 )
         except InvalidToken as exc:
@@ -141,7 +141,7 @@ def build_router(*, settings: Settings, uow: UnitOfWork, provider: OidcProvider)
                     target="principal:unknown",
                     outcome="refused",
                     now=now,
-                    request_id=request_id,
+                    request_id=this_request,
                     detail={"reason": str(exc)},
                 )
             raise ProblemError(401, "Unauthorized", f"sign-in refused: {exc}") from None

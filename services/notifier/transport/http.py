@@ -330,7 +330,7 @@ async def _audit_clearance(
         action="subscription.clearance",
         target=f"subscription:{row.id}",
         now=datetime.now(UTC),
-        request_id=getattr(request.state, "request_id", None),
+        request_id=request_id(request),
         before=None if before is None else {"restricted_data": before},
         after={"restricted_data": row.restricted_data},
         detail={"restricted_data": row.restricted_data},
