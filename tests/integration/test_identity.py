@@ -247,7 +247,11 @@ async def test_admins_manage_people_and_org_units_and_everyone_else_is_refused(s
     assert weak.json()["field"] == "password"
     assert unknown_unit.status_code == 404
     assert refused.status_code == 403
-    assert "rita@corp.example" in {p["email"] for p in people}
+    listed = {p["email"]: p for p in people}
+    assert (listed["rita@corp.example"]["org_units"], listed["rita@corp.example"]["manager"]) == (
+        ["emea"],
+        "sam@corp.example",
+    )
     assert {(u["name"], u["parent"]) for u in tree} == {("group", None), ("emea", "group")}
     assert rita["org_units"] == ["emea"]
     assert rita["roles"] == ["contributor"]
