@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import services.console.persistence
 import services.core.auth
 import services.core.identity.audit
 import services.core.positions

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from services.console.wiring import build as build_console
 from services.core import cli
 from services.core.runtime import Builder
 from services.notifier.wiring import build as build_notifier
@@ -22,7 +23,12 @@ from services.strategy_engine.wiring import build as build_engine
 from services.trigger_ingest.replay import replay_dead_letters
 from services.trigger_ingest.wiring import build as build_ingest
 
-SERVICES: dict[str, Builder] = {"ingest": build_ingest, "engine": build_engine, "notifier": build_notifier}
+SERVICES: dict[str, Builder] = {
+    "ingest": build_ingest,
+    "engine": build_engine,
+    "notifier": build_notifier,
+    "console": build_console,  # pages on the API of the same process: served with `all`
+}
 
 
 class Which(StrEnum):
@@ -39,7 +45,7 @@ def selected(names: list[str]) -> dict[str, Builder]:
 
 @cli.app.command()
 def serve(
-    which: Annotated[Which, typer.Argument(help="service to run; all = the three in one process")],
+    which: Annotated[Which, typer.Argument(help="service to run; all = the three and the console in one process")],
     host: Annotated[str | None, typer.Option(help="listen address (default SMITS_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (default SMITS_PORT)")] = None,
 ) -> None:

@@ -28,8 +28,8 @@ from services.core.settings import Settings
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 EmailStr = Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN), AfterValidator(normal_email)]
-LANDING = "/v1/me"
-"""Where a sign-in lands when no (safe) `next` is given."""
+LANDING = "/"
+"""Where a sign-in lands when no (safe) `next` is given: the console's My work."""
 LOGIN_FAILED = "the e-mail address or the password is wrong"
 
 

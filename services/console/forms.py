@@ -1,0 +1,57 @@
+"""Form fields named by their API path (`risk.likelihood`, `constraints.0.title`) to JSON and back, so the
+API's validation errors land beside the field they are about. Pure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+LISTS = frozenset({"approvers.names", "affected_services", "affected_business_units", "recommendation.alternatives"})
+"""Fields typed as one text box holding a list (comma or line separated)."""
+_SPLIT = re.compile(r"[,\n]")
+
+
+def nest(fields: Mapping[str, str]) -> dict[str, Any]:
+    """`{"risk.likelihood": "3"}` → `{"risk": {"likelihood": "3"}}`; numeric parts make lists; empty fields
+    and groups left wholly empty are left out (the API's defaults apply)."""
+    root: dict[str, Any] = {}
+    for name, raw in fields.items():
+        value: Any = raw.strip()
+        if name in LISTS:
+            value = [item.strip() for item in _SPLIT.split(value) if item.strip()]
+        if value in ("", []):
+            continue
+        node = root
+        parts = name.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    nested: dict[str, Any] = _lists(root)
+    return nested
+
+
+def _lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _lists(value) for key, value in node.items()}
+    if converted and all(key.isdigit() for key in converted):
+        return [converted[key] for key in sorted(converted, key=int)]
+    return converted
+
+
+def flatten(body: Any, prefix: str = "") -> dict[str, str]:
+    """The inverse of `nest`, to fill a form from what the API holds."""
+    if prefix in LISTS and isinstance(body, list):
+        return {prefix: ", ".join(str(item) for item in body)}
+    items: list[tuple[str, Any]]
+    if isinstance(body, dict):
+        items = [(str(key), value) for key, value in body.items()]
+    elif isinstance(body, list):
+        items = [(str(index), value) for index, value in enumerate(body)]
+    else:
+        return {} if body is None else {prefix: str(body)}
+    flat: dict[str, str] = {}
+    for key, value in items:
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
