@@ -29,5 +29,5 @@ trap stop EXIT INT TERM
 echo "smits serve all (pid $smits_pid) on http://127.0.0.1:8000, logs in .run/smits.log"
 [ "$SMITS_AUTH_DISABLED" = true ] && echo "WARNING: API authentication is DISABLED for this local demo (SMITS_AUTH_DISABLED=true)"
 cat .run/people.txt
-echo "sign in: http://127.0.0.1:8000/auth/login   who you are: http://127.0.0.1:8000/v1/me   API docs: http://127.0.0.1:8000/docs"
+echo "console: http://127.0.0.1:8000/  (sign in as one of the people above)   API docs: http://127.0.0.1:8000/docs"
 .venv/bin/python examples/demo.py

@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -84,14 +85,86 @@ def main() -> None:
         for review in reviews:
             print(f"  {review['id'][:8]}  {review['severity']:<8} {review['state']:<7} {review['correlation_key']}")
         print(f"webhooks delivered: {len(received)}")
+        walk_a_review(reviews)
         kpis = client.get("/v1/kpis").json()
         print("KPIs:", ", ".join(f"{name}={value}" for name, value in kpis.items() if not isinstance(value, dict)))
         print(
-            f"\nAPI docs: {API}/docs   metrics: {API}/metrics   logs: .run/smits.log\nPress Ctrl-C to stop.",
+            f"\nconsole: {API}/  (sign in as one of the people above)\n"
+            f"API docs: {API}/docs   metrics: {API}/metrics   logs: .run/smits.log\nPress Ctrl-C to stop.",
             flush=True,
         )
     with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
+
+
+PASSWORD = os.environ.get("SMITS_DEMO_PASSWORD", "smits-demo-password")
+ASSESSMENT = {
+    "internal_analysis": "Incident reporting runs on three tools; none produces the DORA templates.",
+    "impact": {
+        name: {"rating": rating, "statement": statement}
+        for name, rating, statement in (
+            ("perspective", "low", "Resilience stays a stated value."),
+            ("position", "medium", "Payments must report major incidents within hours."),
+            ("plans", "high", "The 2027 tooling roadmap changes."),
+            ("patterns", "medium", "Incident managers file one report instead of three."),
+        )
+    },
+    "constraints": [
+        {
+            "title": "Reporting deadline",
+            "type": "regulatory",
+            "severity": "high",
+            "mitigation": {"action": "Interim manual template", "owner": "pat@smits.example"},
+        }
+    ],
+    "risk": {"likelihood": 3, "impact": 4, "treatment": "mitigate"},
+    "recommendation": {"summary": "Adopt one incident reporting tool with DORA templates by Q2."},
+    "approvers": {"mode": "quorum", "names": ["cfo@smits.example", "cio@smits.example"], "required": 1},
+}
+
+
+def signed_in(email: str) -> httpx.Client:
+    """A client signed in as `email` (a browser session: the cookie, and the CSRF token on writes)."""
+    client = httpx.Client(base_url=API, timeout=30)
+    me = client.post("/auth/login", json={"email": email, "password": PASSWORD})
+    me.raise_for_status()
+    client.headers["x-csrf-token"] = me.json()["csrf_token"]
+    return client
+
+
+def walk_a_review(reviews: list[dict[str, str]]) -> None:
+    """The people run one review through its cycle, so every page of the console has something to show: Sam
+    owns and assesses the DORA review, Chris approves, Sam publishes the plan, Pat acknowledges it (Rae and
+    Indra have not yet: they see it under My work). A second review waits for Sam in triage."""
+    dora = next((r for r in reviews if "DORA" in r.get("title", "") and r["state"] == "triage"), None)
+    if dora is None:
+        return
+    path = f"/v1/reviews/{dora['id']}"
+    with closing(signed_in("sam@smits.example")) as sam, closing(signed_in("cfo@smits.example")) as cfo:
+        sam.patch(path, json={"owner": "sam@smits.example"}).raise_for_status()
+        sam.post(f"{path}/transitions", json={"to": "assess"}).raise_for_status()
+        version = sam.post(f"{path}/assessments", json=ASSESSMENT).json()["version"]
+        for state in ("generate", "approval"):
+            sam.post(f"{path}/transitions", json={"to": state}).raise_for_status()
+        cfo.post(f"{path}/approvals", json={"version": version, "verdict": "approve", "comment": "Funded."})
+        sam.post(f"{path}/transitions", json={"to": "publish"}).raise_for_status()
+        document = sam.post(
+            f"{path}/documents",
+            json={
+                "kind": "strategy_plan",
+                "title": "Incident reporting strategy 2027",
+                "summary": "One tool, DORA templates, interim manual reporting.",
+                "distribution": [{"name": n} for n in ("pat@smits.example", "rae@smits.example", "cio@smits.example")],
+                "publish": True,
+                "certified_by": "Sam Strategy",
+            },
+        ).json()
+        other = next((r for r in reviews if r["id"] != dora["id"] and r["state"] == "triage"), None)
+        if other is not None:
+            sam.patch(f"/v1/reviews/{other['id']}", json={"owner": "sam@smits.example"}).raise_for_status()
+    with closing(signed_in("pat@smits.example")) as pat:
+        pat.post(f"/v1/documents/{document['document_id']}/acknowledgements", json={}).raise_for_status()
+    print("\nSam owns and assessed the DORA review, Chris approved it, the plan is published; Pat acknowledged.")
 
 
 def settle(client: httpx.Client) -> list[dict[str, str]]:

@@ -330,3 +330,25 @@ async def test_failing_in_someones_name_from_elsewhere_does_not_lock_them_out(se
             own = await browser.post("/auth/login", json={"email": "ana@corp.example", "password": PASSWORD})
     assert 429 in tries  # the guesser is throttled ...
     assert own.status_code == 200  # ... and Ana, from her own client, still signs in
+
+
+async def test_a_sign_in_form_posted_from_another_site_signs_nobody_in(settings: Settings) -> None:
+    """Login CSRF: another site's form must not sign the victim's browser in as the attacker."""
+    async with smits(settings, ["engine"]) as app:
+        await _person(app, "mallory@corp.example", Role.STRATEGY_MANAGER)
+        form = {"email": "mallory@corp.example", "password": PASSWORD}
+        async with _browser(app) as browser:
+            fetch_metadata = await browser.post("/auth/login", data=form, headers={"sec-fetch-site": "cross-site"})
+            old_browser = await browser.post("/auth/login", data=form, headers={"origin": "https://evil.example"})
+            sandboxed = await browser.post("/auth/login", data=form, headers={"origin": "null"})
+            own_form = await browser.post(
+                "/auth/login",
+                data=form,
+                headers={"sec-fetch-site": "same-origin", "origin": "http://127.0.0.1:8000"},
+            )
+    for refused in (fetch_metadata, old_browser, sandboxed):
+        assert refused.status_code == 403, refused.text
+        assert "another site" in refused.json()["detail"]
+        assert "set-cookie" not in refused.headers
+    assert own_form.status_code == 303
+    assert "smits_session" in _set_cookie(own_form)

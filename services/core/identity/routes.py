@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from services.core.auth import CSRF_HEADER, SESSION_COOKIE, Admin, SignedIn
 from services.core.db import UnitOfWork
-from services.core.errors import Invalid
+from services.core.errors import Forbidden, Invalid
 from services.core.http import Instant, ProblemError, request_id, row_id
 from services.core.identity import audit, passwords, store
 from services.core.identity.model import EMAIL_PATTERN, AuthMethod, Caller, Role, Scope, normal_email
@@ -138,6 +138,18 @@ def safe_next(target: str) -> str:
     return target
 
 
+def cross_site(request: Request) -> bool:
+    """A form posted from another site (login CSRF: signing the victim in as the attacker). Browsers say so in
+    `Sec-Fetch-Site`; older ones at least send `Origin` on a cross-origin post."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    return origin == "null" or urlsplit(origin).netloc != request.headers.get("host", "")
+
+
 async def _login_input(request: Request) -> LoginIn:
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -200,6 +212,8 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
     async def login(request: Request) -> Response:
         """Local accounts: form (or JSON) `email`, `password`, optional `next`. A form post is redirected (303)
         to `next`; a JSON post gets the caller and the CSRF token. Failures are 401 and audited."""
+        if not _is_json(request) and cross_site(request):
+            raise Forbidden("sign in on this site's own form; a form from another site cannot sign anyone in")
         body = await _login_input(request)
         email = normal_email(body.email)
         failures = throttled(request, email)
