@@ -18,6 +18,7 @@ import orjson
 import typer
 
 from bench import infra, raw, stages
+from bench.console import console as console_stage
 from bench.infra import log
 from bench.stages import Database, StageResult
 from bench.workload import build
@@ -35,13 +36,31 @@ class Plan:
     latencies: tuple[tuple[int, float], ...]  # (triggers per second, seconds)
     soak: int
     soak_rate: int
+    console_reviews: int
+    console_requests: int
     latency: bool = True
 
 
 FULL = Plan(
-    triggers=200_000, posts=10_000, webhooks=30_000, latencies=((1000, 60), (200, 30)), soak=1_000_000, soak_rate=1000
+    triggers=200_000,
+    posts=10_000,
+    webhooks=30_000,
+    latencies=((1000, 60), (200, 30)),
+    soak=1_000_000,
+    soak_rate=1000,
+    console_reviews=10_000,
+    console_requests=30,
 )
-QUICK = Plan(triggers=5_000, posts=1_000, webhooks=2_000, latencies=((100, 10),), soak=10_000, soak_rate=1000)
+QUICK = Plan(
+    triggers=5_000,
+    posts=1_000,
+    webhooks=2_000,
+    latencies=((100, 10),),
+    soak=10_000,
+    soak_rate=1000,
+    console_reviews=1_000,
+    console_requests=5,
+)
 
 app = typer.Typer(add_completion=False)
 
@@ -54,6 +73,7 @@ def main(
     soak_rate: Annotated[int | None, typer.Option(help="soak production rate per second")] = None,
     keep_running: Annotated[bool, typer.Option(help="leave Kafka and Postgres up afterwards")] = False,
     latency: Annotated[bool, typer.Option(help="run the end-to-end latency stage")] = True,
+    console: Annotated[bool, typer.Option(help="run the console stage (pages over 10,000 reviews)")] = True,
     profile: Annotated[bool, typer.Option(help="py-spy profiles of every service into .run/bench/profiles")] = False,
 ) -> None:
     base = QUICK if quick else FULL
@@ -64,6 +84,8 @@ def main(
         latencies=base.latencies,
         soak=base.soak if soak is None else soak,
         soak_rate=soak_rate or base.soak_rate,
+        console_reviews=base.console_reviews if console else 0,
+        console_requests=base.console_requests,
         latency=latency,
     )
     if profile:
@@ -142,6 +164,19 @@ async def run(plan: Plan, kafka: str, pg: str) -> dict[str, Any]:
             )
             log(f"latency at {rate}/s: p50 {latency.extra['p50']:.0f} ms, p99 {latency.extra['p99']:.0f} ms")
             results["stages"][f"latency_{rate}"] = {**_stage(latency), "rate_per_s": rate, "for_s": seconds}
+            _save(results, "partial")
+
+        if plan.console_reviews:
+            prefix = f"bench-{run_id}-console."
+            url = await infra.fresh_database(pg, f"bench_{run_id}_console")
+            env = infra.smits_env(url, kafka, prefix)
+            infra.prepare(env)
+            log(f"console: {plan.console_reviews:,} reviews, then every page {plan.console_requests} times")
+            pages = await console_stage(
+                env, kafka, Database(url), reviews=plan.console_reviews, requests=plan.console_requests
+            )
+            log(f"console: p50 {pages.extra['p50']:.0f} ms, p95 {pages.extra['p95']:.0f} ms over every page")
+            results["stages"]["console"] = {**_stage(pages), **pages.extra}
             _save(results, "partial")
 
         if plan.soak:
@@ -245,6 +280,14 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"| Soak, {soak['items']:,} triggers in {soak['seconds']:.0f} s: RSS at start → middle → end "
             f"| {'; '.join(cells)} | | | flat |"
+        )
+    if "console" in s:
+        pages = s["console"]
+        slowest = max(pages["pages"].items(), key=lambda item: item[1]["p95"])
+        lines.append(
+            f"| Console pages over {pages['reviews']:,} reviews ({pages['items']:,} signed-in GETs) "
+            f"| p50 {pages['p50']:,.0f} ms, p95 {pages['p95']:,.0f} ms (slowest: {slowest[0]} p95 "
+            f"{slowest[1]['p95']:,.0f} ms) | | | p95 < 300 ms |"
         )
     lines.append("")
     lines.append(f"Prefill producer: {results['producer_rate']:,.0f} records/s (not a smits figure).")
