@@ -130,3 +130,9 @@ def check(current: ReviewState, target: ReviewState, facts: ReviewFacts) -> Refu
         if refusal is not None:
             return refusal
     return None
+
+
+def next_steps(current: ReviewState, facts: ReviewFacts) -> list[tuple[ReviewState, Refusal | None]]:
+    """Every state `current` has a transition to (in `TRANSITIONS` order), each with `check`'s first refusal
+    under `facts` (None: allowed now). A terminal state has none."""
+    return [(target, check(current, target, facts)) for (source, target) in TRANSITIONS if source == current]

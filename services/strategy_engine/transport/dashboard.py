@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.core.auth import ReviewsRead
 from services.core.http import decode_cursor, encode_cursor
@@ -15,7 +15,7 @@ from services.core.runtime import Runtime
 from services.strategy_engine import kpis, persistence
 from services.strategy_engine.flows.cycle import facts, latest_assessment
 from services.strategy_engine.flows.events import require_visible
-from services.strategy_engine.lifecycle import TERMINAL, ReviewState
+from services.strategy_engine.lifecycle import TERMINAL, ReviewState, next_steps
 from services.strategy_engine.persistence import DecidedTriggerRow, ReviewRow
 
 
@@ -75,11 +75,25 @@ class DocumentVersionOut(BaseModel):
     published_at: datetime | None
 
 
+class TransitionOut(BaseModel):
+    """A transition the review's current state has, and whether its guards let it through now."""
+
+    to: ReviewState
+    allowed: bool
+    guard: str | None = Field(description="the guard that refuses it now (null: allowed)")
+    blocked_by: str | None = Field(description="that guard's refusal, in words (null: allowed)")
+
+
 class ReviewDetailOut(ReviewOut):
     triggers: list[DecisionOut]
     assessment: AssessmentOut | None
     decision: str
     documents: list[DocumentVersionOut]
+    transitions: list[TransitionOut] = Field(
+        description="every transition from the current state, checked against the review as it is now; the "
+        "caller's right to steer the review is not part of it, and cancelling always names its reason guard "
+        "(a reason is given with the request)"
+    )
 
 
 class TimelineEntryOut(BaseModel):
@@ -188,6 +202,15 @@ def build_router(runtime: Runtime) -> APIRouter:
                     published_at=v.published_at,
                 )
                 for v, d in versions
+            ],
+            transitions=[
+                TransitionOut(
+                    to=target,
+                    allowed=refusal is None,
+                    guard=refusal.guard if refusal else None,
+                    blocked_by=refusal.detail if refusal else None,
+                )
+                for target, refusal in next_steps(ReviewState(review.state), snapshot)
             ],
         )
 
