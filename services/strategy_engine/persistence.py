@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -15,11 +16,14 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Text,
     UniqueConstraint,
     Uuid,
     and_,
+    case,
+    cast,
     exists,
     false,
     func,
@@ -28,7 +32,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from services.core.db import Base, UTCDateTime, is_postgres, new_id
 from services.core.identity.clearance import ALL
@@ -411,3 +415,94 @@ async def acknowledgements_of(
         for row in (await session.scalars(query)).all():
             found[row.version_id].append(row)
     return found
+
+
+# "My work": what waits on one person (GET /v1/me/pending), need-to-know filtered like every other read.
+
+
+def _owned_by(email: str) -> ColumnElement[bool]:
+    """Owners are stored as e-mail addresses (a policy may name one in any case): compared as `rights.is_owner` does."""
+    return func.lower(func.trim(ReviewRow.owner)) == email
+
+
+def _due_first() -> tuple[ColumnElement[Any], ...]:
+    """Soonest due first, those without a due date last; then oldest first."""
+    return (ReviewRow.due_at.is_(None), ReviewRow.due_at.asc(), ReviewRow.opened_at.asc(), ReviewRow.id.asc())
+
+
+async def _page_and_tally(
+    session: AsyncSession,
+    query: Select[*tuple[Any, ...]],
+    *,
+    order: Sequence[ColumnElement[Any]],
+    limit: int,
+    late: ColumnElement[bool],
+) -> tuple[list[Any], int, int]:
+    """The first `limit` rows of `query` in `order`, how many rows it selects in all, and how many are `late`."""
+    rows = (await session.execute(query.order_by(*order).limit(limit))).all()
+    counted = query.with_only_columns(func.count(), func.count(case((late, 1))), maintain_column_froms=True)
+    total, overdue = (await session.execute(counted)).one()
+    return list(rows), int(total), int(overdue)
+
+
+async def reviews_owned(
+    session: AsyncSession, *, email: str, terminal: Collection[str], grants: Collection[str], now: datetime, limit: int
+) -> tuple[list[ReviewRow], int, int]:
+    """Open reviews owned by `email` visible to `grants`, soonest due first (at most `limit`), with how many
+    there are and how many of those are overdue."""
+    query = select(ReviewRow).where(_owned_by(email), ReviewRow.state.not_in(sorted(terminal)), visible_to(grants))
+    rows, total, overdue = await _page_and_tally(
+        session, query, order=_due_first(), limit=limit, late=ReviewRow.due_at < now
+    )
+    return [row for (row,) in rows], total, overdue
+
+
+async def awaiting_verdict(
+    session: AsyncSession, *, email: str, state: str, grants: Collection[str]
+) -> list[tuple[ReviewRow, AssessmentRow]]:
+    """Reviews in `state` (where verdicts are given) visible to `grants`, with their current assessment, on which
+    `email` has given no verdict yet, soonest due first. Whether the assessment names `email` among its
+    approvers is the caller's to check: the text of the body only narrows the candidates here."""
+    newer = aliased(AssessmentRow)
+    latest = ~exists().where(newer.review_id == AssessmentRow.review_id, newer.version > AssessmentRow.version)
+    query = (
+        select(ReviewRow, AssessmentRow)
+        .join(AssessmentRow, AssessmentRow.review_id == ReviewRow.id)
+        .where(
+            ReviewRow.state == state,
+            visible_to(grants),
+            latest,
+            ~exists().where(ApprovalRow.assessment_id == AssessmentRow.id, ApprovalRow.approver == email),
+        )
+        .order_by(*_due_first())
+    )
+    if email.isascii() and orjson.dumps(email).decode() == f'"{email}"':  # as stored: JSON escapes none of it
+        query = query.where(func.lower(cast(AssessmentRow.body, Text)).contains(email, autoescape=True))
+    return [(review, assessment) for review, assessment in (await session.execute(query)).all()]
+
+
+async def unacknowledged(
+    session: AsyncSession, *, recipient: str, status: str, grants: Collection[str], now: datetime, limit: int
+) -> tuple[list[tuple[AcknowledgementRow, DocumentVersionRow, DocumentRow, ReviewRow]], int, int]:
+    """Versions in `status` (published) that `recipient` has not acknowledged, from reviews visible to `grants`,
+    soonest due first (at most `limit`), with how many there are and how many of those are overdue."""
+    query = (
+        select(AcknowledgementRow, DocumentVersionRow, DocumentRow, ReviewRow)
+        .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
+        .join(DocumentRow, DocumentRow.id == DocumentVersionRow.document_id)
+        .join(ReviewRow, ReviewRow.id == DocumentVersionRow.review_id)
+        .where(
+            AcknowledgementRow.recipient == recipient,
+            AcknowledgementRow.acknowledged_at.is_(None),
+            DocumentVersionRow.status == status,
+            visible_to(grants),
+        )
+    )
+    rows, total, overdue = await _page_and_tally(
+        session,
+        query,
+        order=(AcknowledgementRow.due_at.asc(), AcknowledgementRow.id.asc()),
+        limit=limit,
+        late=AcknowledgementRow.due_at < now,
+    )
+    return [(ack, version, document, review) for ack, version, document, review in rows], total, overdue

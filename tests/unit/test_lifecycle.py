@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from services.strategy_engine.lifecycle import (
@@ -12,6 +14,7 @@ from services.strategy_engine.lifecycle import (
     ReviewFacts,
     ReviewState,
     check,
+    is_overdue,
     next_steps,
 )
 
@@ -133,3 +136,11 @@ def test_next_steps_carry_the_first_refusal_of_each_blocked_transition() -> None
     assert publish is not None
     assert publish.detail == "1 of 2 required approvals"
     assert approval[S.GENERATE] is None  # rework is always open
+
+
+def test_a_review_is_overdue_while_open_past_its_due_date() -> None:
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    assert is_overdue(S.ASSESS, now - timedelta(seconds=1), now)
+    assert not is_overdue(S.ASSESS, now, now)
+    assert not is_overdue(S.ASSESS, None, now)
+    assert not any(is_overdue(state, now - timedelta(days=1), now) for state in TERMINAL)

@@ -15,7 +15,7 @@ from services.core.runtime import Runtime
 from services.strategy_engine import kpis, persistence
 from services.strategy_engine.flows.cycle import facts, latest_assessment
 from services.strategy_engine.flows.events import require_visible
-from services.strategy_engine.lifecycle import TERMINAL, ReviewState, next_steps
+from services.strategy_engine.lifecycle import TERMINAL, ReviewState, is_overdue, next_steps
 from services.strategy_engine.persistence import DecidedTriggerRow, ReviewRow
 
 
@@ -105,7 +105,6 @@ class TimelineEntryOut(BaseModel):
 
 
 def review_out(row: ReviewRow, now: datetime) -> ReviewOut:
-    overdue = row.due_at is not None and row.due_at < now and ReviewState(row.state) not in TERMINAL
     return ReviewOut(
         id=row.id,
         title=row.title,
@@ -119,7 +118,7 @@ def review_out(row: ReviewRow, now: datetime) -> ReviewOut:
         opened_at=row.opened_at,
         phase_entered_at=row.phase_entered_at,
         due_at=row.due_at,
-        overdue=overdue,
+        overdue=is_overdue(ReviewState(row.state), row.due_at, now),
         merged_into=row.merged_into,
         closed_at=row.closed_at,
     )
