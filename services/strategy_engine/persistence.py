@@ -27,6 +27,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal,
     or_,
     select,
     true,
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Mapped, aliased, mapped_column
 from services.core.db import Base, UTCDateTime, is_postgres, new_id
 from services.core.identity.clearance import ALL
 from services.core.outbox import OutboxMixin
+from services.strategy_engine.board import SEVERITY_RANK, PageEnd, ReviewSort, SortKey, no_due_date
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 ACTOR_LENGTH = 320
@@ -313,27 +315,66 @@ async def list_reviews(
     filters: dict[str, str | None],
     overdue: bool | None,
     terminal: Collection[str],
-    before: tuple[datetime, uuid.UUID] | None,
+    opened: tuple[datetime | None, datetime | None] = (None, None),
+    text: str | None = None,
+    sort: ReviewSort = ReviewSort.NEWEST,
+    after: PageEnd | None,
     limit: int,
     now: datetime,
     grants: Collection[str],
-) -> list[ReviewRow]:
-    """Newest first, those visible to `grants` only; `filters` are exact matches on state, category, severity,
-    owner (None: any); `before` is the (opened_at, id) of the last review of the previous page."""
-    query = select(ReviewRow).where(visible_to(grants))
+) -> list[tuple[ReviewRow, SortKey]]:
+    """Reviews visible to `grants` in `sort` order (ties by id), each with its sort key; `filters` are exact
+    matches on columns (state, category, severity, owner, scope; None: any); `opened` is [from, to); `text`
+    is searched in the title and the data of the review's triggers; `after` is the position of the last review
+    of the previous page."""
+    key = _sort_key(sort)
+    query = select(ReviewRow, key).where(visible_to(grants))
     for name, value in filters.items():
         if value is not None:
             query = query.where(getattr(ReviewRow, name) == value)
     late = and_(ReviewRow.due_at < now, ReviewRow.state.not_in(sorted(terminal)))
     if overdue is not None:
         query = query.where(late if overdue else ~late | ReviewRow.due_at.is_(None))
-    if before is not None:
-        opened_at, last_id = before
-        query = query.where(
-            or_(ReviewRow.opened_at < opened_at, and_(ReviewRow.opened_at == opened_at, ReviewRow.id < last_id))
+    start, end = opened
+    if start is not None:
+        query = query.where(ReviewRow.opened_at >= start)
+    if end is not None:
+        query = query.where(ReviewRow.opened_at < end)
+    if text is not None:
+        query = query.where(_mentions(text))
+    if after is not None:
+        beyond, later_id = (
+            (key < after.key, ReviewRow.id < after.id)
+            if sort.descending
+            else (key > after.key, ReviewRow.id > after.id)
         )
-    query = query.order_by(ReviewRow.opened_at.desc(), ReviewRow.id.desc()).limit(limit)
-    return list((await session.scalars(query)).all())
+        query = query.where(or_(beyond, and_(key == after.key, later_id)))
+    order = (key.desc(), ReviewRow.id.desc()) if sort.descending else (key.asc(), ReviewRow.id.asc())
+    rows = await session.execute(query.order_by(*order).limit(limit))
+    return [(row, value) for row, value in rows.all()]
+
+
+def _sort_key(sort: ReviewSort) -> ColumnElement[Any]:
+    """What `sort` orders by, as SQL: no due date sorts last both ways, severities by rank, titles ignoring case."""
+    if sort.key == "opened_at":
+        return ReviewRow.opened_at.expression
+    if sort.key == "due_at":
+        return func.coalesce(ReviewRow.due_at, literal(no_due_date(sort), UTCDateTime()))
+    if sort.key == "severity":
+        return case(SEVERITY_RANK, value=ReviewRow.severity, else_=0)
+    return func.lower(ReviewRow.title)
+
+
+def _mentions(text: str) -> ColumnElement[bool]:
+    """The title or a trigger's data (as JSON text) contains `text`, ignoring case as the database's `lower` does
+    (on SQLite: ASCII letters only); LIKE's wildcards in `text` are taken literally."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    pattern = func.lower(literal(f"%{escaped}%", String()))
+    in_data = exists().where(
+        DecidedTriggerRow.review_id == ReviewRow.id,
+        func.lower(cast(DecidedTriggerRow.data, Text)).like(pattern, escape="/"),
+    )
+    return or_(func.lower(ReviewRow.title).like(pattern, escape="/"), in_data)
 
 
 async def review_triggers(session: AsyncSession, review_id: uuid.UUID) -> list[DecidedTriggerRow]:
