@@ -261,3 +261,53 @@ async def test_a_cursor_resumes_only_the_order_it_was_made_for(app: Harness) -> 
     assert all(response.status_code == 400 for response in mixed), [r.text for r in mixed]
     assert all(response.json()["field"] == "cursor" for response in mixed)
     assert uuid.UUID((await _json(app.api, {"sort": "title", "cursor": by_title}))["items"][0]["id"])
+
+
+async def test_kpis_trend_per_iso_week_and_open_reviews_by_category_and_org_unit(app: Harness) -> None:
+    viewer = await app.person(VIEWER, Role.VIEWER)
+    manager = await app.person(OFFICE, Role.STRATEGY_MANAGER)
+    opened = [NOW, NOW, NOW - 7 * DAY, NOW - 30 * DAY, NOW - 85 * DAY]  # the last one before the twelve weeks
+    async with app.runtime.uow.begin() as session:
+        for n, at in enumerate(opened):
+            await seeding.review(
+                session, opened_at=at, scope="payments", triggers=[{"n": n}] * (n + 1), due_at=NOW - DAY
+            )
+        await seeding.review(session, opened_at=NOW, category="budget_change", scope="lending")
+        await seeding.review(session, opened_at=NOW, category="budget_change", state="closed", scope="lending")
+        await seeding.review(
+            session, opened_at=NOW, category="merger_acquisition", scope="Contoso Secret", clearance=SECRET
+        )
+    seen_by_viewer = await viewer.get("/v1/kpis")
+    uncleared, cleared = seen_by_viewer.json(), (await manager.get("/v1/kpis")).json()
+
+    def week(at: datetime) -> str:
+        year, number, _ = at.date().isocalendar()
+        return f"{year}-W{number:02d}"
+
+    trend = uncleared["trend"]
+    labels = [entry["week"] for entry in trend]
+    assert len(trend) == 12
+    assert labels == sorted(labels)
+    assert labels[-1] == week(NOW)
+    assert all(datetime.fromisoformat(e["starts"]).weekday() == 0 for e in trend)  # Mondays
+    triggers: dict[str, int] = {}
+    reviews: dict[str, int] = {}
+    for n, at in enumerate(opened):
+        triggers[week(at)] = triggers.get(week(at), 0) + n + 1
+        reviews[week(at)] = reviews.get(week(at), 0) + 1
+    reviews[week(NOW)] += 3  # the budget changes and the restricted deal: totals count every review
+    assert {e["week"]: e["triggers_accepted"] for e in trend} == {label: triggers.get(label, 0) for label in labels}
+    assert {e["week"]: e["reviews_opened"] for e in trend} == {label: reviews.get(label, 0) for label in labels}
+    assert cleared["trend"] == trend
+
+    assert uncleared["by_category"] == [
+        {"category": "regulation_update", "open": 5, "overdue": 5},
+        {"category": "budget_change", "open": 1, "overdue": 0},
+    ]
+    assert uncleared["by_org_unit"] == [
+        {"org_unit": "payments", "open": 5, "overdue": 5},
+        {"org_unit": "lending", "open": 1, "overdue": 0},
+    ]
+    assert "Contoso" not in seen_by_viewer.text
+    assert {"category": "merger_acquisition", "open": 1, "overdue": 0} in cleared["by_category"]
+    assert {"org_unit": "Contoso Secret", "open": 1, "overdue": 0} in cleared["by_org_unit"]
