@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.core.identity.model import normal_email
 from services.strategy_engine.lifecycle import ApprovalDecision
 
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
@@ -156,3 +157,9 @@ def decision(
 def next_in_sequence(approvers: Approvers, approved: Sequence[str]) -> str | None:
     remaining = [name for name in approvers.names if name not in approved]
     return remaining[0] if remaining else None
+
+
+def names_approver(assessment: AssessmentIn, email: str) -> bool:
+    """Whether the assessment names the person `email` among its approvers (compared as e-mail addresses)."""
+    approvers = assessment.approvers.names if assessment.approvers else []
+    return normal_email(email) in {normal_email(name) for name in approvers}

@@ -1,8 +1,14 @@
-"""Dashboard KPIs (DOMAIN.md), each one SQL aggregate: no rows are loaded into Python."""
+"""Dashboard KPIs (DOMAIN.md), each one SQL aggregate: no rows are loaded into Python.
+
+Totals and rates count every review, restricted ones too (no title, id or subject appears in them); the
+breakdowns of open reviews by category and by org unit name groups (an org unit is a review's scope, which for a
+restricted review may be what must stay hidden), so they count only the reviews the caller may see."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Float, and_, case, cast, distinct, func, or_, select
@@ -20,6 +26,7 @@ from services.strategy_engine.persistence import (
     DocumentVersionRow,
     ReviewRow,
     TransitionRow,
+    visible_to,
 )
 
 
@@ -53,14 +60,74 @@ def _pct(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[A
 _TERMINAL = [state.value for state in TERMINAL]
 
 
-async def compute(session: AsyncSession, now: datetime) -> dict[str, Any]:
+TREND_WEEKS = 12
+BREAKDOWN_GROUPS = 100
+"""The most groups a breakdown lists (the largest first): a scope is a trigger's subject, so there may be many."""
+
+
+@dataclass(frozen=True, slots=True)
+class Week:
+    label: str
+    start: datetime
+    end: datetime
+
+
+def weeks(now: datetime, count: int = TREND_WEEKS) -> list[Week]:
+    """The last `count` ISO weeks (Monday 00:00 UTC to the next), oldest first, the current week last."""
+    today = now.astimezone(UTC).date()
+    monday = datetime.combine(today - timedelta(days=today.weekday()), time(), tzinfo=UTC)
+    starts = [monday - timedelta(weeks=n) for n in reversed(range(count))]
+    return [Week(_iso_week(start.date()), start, start + timedelta(weeks=1)) for start in starts]
+
+
+def _iso_week(day: date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+async def compute(session: AsyncSession, now: datetime, *, grants: Collection[str]) -> dict[str, Any]:
     return {
         **await _lead_times(session),
         **await _overdue(session, now),
         **await _copies(session),
         "approval_rework_rate_pct": await _rework(session),
         **await _volumes(session),
+        "trend": await _trend(session, weeks(now)),
+        "by_category": await _open_by(session, ReviewRow.category.expression, "category", now=now, grants=grants),
+        "by_org_unit": await _open_by(session, ReviewRow.scope.expression, "org_unit", now=now, grants=grants),
     }
+
+
+async def _weekly(session: AsyncSession, at: ColumnElement[datetime], span: list[Week]) -> list[int]:
+    """How many rows fall in each week, in one pass."""
+    counts = [func.count(case((and_(at >= week.start, at < week.end), 1))) for week in span]
+    return [int(n) for n in (await session.execute(select(*counts).where(at >= span[0].start))).one()]
+
+
+async def _trend(session: AsyncSession, span: list[Week]) -> list[dict[str, Any]]:
+    """Triggers accepted (as the engine received them) and reviews opened, per ISO week, oldest first."""
+    triggers = await _weekly(session, DecidedTriggerRow.received_at.expression, span)
+    opened = await _weekly(session, ReviewRow.opened_at.expression, span)
+    return [
+        {"week": week.label, "starts": week.start.date().isoformat(), "triggers_accepted": t, "reviews_opened": r}
+        for week, t, r in zip(span, triggers, opened, strict=True)
+    ]
+
+
+async def _open_by(
+    session: AsyncSession, group: ColumnElement[Any], name: str, *, now: datetime, grants: Collection[str]
+) -> list[dict[str, Any]]:
+    """Open reviews visible to `grants` per value of `group` (with how many are overdue), largest first."""
+    total = func.count()
+    late = func.count(case((ReviewRow.due_at < now, 1)))
+    query = (
+        select(group, total, late)
+        .where(ReviewRow.state.not_in(_TERMINAL), visible_to(grants))
+        .group_by(group)
+        .order_by(total.desc(), group)
+        .limit(BREAKDOWN_GROUPS)
+    )
+    return [{name: value, "open": int(n), "overdue": int(o)} for value, n, o in (await session.execute(query)).all()]
 
 
 async def _lead_times(session: AsyncSession) -> dict[str, float | None]:

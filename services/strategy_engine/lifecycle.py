@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -130,3 +131,14 @@ def check(current: ReviewState, target: ReviewState, facts: ReviewFacts) -> Refu
         if refusal is not None:
             return refusal
     return None
+
+
+def is_overdue(state: ReviewState, due_at: datetime | None, now: datetime) -> bool:
+    """A review is overdue while it is open past its phase's due date."""
+    return due_at is not None and due_at < now and state not in TERMINAL
+
+
+def next_steps(current: ReviewState, facts: ReviewFacts) -> list[tuple[ReviewState, Refusal | None]]:
+    """Every state `current` has a transition to (in `TRANSITIONS` order), each with `check`'s first refusal
+    under `facts` (None: allowed now). A terminal state has none."""
+    return [(target, check(current, target, facts)) for (source, target) in TRANSITIONS if source == current]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -15,24 +16,29 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Text,
     UniqueConstraint,
     Uuid,
     and_,
+    case,
+    cast,
     exists,
     false,
     func,
+    literal,
     or_,
     select,
     true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from services.core.db import Base, UTCDateTime, is_postgres, new_id
 from services.core.identity.clearance import ALL
 from services.core.outbox import OutboxMixin
+from services.strategy_engine.board import SEVERITY_RANK, PageEnd, ReviewSort, SortKey, no_due_date
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 ACTOR_LENGTH = 320
@@ -309,27 +315,66 @@ async def list_reviews(
     filters: dict[str, str | None],
     overdue: bool | None,
     terminal: Collection[str],
-    before: tuple[datetime, uuid.UUID] | None,
+    opened: tuple[datetime | None, datetime | None] = (None, None),
+    text: str | None = None,
+    sort: ReviewSort = ReviewSort.NEWEST,
+    after: PageEnd | None,
     limit: int,
     now: datetime,
     grants: Collection[str],
-) -> list[ReviewRow]:
-    """Newest first, those visible to `grants` only; `filters` are exact matches on state, category, severity,
-    owner (None: any); `before` is the (opened_at, id) of the last review of the previous page."""
-    query = select(ReviewRow).where(visible_to(grants))
+) -> list[tuple[ReviewRow, SortKey]]:
+    """Reviews visible to `grants` in `sort` order (ties by id), each with its sort key; `filters` are exact
+    matches on columns (state, category, severity, owner, scope; None: any); `opened` is [from, to); `text`
+    is searched in the title and the data of the review's triggers; `after` is the position of the last review
+    of the previous page."""
+    key = _sort_key(sort)
+    query = select(ReviewRow, key).where(visible_to(grants))
     for name, value in filters.items():
         if value is not None:
             query = query.where(getattr(ReviewRow, name) == value)
     late = and_(ReviewRow.due_at < now, ReviewRow.state.not_in(sorted(terminal)))
     if overdue is not None:
         query = query.where(late if overdue else ~late | ReviewRow.due_at.is_(None))
-    if before is not None:
-        opened_at, last_id = before
-        query = query.where(
-            or_(ReviewRow.opened_at < opened_at, and_(ReviewRow.opened_at == opened_at, ReviewRow.id < last_id))
+    start, end = opened
+    if start is not None:
+        query = query.where(ReviewRow.opened_at >= start)
+    if end is not None:
+        query = query.where(ReviewRow.opened_at < end)
+    if text is not None:
+        query = query.where(_mentions(text))
+    if after is not None:
+        beyond, later_id = (
+            (key < after.key, ReviewRow.id < after.id)
+            if sort.descending
+            else (key > after.key, ReviewRow.id > after.id)
         )
-    query = query.order_by(ReviewRow.opened_at.desc(), ReviewRow.id.desc()).limit(limit)
-    return list((await session.scalars(query)).all())
+        query = query.where(or_(beyond, and_(key == after.key, later_id)))
+    order = (key.desc(), ReviewRow.id.desc()) if sort.descending else (key.asc(), ReviewRow.id.asc())
+    rows = await session.execute(query.order_by(*order).limit(limit))
+    return [(row, value) for row, value in rows.all()]
+
+
+def _sort_key(sort: ReviewSort) -> ColumnElement[Any]:
+    """What `sort` orders by, as SQL: no due date sorts last both ways, severities by rank, titles ignoring case."""
+    if sort.key == "opened_at":
+        return ReviewRow.opened_at.expression
+    if sort.key == "due_at":
+        return func.coalesce(ReviewRow.due_at, literal(no_due_date(sort), UTCDateTime()))
+    if sort.key == "severity":
+        return case(SEVERITY_RANK, value=ReviewRow.severity, else_=0)
+    return func.lower(ReviewRow.title)
+
+
+def _mentions(text: str) -> ColumnElement[bool]:
+    """The title or a trigger's data (as JSON text) contains `text`, ignoring case as the database's `lower` does
+    (on SQLite: ASCII letters only); LIKE's wildcards in `text` are taken literally."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    pattern = func.lower(literal(f"%{escaped}%", String()))
+    in_data = exists().where(
+        DecidedTriggerRow.review_id == ReviewRow.id,
+        func.lower(cast(DecidedTriggerRow.data, Text)).like(pattern, escape="/"),
+    )
+    return or_(func.lower(ReviewRow.title).like(pattern, escape="/"), in_data)
 
 
 async def review_triggers(session: AsyncSession, review_id: uuid.UUID) -> list[DecidedTriggerRow]:
@@ -411,3 +456,94 @@ async def acknowledgements_of(
         for row in (await session.scalars(query)).all():
             found[row.version_id].append(row)
     return found
+
+
+# "My work": what waits on one person (GET /v1/me/pending), need-to-know filtered like every other read.
+
+
+def _owned_by(email: str) -> ColumnElement[bool]:
+    """Owners are stored as e-mail addresses (a policy may name one in any case): compared as `rights.is_owner` does."""
+    return func.lower(func.trim(ReviewRow.owner)) == email
+
+
+def _due_first() -> tuple[ColumnElement[Any], ...]:
+    """Soonest due first, those without a due date last; then oldest first."""
+    return (ReviewRow.due_at.is_(None), ReviewRow.due_at.asc(), ReviewRow.opened_at.asc(), ReviewRow.id.asc())
+
+
+async def _page_and_tally(
+    session: AsyncSession,
+    query: Select[*tuple[Any, ...]],
+    *,
+    order: Sequence[ColumnElement[Any]],
+    limit: int,
+    late: ColumnElement[bool],
+) -> tuple[list[Any], int, int]:
+    """The first `limit` rows of `query` in `order`, how many rows it selects in all, and how many are `late`."""
+    rows = (await session.execute(query.order_by(*order).limit(limit))).all()
+    counted = query.with_only_columns(func.count(), func.count(case((late, 1))), maintain_column_froms=True)
+    total, overdue = (await session.execute(counted)).one()
+    return list(rows), int(total), int(overdue)
+
+
+async def reviews_owned(
+    session: AsyncSession, *, email: str, terminal: Collection[str], grants: Collection[str], now: datetime, limit: int
+) -> tuple[list[ReviewRow], int, int]:
+    """Open reviews owned by `email` visible to `grants`, soonest due first (at most `limit`), with how many
+    there are and how many of those are overdue."""
+    query = select(ReviewRow).where(_owned_by(email), ReviewRow.state.not_in(sorted(terminal)), visible_to(grants))
+    rows, total, overdue = await _page_and_tally(
+        session, query, order=_due_first(), limit=limit, late=ReviewRow.due_at < now
+    )
+    return [row for (row,) in rows], total, overdue
+
+
+async def awaiting_verdict(
+    session: AsyncSession, *, email: str, state: str, grants: Collection[str]
+) -> list[tuple[ReviewRow, AssessmentRow]]:
+    """Reviews in `state` (where verdicts are given) visible to `grants`, with their current assessment, on which
+    `email` has given no verdict yet, soonest due first. Whether the assessment names `email` among its
+    approvers is the caller's to check: the text of the body only narrows the candidates here."""
+    newer = aliased(AssessmentRow)
+    latest = ~exists().where(newer.review_id == AssessmentRow.review_id, newer.version > AssessmentRow.version)
+    query = (
+        select(ReviewRow, AssessmentRow)
+        .join(AssessmentRow, AssessmentRow.review_id == ReviewRow.id)
+        .where(
+            ReviewRow.state == state,
+            visible_to(grants),
+            latest,
+            ~exists().where(ApprovalRow.assessment_id == AssessmentRow.id, ApprovalRow.approver == email),
+        )
+        .order_by(*_due_first())
+    )
+    if email.isascii() and orjson.dumps(email).decode() == f'"{email}"':  # as stored: JSON escapes none of it
+        query = query.where(func.lower(cast(AssessmentRow.body, Text)).contains(email, autoescape=True))
+    return [(review, assessment) for review, assessment in (await session.execute(query)).all()]
+
+
+async def unacknowledged(
+    session: AsyncSession, *, recipient: str, status: str, grants: Collection[str], now: datetime, limit: int
+) -> tuple[list[tuple[AcknowledgementRow, DocumentVersionRow, DocumentRow, ReviewRow]], int, int]:
+    """Versions in `status` (published) that `recipient` has not acknowledged, from reviews visible to `grants`,
+    soonest due first (at most `limit`), with how many there are and how many of those are overdue."""
+    query = (
+        select(AcknowledgementRow, DocumentVersionRow, DocumentRow, ReviewRow)
+        .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
+        .join(DocumentRow, DocumentRow.id == DocumentVersionRow.document_id)
+        .join(ReviewRow, ReviewRow.id == DocumentVersionRow.review_id)
+        .where(
+            AcknowledgementRow.recipient == recipient,
+            AcknowledgementRow.acknowledged_at.is_(None),
+            DocumentVersionRow.status == status,
+            visible_to(grants),
+        )
+    )
+    rows, total, overdue = await _page_and_tally(
+        session,
+        query,
+        order=(AcknowledgementRow.due_at.asc(), AcknowledgementRow.id.asc()),
+        limit=limit,
+        late=AcknowledgementRow.due_at < now,
+    )
+    return [(ack, version, document, review) for ack, version, document, review in rows], total, overdue

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.strategy_engine.assessments import Approvers, AssessmentIn, Verdict, decision, missing
+from services.strategy_engine.assessments import Approvers, AssessmentIn, Verdict, decision, missing, names_approver
 from services.strategy_engine.documents import Status, may_move
 
 IMPACT = {"rating": "medium", "statement": "s"}
@@ -98,3 +98,11 @@ def test_quorum_cannot_exceed_the_approvers() -> None:
 )
 def test_document_status_order(current: Status, target: Status, allowed: bool) -> None:
     assert may_move(current, target) is allowed
+
+
+def test_an_assessment_names_an_approver_by_e_mail_address_only() -> None:
+    named = AssessmentIn.model_validate({"approvers": {"names": ["CIO@corp.example ", "cfo@corp.example"]}})
+    assert names_approver(named, "cio@corp.example")
+    assert names_approver(named, "Cfo@Corp.Example")
+    assert not names_approver(named, "o@corp.example")  # a part of an address is no address
+    assert not names_approver(AssessmentIn(), "cio@corp.example")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from services.strategy_engine.lifecycle import (
@@ -12,6 +14,8 @@ from services.strategy_engine.lifecycle import (
     ReviewFacts,
     ReviewState,
     check,
+    is_overdue,
+    next_steps,
 )
 
 S = ReviewState
@@ -108,3 +112,35 @@ def test_the_guard_detail_lists_what_is_missing() -> None:
     refusal = check(S.ASSESS, S.GENERATE, facts)
     assert refusal is not None
     assert refusal.detail == "a; b"
+
+
+@pytest.mark.parametrize("state", list(ReviewState))
+def test_next_steps_are_the_states_the_table_leads_to_each_checked(state: ReviewState) -> None:
+    steps = next_steps(state, ALL_GOOD)
+    assert [target for target, _ in steps] == [b for (a, b) in TRANSITIONS if a == state]
+    assert {(state, target) for target, _ in steps} == {(a, b) for (a, b) in EXPECTED if a == state}
+    assert all(refusal is None for _, refusal in steps)
+
+
+def test_next_steps_carry_the_first_refusal_of_each_blocked_transition() -> None:
+    steps = dict(next_steps(S.TRIAGE, ReviewFacts()))
+    assess, cancel = steps[S.ASSESS], steps[S.CANCELLED]
+    assert set(steps) == {S.ASSESS, S.CANCELLED}
+    assert assess == check(S.TRIAGE, S.ASSESS, ReviewFacts())
+    assert assess is not None
+    assert (assess.guard, assess.detail) == ("owner_assigned", "triage needs an owner before assessment")
+    assert cancel is not None
+    assert cancel.guard == "reason_given"
+    approval = dict(next_steps(S.APPROVAL, ReviewFacts(approvals_missing="1 of 2 required approvals")))
+    publish = approval[S.PUBLISH]
+    assert publish is not None
+    assert publish.detail == "1 of 2 required approvals"
+    assert approval[S.GENERATE] is None  # rework is always open
+
+
+def test_a_review_is_overdue_while_open_past_its_due_date() -> None:
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    assert is_overdue(S.ASSESS, now - timedelta(seconds=1), now)
+    assert not is_overdue(S.ASSESS, now, now)
+    assert not is_overdue(S.ASSESS, None, now)
+    assert not any(is_overdue(state, now - timedelta(days=1), now) for state in TERMINAL)

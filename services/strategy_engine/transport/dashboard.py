@@ -7,15 +7,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.core.auth import ReviewsRead
-from services.core.http import decode_cursor, encode_cursor
+from services.core.http import Instant, ProblemError, decode_cursor, encode_cursor
 from services.core.runtime import Runtime
-from services.strategy_engine import kpis, persistence
+from services.strategy_engine import board, kpis, persistence
+from services.strategy_engine.board import MAX_QUERY_TEXT, PageEnd, ReviewSort
+from services.strategy_engine.errors import Invalid
 from services.strategy_engine.flows.cycle import facts, latest_assessment
 from services.strategy_engine.flows.events import require_visible
-from services.strategy_engine.lifecycle import TERMINAL, ReviewState
+from services.strategy_engine.lifecycle import TERMINAL, ReviewState, is_overdue, next_steps
 from services.strategy_engine.persistence import DecidedTriggerRow, ReviewRow
 
 
@@ -75,11 +77,25 @@ class DocumentVersionOut(BaseModel):
     published_at: datetime | None
 
 
+class TransitionOut(BaseModel):
+    """A transition the review's current state has, and whether its guards let it through now."""
+
+    to: ReviewState
+    allowed: bool
+    guard: str | None = Field(description="the guard that refuses it now (null: allowed)")
+    blocked_by: str | None = Field(description="that guard's refusal, in words (null: allowed)")
+
+
 class ReviewDetailOut(ReviewOut):
     triggers: list[DecisionOut]
     assessment: AssessmentOut | None
     decision: str
     documents: list[DocumentVersionOut]
+    transitions: list[TransitionOut] = Field(
+        description="every transition from the current state, checked against the review as it is now; the "
+        "caller's right to steer the review is not part of it, and cancelling always names its reason guard "
+        "(a reason is given with the request)"
+    )
 
 
 class TimelineEntryOut(BaseModel):
@@ -91,7 +107,6 @@ class TimelineEntryOut(BaseModel):
 
 
 def review_out(row: ReviewRow, now: datetime) -> ReviewOut:
-    overdue = row.due_at is not None and row.due_at < now and ReviewState(row.state) not in TERMINAL
     return ReviewOut(
         id=row.id,
         title=row.title,
@@ -105,7 +120,7 @@ def review_out(row: ReviewRow, now: datetime) -> ReviewOut:
         opened_at=row.opened_at,
         phase_entered_at=row.phase_entered_at,
         due_at=row.due_at,
-        overdue=overdue,
+        overdue=is_overdue(ReviewState(row.state), row.due_at, now),
         merged_into=row.merged_into,
         closed_at=row.closed_at,
     )
@@ -128,6 +143,29 @@ def decision_out(row: DecidedTriggerRow) -> DecisionOut:
     )
 
 
+SEARCH_HELP = (
+    f"free text (at most {MAX_QUERY_TEXT} characters), case-insensitive, in the title and the data of the review's "
+    "triggers (as JSON text)"
+)
+
+
+def _page_end(sort: ReviewSort, cursor: str) -> PageEnd:
+    """Where the page a cursor came from ended; newest-first cursors keep the format they always had."""
+    if sort is ReviewSort.NEWEST:
+        return PageEnd(*decode_cursor(cursor, parse_id=uuid.UUID))
+    try:
+        return board.decode(sort, cursor)
+    except ValueError as exc:
+        raise ProblemError(400, "Bad Request", f"cursor is not one this API returned ({exc})", field="cursor") from exc
+
+
+def _cursor(sort: ReviewSort, position: PageEnd) -> str:
+    if sort is ReviewSort.NEWEST:
+        assert isinstance(position.key, datetime)
+        return encode_cursor(position.key, position.id)
+    return board.encode(sort, position)
+
+
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["reviews"])
 
@@ -138,32 +176,42 @@ def build_router(runtime: Runtime) -> APIRouter:
         category: str | None = None,
         severity: str | None = None,
         owner: str | None = None,
+        org_unit: Annotated[str | None, Query(description="the review's org unit (its scope), exactly")] = None,
         overdue: bool | None = None,
+        opened_from: Annotated[Instant | None, Query(description="opened at or after")] = None,
+        opened_to: Annotated[Instant | None, Query(description="opened before")] = None,
+        q: Annotated[str | None, Query(max_length=MAX_QUERY_TEXT, description=SEARCH_HELP)] = None,
+        sort: ReviewSort = ReviewSort.NEWEST,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> ReviewPage:
-        """Newest first. Pass `next_cursor` back as `cursor` for the next page; null means the end. Reviews the
-        caller is not cleared for (need-to-know) are not listed."""
+        """Newest first unless `sort` says otherwise (`-` for descending; reviews without a due date come last
+        either way, severities by rank, titles ignoring case; ties by id). Pass `next_cursor` back as `cursor`,
+        with the same `sort` and filters, for the next page; null means the end. Reviews the caller is not cleared
+        for (need-to-know) are not listed."""
+        if opened_from is not None and opened_to is not None and opened_from > opened_to:
+            raise Invalid("opened_from is after opened_to", field="opened_to")
         now = datetime.now(UTC)
-        before = decode_cursor(cursor, parse_id=uuid.UUID) if cursor else None
-        filters = {"state": state, "category": category, "severity": severity, "owner": owner}
-        terminal = {s.value for s in TERMINAL}
+        filters = {"state": state, "category": category, "severity": severity, "owner": owner, "scope": org_unit}
         async with runtime.uow.begin() as session:
             rows = await persistence.list_reviews(
                 session,
                 filters=filters,
                 overdue=overdue,
-                terminal=terminal,
-                before=before,
+                terminal={s.value for s in TERMINAL},
+                opened=(opened_from, opened_to),
+                text=(q or "").strip() or None,
+                sort=sort,
+                after=_page_end(sort, cursor) if cursor else None,
                 limit=limit + 1,
                 now=now,
                 grants=caller.grants,
             )
-        page = rows[:limit]
-        return ReviewPage(
-            items=[review_out(row, now) for row in page],
-            next_cursor=encode_cursor(page[-1].opened_at, page[-1].id) if len(rows) > limit else None,
-        )
+        page, next_cursor = rows[:limit], None
+        if len(rows) > limit:
+            last, key = page[-1]
+            next_cursor = _cursor(sort, PageEnd(key, last.id))
+        return ReviewPage(items=[review_out(row, now) for row, _ in page], next_cursor=next_cursor)
 
     @router.get("/reviews/{review_id}", response_model=ReviewDetailOut)
     async def get_review(review_id: uuid.UUID, caller: ReviewsRead) -> ReviewDetailOut:
@@ -189,6 +237,15 @@ def build_router(runtime: Runtime) -> APIRouter:
                 )
                 for v, d in versions
             ],
+            transitions=[
+                TransitionOut(
+                    to=target,
+                    allowed=refusal is None,
+                    guard=refusal.guard if refusal else None,
+                    blocked_by=refusal.detail if refusal else None,
+                )
+                for target, refusal in next_steps(ReviewState(review.state), snapshot)
+            ],
         )
 
     @router.get("/reviews/{review_id}/timeline", response_model=list[TimelineEntryOut])
@@ -200,10 +257,13 @@ def build_router(runtime: Runtime) -> APIRouter:
         return [TimelineEntryOut.model_validate(row, from_attributes=True) for row in rows]
 
     @router.get("/kpis")
-    async def get_kpis(_auth: ReviewsRead) -> dict[str, Any]:
+    async def get_kpis(caller: ReviewsRead) -> dict[str, Any]:
         """Lead times in seconds (averages), overdue counts, current-copy coverage, rework and volumes: aggregates
-        only (restricted reviews count in them, but no title, id or subject of any review appears)."""
+        only (restricted reviews count in them, but no title, id or subject of any review appears). `trend`:
+        triggers accepted and reviews opened per ISO week (Monday 00:00 UTC), the last 12, oldest first.
+        `by_category` and `by_org_unit` (the review's scope): open reviews and how many are overdue per group,
+        largest first (at most 100 groups), counting only the reviews the caller may see (need-to-know)."""
         async with runtime.uow.begin() as session:
-            return await kpis.compute(session, datetime.now(UTC))
+            return await kpis.compute(session, datetime.now(UTC), grants=caller.grants)
 
     return router
