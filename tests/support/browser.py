@@ -82,15 +82,19 @@ def require_chromedriver() -> None:
 
 @contextmanager
 def chromium(log_dir: Path) -> Iterator[webdriver.Chrome]:
-    """Start headless Chromium with a fresh profile; quit it and delete the profile on exit. The driver's log
-    goes to log_dir/chromedriver.log."""
+    """Start headless Chromium with a fresh profile; quit it and delete the profile on exit. The driver's and the
+    browser's warnings go to log_dir/chromedriver.log (at INFO it would hold axe-core's source once per page)."""
     os.environ.setdefault("SE_OFFLINE", "true")  # belt and braces: Selenium Manager must never download anything
     profile = tempfile.mkdtemp(prefix="smits-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(log_dir / "chromedriver.log"))
+    service = Service(
+        executable_path=str(CHROMEDRIVER),
+        service_args=["--log-level=WARNING"],
+        log_output=str(log_dir / "chromedriver.log"),
+    )
     try:
         driver = webdriver.Chrome(options=options, service=service)
     except BaseException:
