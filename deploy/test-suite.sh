@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: the whole suite on real PostgreSQL, Kafka and an OpenID Connect provider (on pytest-xdist
-# workers), and next to it the unit tier under every other supported Python.
+# `make test`: the whole suite on real PostgreSQL, Kafka, an OpenID Connect provider and headless Chromium (on
+# pytest-xdist workers), and next to it the unit tier under every other supported Python.
 #   KEEP_INFRA=1 keeps the Postgres cluster, the broker and the OIDC provider this run started (for a faster next run);
 #   whatever was already running before the run is left running either way.
 #   PYTEST_ARGS: extra pytest arguments (e.g. "-x -k notifier").
@@ -44,7 +44,10 @@ deploy/kafka/kafka.sh status --port "$kafka_port" --dir "$kafka_dir" >/dev/null 
 kafka="$(deploy/kafka/kafka.sh start --port "$kafka_port" --dir "$kafka_dir")"
 deploy/oidc/oidc.sh status --port "$oidc_port" --dir "$oidc_dir" >/dev/null 2>&1 || started+=(oidc)
 oidc="$(deploy/oidc/oidc.sh start --port "$oidc_port" --dir "$oidc_dir")"
+# The console's browser tests: Debian's chromium and chromium-driver, installed when missing (no server to start).
+chromium="$(deploy/chromium.sh ensure)"
 echo "postgres: $pg_url  kafka: $kafka  oidc: $oidc"
+echo "browser: $chromium"
 
 # The unit tier (no infrastructure) under each other supported interpreter on this machine, one after another in
 # the background next to the main run (it mostly waits on Kafka and subprocesses); shown after it, and any failure
