@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from services.console.api import Api, ApiProblem, SignInNeeded, Viewer
+from services.core.http import request_id
 from services.core.observability import get_logger
 
 log = get_logger(__name__)
@@ -165,6 +166,15 @@ class ConsoleRoute(APIRoute):
                 if problem.status >= 500:
                     log.error("console page failed", path=request.url.path, problem=str(problem))
                 return render(request, "error.html", viewer=None, status=problem.status, problem=problem)
+            except Exception:  # a page never answers a browser with a JSON stack of its own failure
+                log.exception("console page crashed", path=request.url.path)
+                crashed = ApiProblem(
+                    status=500,
+                    title="Something went wrong",
+                    detail="This page failed on our side; the error is logged with request id "
+                    f"{request_id(request) or 'unknown'}. Try again, or tell the smits operators.",
+                )
+                return render(request, "error.html", viewer=None, status=500, problem=crashed)
 
         return answered
 

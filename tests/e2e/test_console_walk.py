@@ -9,7 +9,8 @@ import asyncio
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 
 import orjson
 import pytest
@@ -40,7 +41,7 @@ def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 
 @pytest.fixture
-async def console(settings: Settings) -> AsyncIterator[str]:
+async def console(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
     """`smits serve all` on the test's database and topics, with the walk's people; its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -58,17 +59,20 @@ async def console(settings: Settings) -> AsyncIterator[str]:
         role_args = [arg for role in roles for arg in ("--role", role)]
         args = ["users", "create", "--email", email, "--name", name, *role_args, "--org-unit", unit]
         await asyncio.to_thread(_run, env, *args, "--password-stdin", stdin=PASSWORD)
-    process = subprocess.Popen([SMITS, "serve", "all", "--port", str(port)], env=env, stderr=subprocess.PIPE)
-    try:
-        await asyncio.to_thread(wait_ready, base, process)
-        yield base
-    finally:
-        process.terminate()
-        _, errors = await asyncio.to_thread(process.communicate, timeout=30)
-        assert b"Traceback" not in errors, errors.decode()[-3000:]
+    log = tmp_path / "smits.log"
+    with log.open("wb") as out:
+        command = [SMITS, "serve", "all", "--port", str(port)]
+        process = await asyncio.to_thread(subprocess.Popen, command, env=env, stdout=out, stderr=out)
+        try:
+            await asyncio.to_thread(wait_ready, base, process)
+            yield base
+        finally:
+            process.terminate()
+            await asyncio.to_thread(process.wait, 30)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
-def _trigger(kind: str, data: dict[str, object], subject: str) -> Raw:
+def _trigger(kind: str, data: Mapping[str, object], subject: str) -> Raw:
     event = {
         "specversion": "1.0",
         "id": f"walk-{uuid.uuid4().hex[:12]}",

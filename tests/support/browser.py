@@ -40,6 +40,7 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -237,7 +238,14 @@ class Browser:
         found = self._script(_FIND_CLICKABLE, text, within)
         element = found.get("element")
         assert isinstance(element, WebElement), found.get("error")
+        page = self.driver.find_element(By.TAG_NAME, "html")
+        navigates = element.tag_name.lower() == "a" or (element.get_attribute("type") or "").lower() == "submit"
         element.click()
+        if navigates:  # wait for the page it leaves to go, or readyState would still be the old page's
+            try:
+                WebDriverWait(self.driver, 30, poll_frequency=0.05).until(staleness_of(page))
+            except TimeoutException:
+                raise AssertionError(f"clicking {text!r} on {self.url} loaded no page within 30 s") from None
         self._settle()
 
     # -- reading ---------------------------------------------------------------------------------------------
