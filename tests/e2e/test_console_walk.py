@@ -241,11 +241,30 @@ async def test_a_review_taken_through_its_cycle_in_the_console_by_its_people(
     assert "Nothing to acknowledge" in page(browser, "/")
     sign_out(browser)
 
-    # The board shows where the review stands.
+    # The board shows where the review stands, in Sam's time zone; he saves the view and it stays his.
+    browser.driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})
     sign_in(browser, "sam@corp.example")
     table = page(browser, "/board?layout=table&q=Walk", "board-table")
     assert title in table
     assert "publish" in table
+    assert "Asia/Tokyo" in table  # the footer names the zone the dates are shown in
+    opened = browser.driver.find_element(By.CSS_SELECTOR, "table.reviews tbody time")
+    assert opened.get_attribute("data-localised") == "1"
+    assert "UTC" not in opened.text
+    assert "UTC" in str(opened.get_attribute("title"))
+    browser.fill("Save this view as", "Walk reviews")
+    browser.click("Save view")
+    assert "Saved the view “Walk reviews”." in browser.flash()
+    browser.open("/board")
+    browser.click("Walk reviews")
+    assert "q=Walk" in browser.url
+    assert title in browser.text()
+
+    # The board is live: a review opened while it is on screen appears without a reload.
+    browser.open("/board")
+    live = {**REGULATION, "regulation_id": "WALK-2", "title": "Live Act: second thoughts"}
+    await produce_raw(settings, "triggers", [_trigger("regulation_update", live, "bu-retail")])
+    browser.wait_for_text("Live Act: second thoughts", within=40)
 
     # Rae, a viewer not cleared for need-to-know data, sees the regulation review but never the deal.
     sign_out(browser)

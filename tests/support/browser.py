@@ -36,11 +36,10 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -108,6 +107,14 @@ def chromium(log_dir: Path) -> Iterator[webdriver.Chrome]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _left(driver: webdriver.Chrome) -> bool:
+    """The document marked before a click is gone (a new page, or the same one loaded again)."""
+    try:
+        return driver.execute_script("return window.__smitsLeaving !== true") is True
+    except WebDriverException:  # between two documents
+        return False
 
 
 def _normalise(text: str) -> str:
@@ -238,12 +245,13 @@ class Browser:
         found = self._script(_FIND_CLICKABLE, text, within)
         element = found.get("element")
         assert isinstance(element, WebElement), found.get("error")
-        page = self.driver.find_element(By.TAG_NAME, "html")
         navigates = element.tag_name.lower() == "a" or (element.get_attribute("type") or "").lower() == "submit"
+        if navigates:  # mark this document, to wait for the next one (readyState would still be this one's)
+            self.driver.execute_script("window.__smitsLeaving = true")
         element.click()
-        if navigates:  # wait for the page it leaves to go, or readyState would still be the old page's
+        if navigates:
             try:
-                WebDriverWait(self.driver, 30, poll_frequency=0.05).until(staleness_of(page))
+                WebDriverWait(self.driver, 30, poll_frequency=0.05).until(_left)
             except TimeoutException:
                 raise AssertionError(f"clicking {text!r} on {self.url} loaded no page within 30 s") from None
         self._settle()
