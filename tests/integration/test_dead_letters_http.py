@@ -15,9 +15,8 @@ from services.contracts import topics
 from services.core.identity.audit import AuditRow
 from services.core.identity.model import Role, Scope
 from services.core.settings import Settings
-from services.trigger_ingest.dead_letters import error_headers
-from services.trigger_ingest.domain import Rejection
 from services.trigger_ingest.persistence import AcceptedTriggerRow, RejectionRow
+from tests.support.dead_letters import plant_dead_letter
 from tests.support.harness import Harness, smits
 from tests.support.kafka import Raw, produce_raw, read_topic
 from tests.support.waiting import eventually
@@ -45,31 +44,6 @@ async def _dead_lettered(app: Harness, settings: Settings, records: list[Raw], *
     await produce_raw(settings, topics.TRIGGERS, records)
     await eventually(lambda: app.count(RejectionRow), lambda n: n == total, what="rejections")
     await eventually(lambda: read_topic(settings, topics.TRIGGERS_DLT), lambda r: len(r) == total, what="DLT")
-
-
-async def plant_dead_letter(app: Harness, settings: Settings, record: Raw, *, offset: int) -> int:
-    """A dead letter of a record that ingest accepts today (as after a fix): in `triggers-dlt` with the error
-    headers naming position `offset`, and its rejection row. Returns its id."""
-    rejection = Rejection(kind="SkippedByOperator", message="skipped by an operator after: test")
-    source = settings.topic(topics.TRIGGERS)
-    errors = error_headers(rejection, topic=source, partition=0, offset=offset)
-    await produce_raw(settings, topics.TRIGGERS_DLT, [Raw(record.value, [*record.headers, *errors], record.key)])
-    async with app.runtime.uow.begin() as session:
-        row = RejectionRow(
-            kafka_topic=source,
-            kafka_partition=0,
-            kafka_offset=offset,
-            source=None,
-            event_id=None,
-            reason=rejection.kind,
-            message=rejection.message,
-            field=None,
-            key=record.key,
-            received_at=datetime.now(UTC),
-        )
-        session.add(row)
-        await session.flush()
-        return row.id
 
 
 async def test_admins_list_dead_letters_newest_first_with_reasons_and_page_them(settings: Settings) -> None:
