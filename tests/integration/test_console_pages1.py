@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
+from services.console.pages import triggers as triggers_page
 from services.contracts import topics
 from services.core.identity import passwords, store
 from services.core.identity.model import Role
@@ -87,14 +89,18 @@ async def _ingested(app: Harness, settings: Settings) -> None:
 
 
 async def test_triggers_pages_list_accepted_duplicates_and_rejected_with_reasons_and_show_the_decision(
-    settings: Settings,
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(triggers_page, "PAGE_SIZE", 1)
     async with smits(settings, WITH_CONSOLE) as app:
         await _ingested(app, settings)
         async with signed_in(app, "vera@corp.example", Role.VIEWER) as browser:
             accepted = await page(browser, "/triggers")
             duplicates = await page(browser, "/triggers?status=duplicate")
             rejected = await page(browser, "/triggers?status=rejected")
+            next_link = re.search(r'<a href="/triggers\?([^"]+)" rel="next">Next page</a>', rejected)
+            assert next_link, "one rejection a page: a link to the next"
+            second = await page(browser, f"/triggers?{next_link.group(1)}")
             only_goals = await page(browser, "/triggers?category=goal_change")
             detail = await page(browser, "/triggers//regulatory/watch/reg-dora-1")
             bad_detail = await page(browser, "/triggers//regulatory/watch/bad-type")
@@ -109,11 +115,13 @@ async def test_triggers_pages_list_accepted_duplicates_and_rejected_with_reasons
     assert "/dead-letters" not in accepted  # not an admin: neither the nav entry nor the link
     assert "reg-dora-1" in duplicates
     assert "partition" in duplicates
-    rejected_words = text_of(rejected)
+    rejected_words = text_of(rejected) + text_of(second)  # newest first, one a page
     assert "unknown type unknown trigger type 'smits.trigger.weather.v1'" in rejected_words
     assert "invalid JSON" in rejected_words
     assert "no id or source could be read" in rejected_words
     assert "reg-dora-1" not in rejected
+    assert 'rel="next"' not in second
+    assert "status=rejected" in next_link.group(1)
     assert "No accepted trigger matches these filters" in only_goals
     detail_words = text_of(detail)
     assert "Status accepted (received 1 more time(s), ignored as duplicates)" in detail_words
