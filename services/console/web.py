@@ -103,7 +103,7 @@ class Page:
 
 
 @dataclass(kw_only=True)
-class Action(Page):
+class FormPost(Page):
     """A form post: its fields (the CSRF token checked), and the API with that token for writes."""
 
     form: Mapping[str, str]
@@ -118,7 +118,7 @@ async def _page(request: Request) -> Page:
     return Page(request=request, api=api, viewer=await api.viewer())
 
 
-async def _action(request: Request) -> Action:
+async def _action(request: Request) -> FormPost:
     form = await request.form(max_files=0, max_fields=400)
     values: dict[str, str] = {}
     lists: dict[str, list[str]] = {}
@@ -134,11 +134,11 @@ async def _action(request: Request) -> Action:
             detail="This form has expired or came from another site. Reload the page and try again.",
         )
     api = Api(request, csrf_token=viewer.csrf_token)
-    return Action(request=request, api=api, viewer=viewer, form=values, lists=lists)
+    return FormPost(request=request, api=api, viewer=viewer, form=values, lists=lists)
 
 
 Viewing = Annotated[Page, Depends(_page)]
-Acting = Annotated[Action, Depends(_action)]
+Acting = Annotated[FormPost, Depends(_action)]
 
 
 def _sign_in(request: Request) -> RedirectResponse:

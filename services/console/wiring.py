@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from services.console.api import Api
-from services.console.pages import board, documents, review, work
+from services.console.pages import board, dead_letters, documents, kpis, policies, review, triggers, work
 from services.console.web import Acting, ConsoleRoute, static_file
 from services.core.runtime import Runtime, ServiceUnit
 
@@ -16,6 +16,8 @@ STATIC_CACHE = "public, max-age=3600"
 def build(runtime: Runtime) -> ServiceUnit:
     router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
     for pages in (work.router, board.router, review.router, documents.router):
+        router.include_router(pages)
+    for pages in (triggers.router, dead_letters.router, policies.router, kpis.router):
         router.include_router(pages)
 
     @router.get("/static/{name}")

@@ -23,6 +23,7 @@ RECORD_OVERHEAD_BYTES = 1024
 HEADER_OVERHEAD_BYTES = 10
 """Two varints (name and value length) per header."""
 NOTE_RESERVE_BYTES = 512
+TOPIC_HEADER_MAX_BYTES = 300
 
 Headers = list[tuple[str, bytes]]
 
@@ -79,12 +80,40 @@ def dead_letter(
 def error_headers(rejection: Rejection, *, topic: str, partition: int, offset: int) -> Headers:
     """The `__connect.errors.*` headers, each bounded."""
     return [
-        ("__connect.errors.topic", bounded_utf8(topic, 300)),
+        ("__connect.errors.topic", bounded_utf8(topic, TOPIC_HEADER_MAX_BYTES)),
         ("__connect.errors.partition", str(partition).encode()),
         ("__connect.errors.offset", str(offset).encode()),
         ("__connect.errors.exception.class.name", bounded_utf8(f"smits.{rejection.kind}", 200)),
         ("__connect.errors.exception.message", bounded_utf8(rejection.message, MESSAGE_HEADER_MAX_BYTES)),
     ]
+
+
+def replayable_headers(headers: Sequence[tuple[str, bytes]]) -> Headers:
+    """A dead letter's headers as they go back to the input topic: the original ones, without the
+    `__connect.errors.*` and truncation headers."""
+    return [
+        (name, value)
+        for name, value in headers
+        if not name.startswith(ERROR_HEADER_PREFIX) and name != TRUNCATION_HEADER
+    ]
+
+
+def is_dead_letter_of(headers: Sequence[tuple[str, bytes]], *, topic: str, partition: int, offset: int) -> bool:
+    """Whether a dead letter with `headers` is the one of the record at `topic`/`partition`/`offset`."""
+    found = {name: value for name, value in headers if name.startswith(ERROR_HEADER_PREFIX)}
+    return (
+        found.get("__connect.errors.topic") == bounded_utf8(topic, TOPIC_HEADER_MAX_BYTES)
+        and found.get("__connect.errors.partition") == str(partition).encode()
+        and found.get("__connect.errors.offset") == str(offset).encode()
+    )
+
+
+def truncation_of(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    """What was cut from the original to make the dead letter fit, if anything."""
+    for name, value in headers:
+        if name == TRUNCATION_HEADER:
+            return value.decode("utf-8", "replace")
+    return None
 
 
 def serialized_size(letter: DeadLetter) -> int:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.bounds import fit_columns
-from services.core.db import Base, UTCDateTime, insert_ignore, table_of
+from services.core.db import Base, UTCDateTime, get_row, insert_ignore, table_of
 from services.core.outbox import OutboxMixin
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -196,3 +196,32 @@ async def list_by_status(
         query = query.where(or_(model.received_at < at, and_(model.received_at == at, model.id < row_id)))
     query = query.order_by(model.received_at.desc(), model.id.desc()).limit(limit)
     return list((await session.scalars(query)).all())
+
+
+async def dead_letters(
+    session: AsyncSession,
+    *,
+    reason: str | None,
+    since: datetime | None,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> list[RejectionRow]:
+    """Dead-lettered records (each rejection has one), newest first by (received_at, id); `before` is the
+    keyset cursor of the previous page."""
+    query = select(RejectionRow)
+    if reason is not None:
+        query = query.where(RejectionRow.reason == reason)
+    if since is not None:
+        query = query.where(RejectionRow.received_at >= since)
+    if before is not None:
+        at, row_id = before
+        query = query.where(
+            or_(RejectionRow.received_at < at, and_(RejectionRow.received_at == at, RejectionRow.id < row_id))
+        )
+    query = query.order_by(RejectionRow.received_at.desc(), RejectionRow.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def dead_letter(session: AsyncSession, dead_letter_id: int) -> RejectionRow:
+    """The rejection whose dead letter is `dead_letter_id`; `NotFound` if there is none."""
+    return await get_row(session, RejectionRow, dead_letter_id, what="dead letter")

@@ -1,23 +1,25 @@
-"""`smits dlq replay`: re-publish dead-lettered records to the input topic, without the error headers.
+"""`smits dlq replay` and `POST /v1/dead-letters/{id}/replay`: re-publish dead-lettered records to the input
+topic, without the error headers.
 
-Reads `triggers-dlt` from the start (or from `since`) up to its end at the time of the call, so a replay
-that is rejected again cannot loop. Each record keeps its original key, value and headers.
+Both read `triggers-dlt` up to its end at the time of the call, so a replay that is rejected again cannot loop.
+Each record keeps its original key, value and headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.contracts import topics
 from services.core.kafka import create_producer, open_reader
 from services.core.observability import get_logger
 from services.core.settings import Settings
-from services.trigger_ingest.dead_letters import ERROR_HEADER_PREFIX, TRUNCATION_HEADER
+from services.trigger_ingest.dead_letters import is_dead_letter_of, replayable_headers, truncation_of
 
 log = get_logger(__name__)
 
@@ -36,17 +38,60 @@ async def replay_dead_letters(settings: Settings, *, since: datetime | None = No
         async for record in _records_until(consumer, end):
             if limit is not None and len(pending) >= limit:
                 break
-            headers = [
-                (name, value)
-                for name, value in record.headers
-                if not name.startswith(ERROR_HEADER_PREFIX) and name != TRUNCATION_HEADER
-            ]
+            headers = replayable_headers(record.headers)
             pending.append(await producer.send(target, value=record.value, key=record.key, headers=headers))
         await asyncio.gather(*pending)
         log.info("dead letters replayed", count=len(pending), since=since.isoformat() if since else None)
         return len(pending)
     finally:
         await producer.stop()
+        await consumer.stop()
+
+
+CLOCK_MARGIN = timedelta(minutes=5)
+"""How long before a rejection was recorded its dead letter may be stamped (clocks of replicas differ); the
+search starts there."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Replayed:
+    """Where a replayed dead letter went, and what its dead letter had cut from the original, if anything."""
+
+    topic: str
+    partition: int
+    offset: int
+    truncated: str | None
+
+
+async def replay_one(
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    recorded_at: datetime,
+) -> Replayed | None:
+    """Re-publish the dead letter of the record once at `topic`/`partition`/`offset` (rejected at
+    `recorded_at`); None when `triggers-dlt` does not hold it (not published yet, or past its retention).
+
+    The search starts at the dead letter's time, so it reads the records dead-lettered since, not the topic."""
+    consumer = await open_reader(settings, settings.topic(topics.TRIGGERS_DLT))
+    try:
+        partitions = sorted(consumer.assignment())
+        end = await consumer.end_offsets(partitions)
+        await _seek(consumer, partitions, recorded_at - CLOCK_MARGIN)
+        async for record in _records_until(consumer, end):
+            if is_dead_letter_of(record.headers, topic=topic, partition=partition, offset=offset):
+                target = settings.topic(topics.TRIGGERS)
+                headers = replayable_headers(record.headers)
+                sent = await producer.send_and_wait(target, value=record.value, key=record.key, headers=headers)
+                log.info("dead letter replayed", topic=topic, partition=partition, offset=offset)
+                return Replayed(
+                    topic=target, partition=sent.partition, offset=sent.offset, truncated=truncation_of(record.headers)
+                )
+        return None
+    finally:
         await consumer.stop()
 
 

@@ -29,8 +29,10 @@ from services.strategy_engine.persistence import (
     TimelineRow,
     TransitionRow,
 )
+from tests.support.dead_letters import plant_dead_letter
 from tests.support.events import accepted, feed_engine
 from tests.support.harness import Harness, smits
+from tests.support.kafka import Raw
 from tests.support.waiting import eventually
 
 HANDLED_ELSEWHERE = ("/auth/", "/v1/users", "/v1/org-units", "/v1/keys")
@@ -388,6 +390,22 @@ async def resend(world: World) -> Done:
     )
 
 
+async def replay_dead_letter(world: World) -> Done:
+    settings = world.app.runtime.settings
+    record = Raw(b"{not json", [("content-type", b"application/cloudevents+json")], b"k")
+    dead_letter = await plant_dead_letter(world.app, settings, record, offset=1_000_000)
+    url = f"/v1/dead-letters/{dead_letter}/replay"
+    _ok(await _call(world, "admin", "POST", url, None), 202)
+    return Done(
+        method="POST",
+        url=url,
+        body=None,
+        caller=_email("admin"),
+        action="dead_letter.replay",
+        target=f"dead_letter:{dead_letter}",
+    )
+
+
 async def delete_subscription(world: World) -> Done:
     url = f"/v1/subscriptions/{world.ids['subscription']}"
     _ok(await _call(world, "admin", "DELETE", url, None), 204)
@@ -414,6 +432,7 @@ STEPS: dict[tuple[str, str], Step] = {
     ("PATCH", "/v1/subscriptions/{subscription_id}"): update_subscription,
     ("POST", "/v1/subscriptions/{subscription_id}/secret/rotate"): rotate_secret,
     ("POST", "/v1/deliveries/{delivery_id}/resend"): resend,
+    ("POST", "/v1/dead-letters/{dead_letter_id}/replay"): replay_dead_letter,
     ("DELETE", "/v1/subscriptions/{subscription_id}"): delete_subscription,
 }
 """Run in this order (the review cycle needs it)."""

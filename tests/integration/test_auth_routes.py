@@ -17,7 +17,7 @@ from tests.support.harness import smits
 
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/auth/login"}
 SIGNED_IN = {"/v1/me", "/auth/logout"}  # any proven caller
-ADMIN_ONLY = ("/v1/users", "/v1/org-units", "/v1/keys", "/v1/audit")
+ADMIN_ONLY = ("/v1/users", "/v1/org-units", "/v1/keys", "/v1/audit", "/v1/dead-letters")
 FILLER = str(uuid.uuid4())
 
 

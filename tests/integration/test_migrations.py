@@ -17,6 +17,7 @@ from services.core.db import Base, create_engine
 from tests.support import infra
 
 EXPECTED = {
+    "console_saved_views",
     "core_api_keys",
     "core_outbox_parked",
     "core_consumer_positions",

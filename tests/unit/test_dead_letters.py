@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.core.bounds import TRUNCATED, bounded, bounded_utf8, storable
-from services.trigger_ingest.dead_letters import TRUNCATION_HEADER, DeadLetter, dead_letter
+from services.trigger_ingest.dead_letters import (
+    TRUNCATION_HEADER,
+    DeadLetter,
+    dead_letter,
+    is_dead_letter_of,
+    replayable_headers,
+    truncation_of,
+)
 from services.trigger_ingest.domain import Rejection
 
 LIMIT = 64 * 1024
@@ -99,3 +106,21 @@ def test_bounded_text_ends_with_the_marker_and_escapes_what_databases_refuse() -
     assert storable("a\udc80") == "a\\udc80"
     assert len(bounded_utf8("é" * 5000, 101)) <= 101
     assert bounded_utf8("é" * 5000, 101).decode().endswith(TRUNCATED)
+
+
+def test_a_dead_letter_names_its_original_position_and_replays_with_the_original_headers_only() -> None:
+    dead = letter(headers=[("trace", b"\xff"), ("content-type", b"application/json")])
+    assert is_dead_letter_of(dead.headers, topic="p.triggers", partition=2, offset=41)
+    assert not is_dead_letter_of(dead.headers, topic="p.triggers", partition=2, offset=4)
+    assert not is_dead_letter_of(dead.headers, topic="p.triggers", partition=1, offset=41)
+    assert not is_dead_letter_of(dead.headers, topic="q.triggers", partition=2, offset=41)
+    assert not is_dead_letter_of([("trace", b"x")], topic="p.triggers", partition=2, offset=41)
+    assert replayable_headers(dead.headers) == [("trace", b"\xff"), ("content-type", b"application/json")]
+    assert truncation_of(dead.headers) is None
+
+
+def test_a_cut_dead_letter_says_what_was_cut_when_replayed() -> None:
+    dead = letter(value=b"v" * (2 * LIMIT))
+    assert truncation_of(dead.headers) is not None
+    assert "value cut" in (truncation_of(dead.headers) or "")
+    assert TRUNCATION_HEADER not in dict(replayable_headers(dead.headers))
