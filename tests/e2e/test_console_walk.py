@@ -72,10 +72,10 @@ async def console(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
-def _trigger(kind: str, data: Mapping[str, object], subject: str) -> Raw:
+def _trigger(kind: str, data: Mapping[str, object], subject: str, event_id: str | None = None) -> Raw:
     event = {
         "specversion": "1.0",
-        "id": f"walk-{uuid.uuid4().hex[:12]}",
+        "id": event_id or f"walk-{uuid.uuid4().hex[:12]}",
         "source": "/console/walk",
         "type": f"smits.trigger.{kind}.v1",
         "subject": subject,
@@ -146,10 +146,14 @@ async def test_a_review_taken_through_its_cycle_in_the_console_by_its_people(
     console: str, settings: Settings, browser: Browser
 ) -> None:
     browser.base_url = console
+    regulation_id = f"walk-{uuid.uuid4().hex[:12]}"
     await produce_raw(
         settings,
         "triggers",
-        [_trigger("regulation_update", REGULATION, "bu-payments"), _trigger("merger_acquisition", DEAL, "group")],
+        [
+            _trigger("regulation_update", REGULATION, "bu-payments", regulation_id),
+            _trigger("merger_acquisition", DEAL, "group"),
+        ],
     )
     title = "Walk Act: reporting templates"
 
@@ -259,6 +263,23 @@ async def test_a_review_taken_through_its_cycle_in_the_console_by_its_people(
     browser.click("Walk reviews")
     assert "q=Walk" in browser.url
     assert title in browser.text()
+
+    # The KPIs show the change (Pat, the one required recipient, holds the current copy), and the other pages
+    # of the strategy office are there to read.
+    kpis = page(browser, "/kpis", "kpis")
+    assert "Required recipients holding the current copy 100%" in " ".join(kpis.split())
+    assert regulation_id in page(browser, "/triggers", "triggers")
+    browser.click("bu-payments")
+    assert "Walk Act: reporting templates" in browser.text()  # its CloudEvent
+    assert "regulation-update" in browser.text()  # the engine's decision names the policy
+    browser.assert_accessible()
+    browser.screenshot("trigger", full_page=True)
+    page(browser, "/policies", "policies")
+    browser.fill("Category", "regulation update")
+    browser.fill("Data (a JSON object, the trigger's data)", '{"regulation_id": "X"')
+    browser.click("Run the dry run")
+    assert value_of(browser, "data") == '{"regulation_id": "X"'  # typed input kept beside the error
+    browser.assert_accessible()
 
     # The board is live: a review opened while it is on screen appears without a reload.
     browser.open("/board")
