@@ -55,3 +55,24 @@ def flatten(body: Any, prefix: str = "") -> dict[str, str]:
     for key, value in items:
         flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
     return flat
+
+
+def split(text: str) -> list[str]:
+    """One text box holding a list (`review.opened, review.closed`, comma or line separated) as that list."""
+    return [item.strip() for item in _SPLIT.split(text) if item.strip()]
+
+
+MISSED_PATTERN = "String should match pattern"
+
+
+def by_box(errors: Mapping[str, str], words: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Validation messages keyed by the API's field path, for forms with one box or one group of checkboxes per
+    list: `event_types.1` is about the `event_types` box. A value that missed a field's pattern is told what
+    `words` says for that box rather than shown the regular expression."""
+    found: dict[str, str] = {}
+    for name, message in errors.items():
+        box = name.split(".")[0]
+        if message.startswith(MISSED_PATTERN) and words and box in words:
+            message = words[box]
+        found.setdefault(box, message)
+    return found
