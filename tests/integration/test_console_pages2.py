@@ -164,3 +164,102 @@ async def test_subscriptions_show_health_deliveries_attempts_and_resend_delivers
     assert forged.status_code == 403  # a form without the session's CSRF token changes nothing
     assert "This form has expired" in text(forged)
     assert state["enabled"] is False
+
+
+async def test_admins_manage_people_units_keys_and_search_the_audit_log(settings: Settings) -> None:
+    async with smits(settings, ["console"]) as app:
+        async with signed_in(app, "ada@corp.example", Role.ADMIN) as ada:
+            unit = await ada.post("/admin/org-units", {"name": "emea", "lead": "ada@corp.example"})
+            child = await ada.post("/admin/org-units", {"name": "emea-payments", "parent": "emea"})
+            invalid = await ada.post(
+                "/admin/users",
+                {"email": "rita at corp", "name": "Rita", "roles": ["contributor"], "org_units": ["emea"]},
+            )
+            added = await ada.post(
+                "/admin/users",
+                {
+                    "email": "rita@corp.example",
+                    "name": "Rita",
+                    "roles": ["contributor", "approver"],
+                    "org_units": ["emea"],
+                    "password": PASSWORD,
+                },
+            )
+            cleared = await ada.post("/admin/users/rita%40corp.example/clearance", {"cleared_restricted": "true"})
+            disabled = await ada.post("/admin/users/rita%40corp.example/disable")
+            myself = await ada.post("/admin/users/ada%40corp.example/disable")
+            await person(app, "vic@corp.example", Role.VIEWER)
+            unknown_owner = await ada.post(
+                "/admin/keys", {"name": "vic's laptop", "scopes": ["reviews:read"], "owner": "nobody@corp.example"}
+            )
+            made = await ada.post(
+                "/admin/keys", {"name": "vic's laptop", "scopes": ["reviews:read"], "owner": "vic@corp.example"}
+            )
+            keys_after = await ada.get("/admin/keys")
+            key = re.findall(r'id="new-key"[^>]*value="([^"]+)"', made.text)
+            async with httpx.AsyncClient(transport=app.transport, base_url="http://smits") as bearer:
+                me = await bearer.get("/v1/me", headers={"authorization": f"Bearer {key[0]}"})
+                key_id = me.json()["key_id"]
+                revoked = await ada.post(f"/admin/keys/{key_id}/revoke")
+                refused_key = await bearer.get("/v1/me", headers={"authorization": f"Bearer {key[0]}"})
+            by_target = await ada.get("/admin/audit", target="org_unit:emea")
+            by_ada = await ada.get("/admin/audit", principal="ada@corp.example", limit="2")
+            older = re.search(r'href="/admin/audit\?([^"]+)" rel="next"', by_ada.text)
+            assert older is not None
+            page_two = await ada.get(f"/admin/audit?{html.unescape(older.group(1))}")
+            bad_since = await ada.get("/admin/audit", since="last tuesday")
+            nothing = await ada.get("/admin/audit", principal="nobody@corp.example")
+            people = await ada.get("/admin")
+            units = await ada.get("/admin/org-units")
+        async with signed_in(app, "vic@corp.example", Role.VIEWER) as vic:
+            vic_admin = await vic.get("/admin")
+            vic_keys = await vic.get("/admin/keys")
+            vic_home = await vic.get("/")
+    assert "Created the org unit emea." in text(unit)
+    assert "Created the org unit emea-payments under emea." in text(child)
+    assert set(rows(units)) == {"emea — ada@corp.example", "emea-payments emea —"}
+    assert invalid.status_code == 422
+    assert 'id="email-error"' in invalid.text
+    assert 'aria-invalid="true"' in invalid.text
+    assert 'value="rita at corp"' in invalid.text
+    assert 'value="Rita"' in invalid.text
+    assert re.search(r'value="contributor" checked', invalid.text)
+    assert re.search(r'value="emea" checked', invalid.text)
+    assert "Created rita@corp.example (approver, contributor)" in text(added)
+    assert "is cleared for all restricted" in text(cleared)
+    assert "Disabled rita@corp.example: their sessions ended" in text(disabled)
+    assert myself.status_code == 422
+    assert "an admin cannot disable themself" in text(myself)
+    rita = next(r for r in rows(people) if "rita@corp.example" in r)
+    assert rita.startswith("Rita rita@corp.example approver, contributor emea")
+    assert "cleared for all disabled" in rita
+    assert unknown_owner.status_code == 422
+    assert 'id="owner-error"' in unknown_owner.text  # the API's words beside the field
+    assert "no person with e-mail 'nobody@corp.example'" in text(unknown_owner)
+    assert 'value="vic\'s laptop"' in text(unknown_owner)
+    assert 'value="nobody@corp.example"' in unknown_owner.text
+    assert made.status_code == 201
+    assert len(key) == 1
+    assert key[0].startswith("smits_")
+    assert made.text.count(key[0]) == 1  # shown exactly once ...
+    assert "Copy the new key now" in text(made)
+    assert "only time smits shows" in text(made)
+    assert key[0] not in keys_after.text  # ... and never again
+    assert any(r.startswith("vic's laptop reviews:read vic@corp.example") and "active" in r for r in rows(keys_after))
+    assert me.status_code == 200
+    assert me.json()["email"] == "vic@corp.example"
+    assert "Revoked the key “vic's laptop”" in text(revoked)
+    assert any(r.startswith("vic's laptop") and "revoked" in r for r in rows(revoked))
+    assert refused_key.status_code == 401
+    assert len(rows(by_target)) == 1
+    assert "ada@corp.example (session) org_unit.create org_unit:emea ok" in rows(by_target)[0]
+    assert [r.split()[5] for r in rows(by_ada)] == ["key.revoke", "key.create"]
+    assert "user.disable" in rows(page_two)[0]  # the refused self-disabling changed nothing and is not there
+    assert "Newest records" in text(page_two)
+    assert bad_since.status_code == 422
+    assert 'id="since-error"' in bad_since.text
+    assert 'value="last tuesday"' in bad_since.text
+    assert "No audit record matches this search." in text(nothing)
+    assert vic_admin.status_code == vic_keys.status_code == 403
+    assert "needs the 'admin' scope, which the caller's roles do not grant" in text(vic_admin)
+    assert 'href="/admin"' not in vic_home.text  # no Admin entry in a viewer's navigation
