@@ -106,6 +106,7 @@ async def test_subscriptions_show_health_deliveries_attempts_and_resend_delivers
             )
             listed = await ada.get("/subscriptions")
             sub = (await app.api.get("/v1/subscriptions")).json()[0]
+            rotated = await ada.post(f"/subscriptions/{sub['id']}/secret")
             await publish(settings, [review_event(uuid.uuid4(), 1)])
             failed = await eventually(lambda: _deliveries(app, status="failed"), lambda d: len(d) == 1, what="failed")
             failing = await ada.get("/subscriptions")
@@ -136,6 +137,10 @@ async def test_subscriptions_show_health_deliveries_attempts_and_resend_delivers
     assert len(secret) == 1  # shown once, on this page only
     assert "Copy the signing secret now" in text(created)
     assert secret[0] not in listed.text
+    new_secret = re.findall(r"whsec_[A-Za-z0-9+/=]+", rotated.text)
+    assert len(new_secret) == 1
+    assert new_secret != secret
+    assert "The previous secret keeps signing alongside it until" in text(rotated)
     assert [r for r in rows(listed) if receiver.url in r] == [
         f"{receiver.url} ops bridge Events: review.* enabled never not failing"
     ]
