@@ -213,6 +213,8 @@ async def test_admins_manage_people_units_keys_and_search_the_audit_log(settings
             assert older is not None
             page_two = await ada.get(f"/admin/audit?{html.unescape(older.group(1))}")
             bad_since = await ada.get("/admin/audit", since="last tuesday")
+            bad_cursor = await ada.get("/admin/audit", cursor="not-a-cursor")
+            stale_cursor = await ada.get("/admin/audit", cursor="9" * 19)
             nothing = await ada.get("/admin/audit", principal="nobody@corp.example")
             people = await ada.get("/admin")
             units = await ada.get("/admin/org-units")
@@ -225,6 +227,8 @@ async def test_admins_manage_people_units_keys_and_search_the_audit_log(settings
     assert set(rows(units)) == {"emea — ada@corp.example", "emea-payments emea —"}
     assert invalid.status_code == 422
     assert 'id="email-error"' in invalid.text
+    assert "The person was not added: correct the field marked below." in text(invalid)
+    assert "Give an e-mail address, like ana@corp.example." in text(invalid)  # in words, not the pattern
     assert 'aria-invalid="true"' in invalid.text
     assert 'value="rita at corp"' in invalid.text
     assert 'value="Rita"' in invalid.text
@@ -264,6 +268,10 @@ async def test_admins_manage_people_units_keys_and_search_the_audit_log(settings
     assert bad_since.status_code == 422
     assert 'id="since-error"' in bad_since.text
     assert 'value="last tuesday"' in bad_since.text
+    assert bad_cursor.status_code == 422
+    assert "cursor: that page link is not one smits made" in text(bad_cursor)  # no box for it: said above
+    assert stale_cursor.status_code == 400
+    assert "cursor is not one this API returned" in text(stale_cursor)
     assert "No audit record matches this search." in text(nothing)
     assert vic_admin.status_code == vic_keys.status_code == 403
     assert "needs the 'admin' scope, which the caller's roles do not grant" in text(vic_admin)

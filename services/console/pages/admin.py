@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
 from services.console.api import ApiProblem
-from services.console.forms import by_box
+from services.console.forms import placed
 from services.console.web import Acting, ConsoleRoute, Page, Viewing, done
 from services.core.identity.model import Role, Scope
 
@@ -23,6 +23,11 @@ SCOPES = tuple(scope.value for scope in Scope)
 AUDIT_PAGE = 50
 AN_ADDRESS = "Give an e-mail address, like ana@corp.example."
 WORDS = {"email": AN_ADDRESS, "manager": AN_ADDRESS, "lead": AN_ADDRESS, "owner": AN_ADDRESS}
+PERSON_BOXES = ("email", "name", "roles", "org_units", "manager", "password")
+UNIT_BOXES = ("name", "parent", "lead")
+KEY_BOXES = ("name", "scopes", "owner")
+AUDIT_BOXES = ("principal", "target", "since")
+AUDIT_WORDS = {"cursor": "that page link is not one smits made; start again from the newest records"}
 Text = Annotated[str, Query(max_length=400)]
 
 
@@ -59,7 +64,7 @@ async def users_page(
         roles=ROLES,
         problem=problem,
         where=where,
-        errors=by_box(problem.by_field(), WORDS) if problem and where == "create" else {},
+        **placed(problem.by_field() if problem and where == "create" else {}, PERSON_BOXES, WORDS),
         values=values or {},
         chosen=chosen or {},
     )
@@ -117,7 +122,7 @@ async def set_clearance(email: str, action: Acting) -> Response:
     message = (
         f"{email} is cleared for all restricted (need-to-know) reviews."
         if cleared
-        else f"{email} is no longer cleared for restricted reviews beyond their own."
+        else f"{email} is no longer cleared for all restricted reviews, only for those naming them, their role or unit."
     )
     return await _person_action(action, email, "clearance", {"cleared_restricted": cleared}, message)
 
@@ -135,7 +140,7 @@ async def units_page(
         section="units",
         units=sorted(units, key=lambda unit: unit["name"].lower()),
         problem=problem,
-        errors=by_box(problem.by_field(), WORDS) if problem else {},
+        **placed(problem.by_field() if problem else {}, UNIT_BOXES, WORDS),
         values=values or {},
     )
 
@@ -181,7 +186,7 @@ async def keys_page(
         scopes=SCOPES,
         problem=problem,
         where=where,
-        errors=by_box(problem.by_field(), WORDS) if problem and where == "create" else {},
+        **placed(problem.by_field() if problem and where == "create" else {}, KEY_BOXES, WORDS),
         values=values or {},
         chosen=chosen or {},
         created=created,
@@ -262,7 +267,7 @@ async def audit(
         records=found["records"],
         filters=filters,
         problem=problem,
-        errors=by_box(problem.by_field(), WORDS) if problem else {},
+        **placed(problem.by_field() if problem else {}, AUDIT_BOXES, AUDIT_WORDS),
         paged=bool(cursor),
         first_page=urlencode(shown),
         next_page=urlencode({**shown, "cursor": next_cursor}) if next_cursor else None,

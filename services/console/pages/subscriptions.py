@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
 from services.console.api import ApiProblem
-from services.console.forms import by_box, split
+from services.console.forms import placed, split
 from services.console.web import Acting, ConsoleRoute, Page, Viewing, done
 from services.contracts.triggers import Category, Severity
 
@@ -24,6 +24,16 @@ CHOICES = ("categories", "severities")
 """Fields given as a group of checkboxes (several values under one name)."""
 DELIVERIES_SHOWN = 50
 WORDS = {"event_types": "Use event types in lower case: exact (review.opened), a prefix (review.*) or * for all."}
+BOXES = (
+    "url",
+    "description",
+    "event_types",
+    *CHOICES,
+    "scopes",
+    "rate_limit_per_s",
+    "restricted_data",
+)
+"""The new subscription form's fields that show their own validation message."""
 
 
 def _number(text: str) -> float | str:
@@ -69,7 +79,7 @@ async def list_page(
         status=status,
         subscriptions=subscriptions,
         problem=problem,
-        errors=by_box(problem.by_field(), WORDS) if problem else {},
+        **placed(problem.by_field() if problem else {}, BOXES, WORDS),
         values=values if values is not None else {"enabled": "on"},
         chosen=chosen or {},
         categories=CATEGORIES,
