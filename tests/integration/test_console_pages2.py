@@ -191,6 +191,7 @@ async def test_admins_manage_people_units_keys_and_search_the_audit_log(settings
                 },
             )
             cleared = await ada.post("/admin/users/rita%40corp.example/clearance", {"cleared_restricted": "true"})
+            confirm_disable = await ada.get("/admin/users/rita%40corp.example/disable")
             disabled = await ada.post("/admin/users/rita%40corp.example/disable")
             myself = await ada.post("/admin/users/ada%40corp.example/disable")
             await person(app, "vic@corp.example", Role.VIEWER)
@@ -205,6 +206,7 @@ async def test_admins_manage_people_units_keys_and_search_the_audit_log(settings
             async with httpx.AsyncClient(transport=app.transport, base_url="http://smits") as bearer:
                 me = await bearer.get("/v1/me", headers={"authorization": f"Bearer {key[0]}"})
                 key_id = me.json()["key_id"]
+                confirm_revoke = await ada.get(f"/admin/keys/{key_id}/revoke")
                 revoked = await ada.post(f"/admin/keys/{key_id}/revoke")
                 refused_key = await bearer.get("/v1/me", headers={"authorization": f"Bearer {key[0]}"})
             by_target = await ada.get("/admin/audit", target="org_unit:emea")
@@ -236,6 +238,8 @@ async def test_admins_manage_people_units_keys_and_search_the_audit_log(settings
     assert re.search(r'value="emea" checked', invalid.text)
     assert "Created rita@corp.example (approver, contributor)" in text(added)
     assert "is cleared for all restricted" in text(cleared)
+    assert "Disable rita@corp.example?" in text(confirm_disable)  # asked first: it cannot be undone
+    assert 'action="/admin/users/rita%40corp.example/disable"' in confirm_disable.text
     assert "Disabled rita@corp.example: their sessions ended" in text(disabled)
     assert myself.status_code == 422
     assert "an admin cannot disable themself" in text(myself)
@@ -257,6 +261,8 @@ async def test_admins_manage_people_units_keys_and_search_the_audit_log(settings
     assert any(r.startswith("vic's laptop reviews:read vic@corp.example") and "active" in r for r in rows(keys_after))
     assert me.status_code == 200
     assert me.json()["email"] == "vic@corp.example"
+    assert "Revoke the key “vic's laptop”?" in text(confirm_revoke)
+    assert "vic@corp.example, reviews:read" in text(confirm_revoke)
     assert "Revoked the key “vic's laptop”" in text(revoked)
     assert any(r.startswith("vic's laptop") and "revoked" in r for r in rows(revoked))
     assert refused_key.status_code == 401

@@ -83,9 +83,10 @@ async def create_user(action: Acting) -> Response:
         "roles": action.lists.get("roles", []),
         "org_units": action.lists.get("org_units", []),
     }
-    for optional in ("manager", "password"):
-        if action.form.get(optional):
-            body[optional] = action.text(optional) if optional == "manager" else action.form[optional]
+    if action.text("manager"):
+        body["manager"] = action.text("manager")
+    if action.form.get("password"):
+        body["password"] = action.form["password"]  # as typed: its spaces count
     try:
         created = await action.api.send("POST", "/v1/users", body)
     except ApiProblem as problem:
@@ -108,6 +109,24 @@ async def _person_action(action: Acting, email: str, path: str, body: object, me
             raise
         return await users_page(action, status=problem.status, problem=problem, where="people")
     return done("/admin", message)
+
+
+@router.get("/admin/users/{email}/disable")
+async def confirm_disable(email: str, page: Viewing) -> HTMLResponse:
+    """Disabling cannot be undone from smits: the person is asked to confirm on a page of its own."""
+    return page.render(
+        "confirm.html",
+        section="users",
+        title=f"Disable {email}?",
+        consequences=[
+            "Their sessions end and every API key they own is revoked, at once.",
+            "They can no longer sign in, with a password or through your organisation.",
+            "What they did stays theirs in the audit log and on the reviews' timelines.",
+        ],
+        action=f"/admin/users/{quote(email, safe='')}/disable",
+        button=f"Disable {email}",
+        back="/admin",
+    )
 
 
 @router.post("/admin/users/{email}/disable")
@@ -214,6 +233,28 @@ async def create_key(action: Acting) -> Response:
             action, status=problem.status, problem=problem, where="create", values=kept, chosen=chosen
         )
     return await keys_page(action, status=201, created=created)
+
+
+@router.get("/admin/keys/{key_id}/revoke")
+async def confirm_revoke(key_id: uuid.UUID, page: Viewing) -> HTMLResponse:
+    """Revoking cannot be undone: the person is asked to confirm on a page of its own."""
+    keys = await page.api.get("/v1/keys")
+    key = next((key for key in keys if key["id"] == str(key_id)), None)
+    if key is None:
+        raise ApiProblem(status=404, title="Not Found", detail=f"no API key {key_id}")
+    return page.render(
+        "confirm.html",
+        section="keys",
+        title=f"Revoke the key “{key['name']}”?",
+        consequences=[
+            f"Whatever uses it ({key['owner'] or 'a service account'}, {', '.join(key['scopes'])}) is refused "
+            "from its next request on.",
+            "A revoked key cannot be restored: create a new one if it is needed again.",
+        ],
+        action=f"/admin/keys/{key_id}/revoke",
+        button="Revoke the key",
+        back="/admin/keys",
+    )
 
 
 @router.post("/admin/keys/{key_id}/revoke")
