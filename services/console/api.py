@@ -88,7 +88,10 @@ def problem_of(response: httpx.Response) -> ApiProblem:
         if isinstance(item, dict)
     ]
     title = str(body.get("title") or response.reason_phrase or "Error")
-    return ApiProblem(status=response.status_code, title=title, detail=str(body.get("detail") or title), errors=errors)
+    detail = str(body.get("detail") or title)
+    if not errors and isinstance(body.get("field"), str):  # a problem about one field (e.g. `Invalid`)
+        errors = [FieldError(field=body["field"], message=detail)]
+    return ApiProblem(status=response.status_code, title=title, detail=detail, errors=errors)
 
 
 class Api:

@@ -6,7 +6,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from services.console.api import Api
-from services.console.pages import board, dead_letters, documents, kpis, policies, review, triggers, work
+from services.console.pages import (
+    admin,
+    board,
+    dead_letters,
+    documents,
+    kpis,
+    policies,
+    review,
+    subscriptions,
+    triggers,
+    work,
+)
 from services.console.web import Acting, ConsoleRoute, static_file
 from services.core.runtime import Runtime, ServiceUnit
 
@@ -18,6 +29,8 @@ def build(runtime: Runtime) -> ServiceUnit:
     for pages in (work.router, board.router, review.router, documents.router):
         router.include_router(pages)
     for pages in (triggers.router, dead_letters.router, policies.router, kpis.router):
+        router.include_router(pages)
+    for pages in (subscriptions.router, admin.router):
         router.include_router(pages)
 
     @router.get("/static/{name}")

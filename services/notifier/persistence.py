@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    func,
     select,
     tuple_,
     update,
@@ -233,3 +234,21 @@ async def attempts_of(session: AsyncSession, delivery_ids: Collection[uuid.UUID]
         return []
     query = select(AttemptRow).where(AttemptRow.delivery_id.in_(list(delivery_ids))).order_by(AttemptRow.id)
     return list((await session.scalars(query)).all())
+
+
+async def last_successes(session: AsyncSession, subscription_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, datetime]:
+    """When each subscription last had a webhook answered with a 2xx; a subscription that never had one is
+    absent."""
+    if not subscription_ids:
+        return {}
+    query = (
+        select(DeliveryRow.subscription_id, func.max(AttemptRow.attempted_at))
+        .join(AttemptRow, AttemptRow.delivery_id == DeliveryRow.id)
+        .where(
+            DeliveryRow.subscription_id.in_(list(subscription_ids)),
+            AttemptRow.status_code >= 200,
+            AttemptRow.status_code < 300,
+        )
+        .group_by(DeliveryRow.subscription_id)
+    )
+    return {subscription_id: at for subscription_id, at in (await session.execute(query)).all()}

@@ -352,3 +352,48 @@ async def test_a_sign_in_form_posted_from_another_site_signs_nobody_in(settings:
         assert "set-cookie" not in refused.headers
     assert own_form.status_code == 303
     assert "smits_session" in _set_cookie(own_form)
+
+
+async def test_an_admin_creates_a_key_answered_once_that_acts_within_its_owners_roles_and_is_audited(
+    settings: Settings,
+) -> None:
+    async with smits(settings, ["engine"]) as app:
+        await _person(app, "vic@corp.example", Role.VIEWER)
+        viewer = await app.person("val@corp.example", Role.VIEWER)
+        owned = await app.api.post(
+            "/v1/keys",
+            json={"name": "vic's laptop", "scopes": ["reviews:read", "reviews:write"], "owner": "Vic@Corp.example"},
+        )
+        service = await app.api.post("/v1/keys", json={"name": "feed", "scopes": ["triggers:write"]})
+        unknown = await app.api.post(
+            "/v1/keys", json={"name": "x", "scopes": ["reviews:read"], "owner": "no@corp.example"}
+        )
+        no_scope = await app.api.post("/v1/keys", json={"name": "x", "scopes": []})
+        refused = await viewer.post("/v1/keys", json={"name": "mine", "scopes": ["admin"]})
+        key = owned.json()["key"]
+        async with httpx.AsyncClient(
+            transport=app.transport, base_url="http://smits", headers={"authorization": f"Bearer {key}"}
+        ) as as_vic:
+            me = (await as_vic.get("/v1/me")).json()
+            write = await as_vic.patch(f"/v1/reviews/{uuid.uuid4()}", json={"title": "x"})
+        feed = (await app.api.get("/v1/keys")).json()
+        records = (await app.api.get("/v1/audit", params={"target": f"key:{owned.json()['id']}"})).json()["records"]
+    assert owned.status_code == service.status_code == 201, owned.text
+    assert key.startswith("smits_")
+    assert owned.json()["owner"] == "vic@corp.example"
+    assert owned.json()["scopes"] == ["reviews:read", "reviews:write"]
+    assert service.json()["owner"] is None
+    assert (me["email"], me["auth_method"], me["scopes"]) == ("vic@corp.example", "api_key", ["reviews:read"])
+    assert me["key_id"] == owned.json()["id"]
+    assert write.status_code == 403  # the key's reviews:write is beyond a viewer's roles
+    assert unknown.status_code == 422
+    assert unknown.json()["field"] == "owner"
+    assert no_scope.status_code == 422
+    assert refused.status_code == 403
+    assert "'admin' scope" in refused.json()["detail"]
+    listed = {k["id"]: k for k in feed}
+    assert listed[owned.json()["id"]]["name"] == "vic's laptop"
+    assert all("key" not in k for k in feed)  # the key itself is answered once, never listed
+    assert [r["action"] for r in records] == ["key.create"]
+    assert records[0]["detail"]["owner"] == "vic@corp.example"
+    assert key not in str(records)

@@ -348,3 +348,31 @@ async def test_a_replayed_batch_does_not_leave_a_new_event_waiting_for_a_deliver
         assert by_sequence[2].ready
     finally:
         await engine.dispose()
+
+
+async def test_a_subscription_reports_its_last_success_and_since_when_it_fails(settings: Settings) -> None:
+    with Receiver() as receiver:
+        async with smits(settings, ["notifier"]) as app:
+            sub = await _subscribe(app, receiver.url)
+            fresh = (await app.api.get(f"/v1/subscriptions/{sub['id']}")).json()
+            await publish(settings, [review_event(uuid.uuid4(), 1)])
+            delivered = await eventually(
+                lambda: _deliveries(app, status="delivered"), lambda d: len(d) == 1, what="delivered"
+            )
+            healthy = (await app.api.get(f"/v1/subscriptions/{sub['id']}")).json()
+            receiver.default = 500
+            await publish(settings, [review_event(uuid.uuid4(), 1)])
+            failed = await eventually(lambda: _deliveries(app, status="failed"), lambda d: len(d) == 1, what="failed")
+            failing = next(s for s in (await app.api.get("/v1/subscriptions")).json() if s["id"] == sub["id"])
+            one = await app.api.get(f"/v1/deliveries/{failed[0]['id']}")
+            missing = await app.api.get(f"/v1/deliveries/{uuid.uuid4()}")
+    assert (sub["last_success_at"], sub["failing_since"]) == (None, None)
+    assert (fresh["last_success_at"], fresh["failing_since"]) == (None, None)
+    assert healthy["last_success_at"] == delivered[0]["attempts"][0]["attempted_at"]
+    assert healthy["failing_since"] is None
+    assert failing["last_success_at"] == healthy["last_success_at"]
+    assert failing["failing_since"] == failed[0]["attempts"][0]["attempted_at"]
+    assert one.status_code == 200
+    assert one.json() == failed[0]
+    assert [a["status_code"] for a in one.json()["attempts"]] == [500] * len(settings.delivery_retry_schedule)
+    assert missing.status_code == 404

@@ -105,6 +105,21 @@ class KeyOut(BaseModel):
     revoked_at: datetime | None
 
 
+class KeyIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: Annotated[Name, Field(description="who or what the key is for")]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=len(Scope))]
+    owner: EmailStr | None = Field(
+        default=None,
+        description="the person the key acts as (never beyond their roles); none: a service account with `scopes`",
+    )
+
+
+class KeyCreatedOut(KeyOut):
+    key: str = Field(description="the key itself: in this answer only (smits keeps its hash)")
+
+
 SIGN_IN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in · smits</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -409,6 +424,39 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
         """Every API key (never the key itself): name, scopes, owner, when created and revoked."""
         async with uow.begin() as session:
             return [KeyOut.model_validate(key, from_attributes=True) for key in await store.list_keys(session)]
+
+    @router.post("/v1/keys", status_code=201, response_model=KeyCreatedOut, tags=["people"])
+    async def create_key(request: Request, body: KeyIn, caller: Admin) -> KeyCreatedOut:
+        """A new API key, answered in clear this once: copy it now, only its hash is kept. With an `owner` it
+        acts as that person, within their roles; without one it is a service account holding `scopes`."""
+        now = datetime.now(UTC)
+        async with uow.begin() as session:
+            if body.owner is not None:
+                owner = await store.principal_by_email(session, body.owner)
+                if owner is None:
+                    raise Invalid(f"no person with e-mail {body.owner!r}", field="owner")
+                if owner.disabled_at is not None:
+                    raise Invalid(f"{owner.email} is disabled: a key of theirs would not work", field="owner")
+            key_id, key = await store.create_key(session, name=body.name, scopes=body.scopes, owner=body.owner, now=now)
+            out = KeyOut(
+                id=key_id,
+                name=body.name,
+                scopes=sorted({scope.value for scope in body.scopes}),
+                owner=body.owner,
+                created_at=now,
+                revoked_at=None,
+            )
+            await audit.record_by(  # never the key, not even its digest
+                session,
+                caller,
+                action="key.create",
+                target=f"key:{key_id}",
+                now=now,
+                request_id=request_id(request),
+                after=out.model_dump(mode="json"),
+                detail={"name": out.name, "scopes": ",".join(out.scopes), "owner": out.owner or "service account"},
+            )
+        return KeyCreatedOut(**out.model_dump(), key=key)
 
     @router.delete("/v1/keys/{key_id}", response_model=KeyOut, tags=["people"])
     async def revoke_key(request: Request, key_id: uuid.UUID, caller: Admin) -> KeyOut:

@@ -96,6 +96,16 @@ class SubscriptionOut(BaseModel):
     restricted_data: bool
     created_at: datetime
     previous_secret_expires_at: datetime | None
+    failing_since: datetime | None = Field(
+        description="when its current run of failed attempts began (it is disabled after "
+        "SMITS_WEBHOOK_DISABLE_AFTER_S of it); null while its webhooks succeed"
+    )
+    last_success_at: datetime | None = Field(description="when a webhook was last answered with a 2xx; null: never")
+
+
+HEALTH = frozenset({"failing_since", "last_success_at"})
+"""What `SubscriptionOut` reports of how its deliveries go, beside its configuration (left out of audit records,
+which are about changes)."""
 
 
 class SecretOut(BaseModel):
@@ -164,7 +174,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         async with runtime.uow.begin() as session:
             session.add(row)
             await session.flush()
-            out = _out(row)
+            out = _out(row, last_success=None)
             await audit.record_by(
                 session,
                 caller,
@@ -172,7 +182,7 @@ def build_router(runtime: Runtime) -> APIRouter:
                 target=f"subscription:{row.id}",
                 now=now,
                 request_id=request_id(request),
-                after=out.model_dump(mode="json"),
+                after=_audited(out),
                 detail={"url": out.url},
             )
             if row.restricted_data:
@@ -181,14 +191,16 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     @router.get("/subscriptions", response_model=list[SubscriptionOut])
     async def list_subscriptions(_auth: SubscriptionsAdmin) -> list[SubscriptionOut]:
+        """Each with its health: failing since when, and its last success."""
         async with runtime.uow.begin() as session:
             rows = await persistence.live_subscriptions(session)
-        return [_out(row) for row in rows]
+            successes = await persistence.last_successes(session, [row.id for row in rows])
+        return [_out(row, last_success=successes.get(row.id)) for row in rows]
 
     @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
     async def get_subscription(subscription_id: uuid.UUID, _auth: SubscriptionsAdmin) -> SubscriptionOut:
         async with runtime.uow.begin() as session:
-            return _out(await _subscription(session, subscription_id))
+            return await _with_health(session, await _subscription(session, subscription_id))
 
     @router.patch("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
     async def update_subscription(
@@ -200,7 +212,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             changes["url"] = await checked(body.url)
         async with runtime.uow.begin() as session:
             row = await _subscription(session, subscription_id)
-            before = _out(row).model_dump(mode="json")
+            before = _audited(_out(row, last_success=None))
             cleared_before = row.restricted_data
             for name, value in changes.items():
                 setattr(row, name, value)
@@ -208,7 +220,7 @@ def build_router(runtime: Runtime) -> APIRouter:
                 await _audit_clearance(session, request, caller, row, before=cleared_before)
             if changes.get("enabled"):
                 row.disabled_reason, row.failing_since = None, None
-            out = _out(row)
+            out = await _with_health(session, row)
             await audit.record_by(
                 session,
                 caller,
@@ -217,7 +229,7 @@ def build_router(runtime: Runtime) -> APIRouter:
                 now=datetime.now(UTC),
                 request_id=request_id(request),
                 before=before,
-                after=out.model_dump(mode="json"),
+                after=_audited(out),
                 detail={"changed": ",".join(sorted(changes))},
             )
             return out
@@ -228,7 +240,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
             row = await _subscription(session, subscription_id)
-            before = _out(row).model_dump(mode="json")
+            before = _audited(_out(row, last_success=None))
             row.enabled, row.deleted_at = False, now
             await audit.record_by(
                 session,
@@ -290,6 +302,15 @@ def build_router(runtime: Runtime) -> APIRouter:
             )
         return [_delivery_out(d, by_delivery.get(d.id, [])) for d in deliveries]
 
+    @router.get("/deliveries/{delivery_id}", response_model=DeliveryOut)
+    async def get_delivery(delivery_id: uuid.UUID, _auth: SubscriptionsAdmin) -> DeliveryOut:
+        """One delivery with every attempt (also of a deleted subscription)."""
+        async with runtime.uow.begin() as session:
+            await one_snapshot(session)
+            delivery = await get_row(session, DeliveryRow, delivery_id, what="delivery")
+            attempts = await persistence.attempts_of(session, [delivery.id])
+        return _delivery_out(delivery, [AttemptOut.model_validate(a, from_attributes=True) for a in attempts])
+
     @router.post("/deliveries/{delivery_id}/resend", status_code=202, response_model=DeliveryOut)
     async def resend(request: Request, delivery_id: uuid.UUID, caller: SubscriptionsAdmin) -> DeliveryOut:
         """Send a failed delivery again now, with the same `webhook-id` and a fresh retry schedule."""
@@ -344,8 +365,19 @@ async def _subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Su
     return row
 
 
-def _out(row: SubscriptionRow) -> SubscriptionOut:
-    return SubscriptionOut.model_validate(row, from_attributes=True)
+def _out(row: SubscriptionRow, *, last_success: datetime | None) -> SubscriptionOut:
+    stored = {name: getattr(row, name) for name in SubscriptionOut.model_fields if name != "last_success_at"}
+    return SubscriptionOut(**stored, last_success_at=last_success)
+
+
+async def _with_health(session: AsyncSession, row: SubscriptionRow) -> SubscriptionOut:
+    successes = await persistence.last_successes(session, [row.id])
+    return _out(row, last_success=successes.get(row.id))
+
+
+def _audited(out: SubscriptionOut) -> dict[str, object]:
+    """A subscription as its audit records hold it: its configuration, not its health."""
+    return out.model_dump(mode="json", exclude=set(HEALTH))
 
 
 def _delivery_out(delivery: DeliveryRow, attempts: list[AttemptOut]) -> DeliveryOut:
