@@ -74,6 +74,7 @@ def main(
     keep_running: Annotated[bool, typer.Option(help="leave Kafka and Postgres up afterwards")] = False,
     latency: Annotated[bool, typer.Option(help="run the end-to-end latency stage")] = True,
     console: Annotated[bool, typer.Option(help="run the console stage (pages over 10,000 reviews)")] = True,
+    console_reviews: Annotated[int | None, typer.Option(help="reviews in the console stage's database")] = None,
     profile: Annotated[bool, typer.Option(help="py-spy profiles of every service into .run/bench/profiles")] = False,
 ) -> None:
     base = QUICK if quick else FULL
@@ -84,7 +85,7 @@ def main(
         latencies=base.latencies,
         soak=base.soak if soak is None else soak,
         soak_rate=soak_rate or base.soak_rate,
-        console_reviews=base.console_reviews if console else 0,
+        console_reviews=(console_reviews or base.console_reviews) if console else 0,
         console_requests=base.console_requests,
         latency=latency,
     )

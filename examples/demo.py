@@ -87,7 +87,9 @@ def main() -> None:
         print(f"webhooks delivered: {len(received)}")
         walk_a_review(reviews)
         kpis = client.get("/v1/kpis").json()
-        print("KPIs:", ", ".join(f"{name}={value}" for name, value in kpis.items() if not isinstance(value, dict)))
+        print(
+            "KPIs:", ", ".join(f"{name}={value}" for name, value in kpis.items() if not isinstance(value, dict | list))
+        )
         print(
             f"\nconsole: {API}/  (sign in as one of the people above)\n"
             f"API docs: {API}/docs   metrics: {API}/metrics   logs: .run/smits.log\nPress Ctrl-C to stop.",
