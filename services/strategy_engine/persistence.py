@@ -370,9 +370,13 @@ def _mentions(text: str) -> ColumnElement[bool]:
     (on SQLite: ASCII letters only); LIKE's wildcards in `text` are taken literally."""
     escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
     pattern = func.lower(literal(f"%{escaped}%", String()))
-    in_data = exists().where(
-        DecidedTriggerRow.review_id == ReviewRow.id,
-        func.lower(cast(DecidedTriggerRow.data, Text)).like(pattern, escape="/"),
+    # One pass over the triggers (a hashed subplan on PostgreSQL), not a correlated lookup per review: measured
+    # by the bench's console stage over 10,000 reviews.
+    in_data = ReviewRow.id.in_(
+        select(DecidedTriggerRow.review_id).where(
+            DecidedTriggerRow.review_id.is_not(None),
+            func.lower(cast(DecidedTriggerRow.data, Text)).like(pattern, escape="/"),
+        )
     )
     return or_(func.lower(ReviewRow.title).like(pattern, escape="/"), in_data)
 
