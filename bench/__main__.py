@@ -75,6 +75,7 @@ def main(
     latency: Annotated[bool, typer.Option(help="run the end-to-end latency stage")] = True,
     console: Annotated[bool, typer.Option(help="run the console stage (pages over 10,000 reviews)")] = True,
     console_reviews: Annotated[int | None, typer.Option(help="reviews in the console stage's database")] = None,
+    console_requests: Annotated[int | None, typer.Option(help="timed GETs of each console page")] = None,
     profile: Annotated[bool, typer.Option(help="py-spy profiles of every service into .run/bench/profiles")] = False,
 ) -> None:
     base = QUICK if quick else FULL
@@ -86,7 +87,7 @@ def main(
         soak=base.soak if soak is None else soak,
         soak_rate=soak_rate or base.soak_rate,
         console_reviews=(console_reviews or base.console_reviews) if console else 0,
-        console_requests=base.console_requests,
+        console_requests=console_requests or base.console_requests,
         latency=latency,
     )
     if profile:
