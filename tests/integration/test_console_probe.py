@@ -1,0 +1,183 @@
+"""An adversarial probe of the console: what a hostile, hurried or confused person meets. Each test states the
+behaviour the console should have; a failing one is a defect found (see the branch's report)."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from services.core.identity import passwords, store
+from services.core.identity.model import Role
+from services.core.settings import Settings
+from services.strategy_engine.persistence import ReviewRow
+from tests.support.harness import ALL, Harness, smits
+from tests.support.waiting import eventually
+
+PASSWORD = "correct horse battery staple"
+WITH_CONSOLE = [*ALL, "console"]
+SITE = "http://127.0.0.1:8000"
+
+
+@asynccontextmanager
+async def signed_in(app: Harness, email: str, *roles: Role) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser (cookies only) signed in as a new person with `roles`."""
+    async with app.runtime.uow.begin() as session:
+        await store.create_person(
+            session,
+            email=email,
+            name=email.split("@")[0],
+            roles=roles,
+            password_hash=passwords.hash_password(PASSWORD),
+            now=datetime.now(UTC),
+        )
+    async with httpx.AsyncClient(transport=app.transport, base_url=SITE) as browser:
+        answer = await browser.post("/auth/login", data={"email": email, "password": PASSWORD, "next": "/"})
+        assert answer.status_code == 303, answer.text
+        yield browser
+
+
+def csrf_of(text: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', text)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+async def token(browser: httpx.AsyncClient) -> str:
+    return csrf_of((await browser.get("/board")).text)
+
+
+def is_html_page(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/html")
+
+
+async def trigger(app: Harness, body: dict[str, Any]) -> None:
+    answer = await app.api.post(
+        "/v1/triggers", content=orjson.dumps(body), headers={"content-type": "application/cloudevents+json"}
+    )
+    assert answer.status_code in (200, 202), answer.text
+
+
+def regulation(event_id: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/regulatory/watch",
+        "type": "smits.trigger.regulation_update.v1",
+        "subject": "bu-payments",
+        "time": "2026-11-20T09:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {
+            "regulation_id": f"REG-{event_id}",
+            "title": "Digital Operational Resilience Act",
+            "jurisdiction": "EU",
+            "issuing_body": "European Parliament",
+            "change_type": "amendment",
+            "effective_date": "2027-01-17",
+        },
+    }
+    body.update(changes)
+    return body
+
+
+def deal(event_id: str, **data: Any) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/corpdev/deals",
+        "type": "smits.trigger.merger_acquisition.v1",
+        "subject": "group",
+        "time": "2026-11-20T09:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {
+            "deal_id": "D-4711",
+            "deal_type": "acquisition",
+            "counterparty": "Northwind Cloud Ltd",
+            "announced_on": "2026-11-18",
+            **data,
+        },
+    }
+
+
+async def reviews(app: Harness) -> list[ReviewRow]:
+    from sqlalchemy import select
+
+    async with app.runtime.uow.begin() as session:
+        return list((await session.scalars(select(ReviewRow))).all())
+
+
+# --- robustness: garbage in the address answers a page in words, never a 500 -------------------------------
+
+
+async def test_a_malformed_address_is_a_4xx_page_in_words_not_a_500(settings: Settings) -> None:
+    """A mistyped review id, an unknown layout, an over-long search or a bad audit page size is the person's
+    mistake: a 4xx page saying so, not 'This page failed on our side' (500) with a stack trace in the log."""
+    async with smits(settings, WITH_CONSOLE) as app:
+        async with signed_in(app, "ada@corp.example", Role.ADMIN) as browser:
+            answers = {
+                path: await browser.get(path)
+                for path in (
+                    "/reviews/not-a-uuid",
+                    "/documents/42",
+                    "/board?layout=grid",
+                    "/board?q=" + "x" * 201,
+                    "/triggers?since=" + "9" * 600,
+                    "/admin/audit?limit=0",
+                    "/admin/keys/not-a-uuid/revoke",
+                )
+            }
+    failed = {path: answer.status_code for path, answer in answers.items() if answer.status_code >= 500}
+    assert not failed, f"a person's malformed address answered as a server failure: {failed}"
+    assert all(is_html_page(answer) for answer in answers.values())
+
+
+async def test_a_form_with_too_many_fields_or_a_file_is_refused_as_the_persons_mistake(settings: Settings) -> None:
+    """A form with more fields than the console reads, or with a file in it, is a 400 page, not a 500."""
+    async with smits(settings, WITH_CONSOLE) as app:
+        async with signed_in(app, "ada@corp.example", Role.STRATEGY_MANAGER) as browser:
+            csrf = await token(browser)
+            many = [("csrf_token", csrf), ("name", "v")] + [(f"f{index}", "x") for index in range(500)]
+            crowded = await browser.post("/board/views", data=dict(many))
+            with_file = await browser.post(
+                "/board/views", data={"csrf_token": csrf, "name": "v"}, files={"query": ("q.txt", b"q=1")}
+            )
+    assert (crowded.status_code, with_file.status_code) == (400, 400)
+
+
+async def test_reloading_the_address_a_form_posted_to_is_a_page_not_json(settings: Settings) -> None:
+    """After a refused form the address bar shows the form's action (`/policies/dry-run`,
+    `/reviews/{id}/assessment`, `/admin/users`): opening that address again (reload in a new tab, a bookmark,
+    pasting it to a colleague) must give a page, not a bare JSON 405."""
+    async with smits(settings, WITH_CONSOLE) as app:
+        async with signed_in(app, "ada@corp.example", Role.ADMIN) as browser:
+            answers = {
+                path: await browser.get(path)
+                for path in (
+                    "/policies/dry-run",
+                    "/admin/users",
+                    "/board/views",
+                    "/reviews/00000000-0000-0000-0000-000000000000/assessment",
+                    "/no-such-page",
+                )
+            }
+    json_answers = {path: answer.headers.get("content-type") for path, answer in answers.items() if not is_html_page(answer)}
+    assert not json_answers, f"a person's browser was answered with JSON: {json_answers}"
+
+
+async def test_an_oversized_form_is_a_page_in_words(settings: Settings) -> None:
+    """Pasting a very long text into a form (over the 1 MiB request cap) gets an HTML page saying it is too
+    long, not a raw problem+json body in the browser."""
+    async with smits(settings, WITH_CONSOLE) as app:
+        async with signed_in(app, "ada@corp.example", Role.STRATEGY_MANAGER) as browser:
+            csrf = await token(browser)
+            answer = await browser.post(
+                "/policies/dry-run", data={"csrf_token": csrf, "data": '{"x": "' + "y" * (1024 * 1024) + '"}'}
+            )
+    assert answer.status_code == 413
+    assert is_html_page(answer), answer.headers.get("content-type")
