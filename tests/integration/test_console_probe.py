@@ -17,12 +17,16 @@ from services.core.identity import passwords, store
 from services.core.identity.model import Role
 from services.core.settings import Settings
 from services.strategy_engine.persistence import ReviewRow
+from services.contracts import topics
+from services.trigger_ingest.persistence import RejectionRow
 from tests.support.harness import ALL, Harness, smits
+from tests.support.kafka import Raw, produce_raw
 from tests.support.waiting import eventually
 
 PASSWORD = "correct horse battery staple"
 WITH_CONSOLE = [*ALL, "console"]
 SITE = "http://127.0.0.1:8000"
+STRUCTURED = [("content-type", b"application/cloudevents+json")]
 
 
 @asynccontextmanager
@@ -181,3 +185,34 @@ async def test_an_oversized_form_is_a_page_in_words(settings: Settings) -> None:
             )
     assert answer.status_code == 413
     assert is_html_page(answer), answer.headers.get("content-type")
+
+
+# --- need-to-know -------------------------------------------------------------------------------------------
+
+
+async def test_a_refused_deal_is_not_shown_to_someone_without_need_to_know(settings: Settings) -> None:
+    """A merger/acquisition event is need-to-know (SMITS_INGEST_RESTRICTED_CATEGORIES): an accepted one is
+    absent from the triggers pages for a viewer. One that ingest refused (here: a deal type it does not know)
+    must be just as absent: its source, id and the refusal's words name the deal."""
+    async with smits(settings, WITH_CONSOLE) as app:
+        await trigger(app, deal("deal-4711"))
+        refused = orjson.dumps(deal("deal-northwind-takeover", deal_type="hostile_takeover"))
+        await produce_raw(settings, topics.TRIGGERS, [Raw(refused, STRUCTURED, b"deal")])
+        await eventually(lambda: reviews(app), lambda found: len(found) == 1, what="the deal's review")
+        await eventually(lambda: app.count(RejectionRow), lambda n: n == 1, what="the refused deal")
+        async with signed_in(app, "vera@corp.example", Role.VIEWER) as browser:
+            pages = {
+                path: (await browser.get(path)).text
+                for path in (
+                    "/",
+                    "/board",
+                    "/board?layout=table&state=triage",
+                    "/triggers",
+                    "/triggers?status=duplicate",
+                    "/triggers?status=rejected",
+                    "/triggers//corpdev/deals/deal-northwind-takeover",
+                    "/kpis",
+                )
+            }
+    leaked = {path for path, text in pages.items() if "deal-" in text or "Northwind" in text or "D-4711" in text}
+    assert not leaked, f"a restricted deal is named to an uncleared viewer on {sorted(leaked)}"
