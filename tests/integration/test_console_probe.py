@@ -216,3 +216,94 @@ async def test_a_refused_deal_is_not_shown_to_someone_without_need_to_know(setti
             }
     leaked = {path for path, text in pages.items() if "deal-" in text or "Northwind" in text or "D-4711" in text}
     assert not leaked, f"a restricted deal is named to an uncleared viewer on {sorted(leaked)}"
+
+
+# --- cross-site ---------------------------------------------------------------------------------------------
+
+
+def console_routes(app: Harness, method: str) -> list[str]:
+    """The paths of the console's routes answering `method`, as the app composes them."""
+    from services.console.web import ConsoleRoute
+
+    found: set[str] = set()
+
+    def walk(routes: list[Any]) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                walk(inner.routes)
+            elif isinstance(route, ConsoleRoute) and method in route.methods:
+                found.add(route.path)
+
+    walk(app.transport.app.routes)  # type: ignore[attr-defined]
+    assert found, "no console route found"
+    return sorted(found)
+
+
+def filled(path: str, review_id: str) -> str:
+    return (
+        path.replace("{review_id}", review_id)
+        .replace("{document_id}", "00000000-0000-0000-0000-000000000001")
+        .replace("{key_id}", "00000000-0000-0000-0000-000000000002")
+        .replace("{subscription_id}", "00000000-0000-0000-0000-000000000003")
+        .replace("{delivery_id}", "00000000-0000-0000-0000-000000000004")
+        .replace("{dead_letter_id}", "1")
+        .replace("{email}", "ada@corp.example")
+        .replace("{source:path}", "/regulatory/watch")
+        .replace("{event_id}", "reg-1")
+    )
+
+
+async def test_every_console_post_refuses_a_form_without_the_sessions_csrf_token(settings: Settings) -> None:
+    """Every console form post (not only the ones we thought of) is refused, 403, when its csrf_token is
+    missing or is another session's; it does nothing."""
+    async with smits(settings, WITH_CONSOLE) as app:
+        await trigger(app, regulation("reg-1"))
+        found = await eventually(lambda: reviews(app), lambda rows: len(rows) == 1, what="a review")
+        review_id = str(found[0].id)
+        posts = console_routes(app, "POST")
+        assert "/board/views" in posts and "/sign-out" in posts
+        async with signed_in(app, "ada@corp.example", Role.ADMIN) as victim:
+            async with signed_in(app, "mallory@corp.example", Role.VIEWER) as attacker:
+                foreign = await token(attacker)
+            answers: dict[str, tuple[int, int]] = {}
+            for path in posts:
+                target = filled(path, review_id)
+                form = {"name": "x", "owner": "mallory@corp.example", "to": "assess", "verdict": "approve"}
+                missing = await victim.post(target, data=form, headers={"origin": "https://evil.example"})
+                wrong = await victim.post(target, data={**form, "csrf_token": foreign})
+                answers[path] = (missing.status_code, wrong.status_code)
+            still = (await victim.get("/board")).status_code
+    accepted = {path: codes for path, codes in answers.items() if codes != (403, 403)}
+    assert not accepted, f"console posts not refused without the session's CSRF token: {accepted}"
+    assert still == 200  # the sign-out without a token did not sign the victim out
+
+
+async def test_every_console_page_forbids_framing_and_caching(settings: Settings) -> None:
+    """Every page the console answers (including its error pages and a refused form's page) carries
+    frame-ancestors 'none' / X-Frame-Options DENY and Cache-Control no-store."""
+    async with smits(settings, WITH_CONSOLE) as app:
+        await trigger(app, regulation("reg-1"))
+        found = await eventually(lambda: reviews(app), lambda rows: len(rows) == 1, what="a review")
+        review_id = str(found[0].id)
+        gets = [filled(path, review_id) for path in console_routes(app, "GET") if not path.startswith("/static")]
+        async with signed_in(app, "ada@corp.example", Role.ADMIN) as browser:
+            answers = {path: await browser.get(path) for path in gets}
+            csrf = await token(browser)
+            answers["POST /reviews/{id}/transition"] = await browser.post(
+                f"/reviews/{review_id}/transition", data={"csrf_token": csrf, "to": "closed"}
+            )
+            answers["POST /policies/dry-run"] = await browser.post(
+                "/policies/dry-run", data={"csrf_token": csrf, "data": "{not json"}
+            )
+    bare = {
+        path: (answer.status_code, answer.headers.get("x-frame-options"), answer.headers.get("cache-control"))
+        for path, answer in answers.items()
+        if is_html_page(answer)
+        and (
+            answer.headers.get("x-frame-options") != "DENY"
+            or "frame-ancestors 'none'" not in answer.headers.get("content-security-policy", "")
+            or answer.headers.get("cache-control") != "no-store"
+        )
+    }
+    assert not bare, f"console pages without the anti-framing or no-store headers: {bare}"
