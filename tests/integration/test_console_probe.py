@@ -307,3 +307,68 @@ async def test_every_console_page_forbids_framing_and_caching(settings: Settings
         )
     }
     assert not bare, f"console pages without the anti-framing or no-store headers: {bare}"
+
+
+# --- injection ----------------------------------------------------------------------------------------------
+
+HOSTILE = '"><img src=x onerror=alert(1)><a hx-post="/sign-out" hx-trigger="load">'
+
+
+async def test_values_from_triggers_and_people_are_shown_as_text_never_as_markup(settings: Settings) -> None:
+    """Trigger ids, subjects and data (the review's title), a saved view's name and the flash message that
+    names it are text on every page: no element or htmx attribute of theirs reaches the page."""
+    async with smits(settings, WITH_CONSOLE) as app:
+        await trigger(app, regulation(f"reg{HOSTILE}", subject=f"subject{HOSTILE}"))
+        found = await eventually(lambda: reviews(app), lambda rows: len(rows) == 1, what="a review")
+        review_id = str(found[0].id)
+        async with signed_in(app, "ada@corp.example", Role.STRATEGY_MANAGER) as browser:
+            csrf = await token(browser)
+            saved = await browser.post("/board/views", data={"csrf_token": csrf, "name": f"view{HOSTILE}", "query": "q=1"})
+            texts = [(await browser.get(saved.headers["location"])).text]
+            for path in ("/", "/board", "/board?layout=table", f"/reviews/{review_id}", "/triggers", "/kpis"):
+                texts.append((await browser.get(path)).text)
+            triggers_page = texts[-2]
+            link = re.search(r'<a href="(/triggers/[^"]+)">', triggers_page)
+            assert link, "the trigger is listed with a link"
+            texts.append((await browser.get(html.unescape(link.group(1)))).text)
+            texts.append(
+                (
+                    await browser.post(
+                        "/policies/dry-run",
+                        data={"csrf_token": csrf, "category": "regulation_update", "subject": HOSTILE, "source": HOSTILE, "data": "{}"},
+                    )
+                ).text
+            )
+    assert not [text for text in texts if "<img src=x" in text or 'hx-post="/sign-out"' in text]
+
+
+async def test_a_reviews_trigger_links_to_that_triggers_page_whatever_its_id(settings: Settings) -> None:
+    """A CloudEvent id may hold any character but NUL. The review page links each trigger to the trigger's
+    page; an id with `?`, `#`, `%` or a space must still lead there (the triggers list quotes it; the review
+    page puts it in the address raw, so the link leads to 'no trigger' or to another page)."""
+    event_id = "INC 2026-11#3?x=%41"
+    async with smits(settings, WITH_CONSOLE) as app:
+        await trigger(app, regulation(event_id))
+        found = await eventually(lambda: reviews(app), lambda rows: len(rows) == 1, what="a review")
+        async with signed_in(app, "vera@corp.example", Role.VIEWER) as browser:
+            review = (await browser.get(f"/reviews/{found[0].id}")).text
+            link = re.search(r'<a href="(/triggers/[^"]+)">', review)
+            assert link, "the review links its trigger"
+            followed = await browser.get(html.unescape(link.group(1)))
+    assert followed.status_code == 200, (html.unescape(link.group(1)), followed.status_code)
+    assert event_id in html.unescape(followed.text)
+
+
+async def test_a_trigger_whose_id_holds_a_slash_has_a_page(settings: Settings) -> None:
+    """CloudEvent ids like `INC/2026/0042` are common (ticket numbers). The triggers list links such a trigger
+    to its page, but the page answers 404: the route splits source and id at the id's own slash (the
+    percent-encoded `%2F` is decoded before routing), in the console as in `GET /v1/triggers/{source}/{id}`."""
+    async with smits(settings, WITH_CONSOLE) as app:
+        await trigger(app, regulation("INC/2026/0042"))
+        await eventually(lambda: reviews(app), lambda rows: len(rows) == 1, what="a review")
+        async with signed_in(app, "vera@corp.example", Role.VIEWER) as browser:
+            listed = (await browser.get("/triggers")).text
+            link = re.search(r'<a href="(/triggers/[^"]+)">', listed)
+            assert link, "the trigger is listed with a link"
+            followed = await browser.get(html.unescape(link.group(1)))
+    assert followed.status_code == 200, (html.unescape(link.group(1)), followed.status_code, re.sub(r"<[^>]+>", " ", followed.text)[-300:])
