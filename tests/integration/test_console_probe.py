@@ -372,3 +372,40 @@ async def test_a_trigger_whose_id_holds_a_slash_has_a_page(settings: Settings) -
             assert link, "the trigger is listed with a link"
             followed = await browser.get(html.unescape(link.group(1)))
     assert followed.status_code == 200, (html.unescape(link.group(1)), followed.status_code, re.sub(r"<[^>]+>", " ", followed.text)[-300:])
+
+
+# --- one person's things are theirs -------------------------------------------------------------------------
+
+
+async def test_saved_views_belong_to_one_person_even_with_long_addresses(settings: Settings) -> None:
+    """Saved views are stored per person under their e-mail cut to 64 characters: two people whose addresses
+    share their first 64 characters (a long shared domain, a long local part) see, replace and delete each
+    other's views — names that can say what someone is watching ('Northwind deal, my reviews')."""
+    prefix = "strategy.office." + "x" * 40 + "@corp.example"  # 69 characters: the cut falls in the domain
+    first, second = prefix + ".com", prefix + ".org"
+    assert first[:64] == second[:64]
+    async with smits(settings, WITH_CONSOLE) as app:
+        async with signed_in(app, first, Role.STRATEGY_MANAGER) as ana:
+            await ana.post("/board/views", data={"csrf_token": await token(ana), "name": "Northwind deal", "query": "q=northwind"})
+        async with signed_in(app, second, Role.VIEWER) as ben:
+            bens_board = (await ben.get("/board")).text
+    assert "Northwind deal" not in bens_board, "another person's saved view is on this person's board"
+
+
+async def test_signing_in_after_a_refused_post_never_leaves_the_site(settings: Settings) -> None:
+    """A form posted with an expired session sends the person to sign in with `next` taken from the Referer;
+    a Referer pointing off-site (or `//elsewhere`) must not become the place sign-in lands."""
+    async with smits(settings, WITH_CONSOLE) as app:
+        async with signed_in(app, "ada@corp.example", Role.VIEWER):
+            pass
+        landings = []
+        async with httpx.AsyncClient(transport=app.transport, base_url=SITE) as browser:
+            for referer in (f"{SITE}//evil.example/x", "https://evil.example/", f"{SITE}/\\evil.example", f"{SITE}@evil.example/"):
+                sent = await browser.post("/board/views", data={"name": "x"}, headers={"referer": referer})
+                assert sent.status_code == 303
+                next_value = httpx.URL(sent.headers["location"]).params["next"]
+                signed = await browser.post(
+                    "/auth/login", data={"email": "ada@corp.example", "password": PASSWORD, "next": next_value}
+                )
+                landings.append(signed.headers["location"])
+    assert all(landing.startswith("/") and not landing.startswith("//") and "\\" not in landing for landing in landings), landings
