@@ -7,17 +7,18 @@ import html
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
+from sqlalchemy import select
 
+from services.contracts import topics
 from services.core.identity import passwords, store
 from services.core.identity.model import Role
 from services.core.settings import Settings
 from services.strategy_engine.persistence import ReviewRow
-from services.contracts import topics
 from services.trigger_ingest.persistence import RejectionRow
 from tests.support.harness import ALL, Harness, smits
 from tests.support.kafka import Raw, produce_raw
@@ -58,7 +59,7 @@ async def token(browser: httpx.AsyncClient) -> str:
 
 
 def is_html_page(response: httpx.Response) -> bool:
-    return response.headers.get("content-type", "").startswith("text/html")
+    return str(response.headers.get("content-type", "")).startswith("text/html")
 
 
 async def trigger(app: Harness, body: dict[str, Any]) -> None:
@@ -110,8 +111,6 @@ def deal(event_id: str, **data: Any) -> dict[str, Any]:
 
 
 async def reviews(app: Harness) -> list[ReviewRow]:
-    from sqlalchemy import select
-
     async with app.runtime.uow.begin() as session:
         return list((await session.scalars(select(ReviewRow))).all())
 
@@ -122,20 +121,19 @@ async def reviews(app: Harness) -> list[ReviewRow]:
 async def test_a_malformed_address_is_a_4xx_page_in_words_not_a_500(settings: Settings) -> None:
     """A mistyped review id, an unknown layout, an over-long search or a bad audit page size is the person's
     mistake: a 4xx page saying so, not 'This page failed on our side' (500) with a stack trace in the log."""
-    async with smits(settings, WITH_CONSOLE) as app:
-        async with signed_in(app, "ada@corp.example", Role.ADMIN) as browser:
-            answers = {
-                path: await browser.get(path)
-                for path in (
-                    "/reviews/not-a-uuid",
-                    "/documents/42",
-                    "/board?layout=grid",
-                    "/board?q=" + "x" * 201,
-                    "/triggers?since=" + "9" * 600,
-                    "/admin/audit?limit=0",
-                    "/admin/keys/not-a-uuid/revoke",
-                )
-            }
+    async with smits(settings, WITH_CONSOLE) as app, signed_in(app, "ada@corp.example", Role.ADMIN) as browser:
+        answers = {
+            path: await browser.get(path)
+            for path in (
+                "/reviews/not-a-uuid",
+                "/documents/42",
+                "/board?layout=grid",
+                "/board?q=" + "x" * 201,
+                "/triggers?since=" + "9" * 600,
+                "/admin/audit?limit=0",
+                "/admin/keys/not-a-uuid/revoke",
+            )
+        }
     failed = {path: answer.status_code for path, answer in answers.items() if answer.status_code >= 500}
     assert not failed, f"a person's malformed address answered as a server failure: {failed}"
     assert all(is_html_page(answer) for answer in answers.values())
@@ -143,14 +141,16 @@ async def test_a_malformed_address_is_a_4xx_page_in_words_not_a_500(settings: Se
 
 async def test_a_form_with_too_many_fields_or_a_file_is_refused_as_the_persons_mistake(settings: Settings) -> None:
     """A form with more fields than the console reads, or with a file in it, is a 400 page, not a 500."""
-    async with smits(settings, WITH_CONSOLE) as app:
-        async with signed_in(app, "ada@corp.example", Role.STRATEGY_MANAGER) as browser:
-            csrf = await token(browser)
-            many = [("csrf_token", csrf), ("name", "v")] + [(f"f{index}", "x") for index in range(500)]
-            crowded = await browser.post("/board/views", data=dict(many))
-            with_file = await browser.post(
-                "/board/views", data={"csrf_token": csrf, "name": "v"}, files={"query": ("q.txt", b"q=1")}
-            )
+    async with (
+        smits(settings, WITH_CONSOLE) as app,
+        signed_in(app, "ada@corp.example", Role.STRATEGY_MANAGER) as browser,
+    ):
+        csrf = await token(browser)
+        many = [("csrf_token", csrf), ("name", "v")] + [(f"f{index}", "x") for index in range(500)]
+        crowded = await browser.post("/board/views", data=dict(many))
+        with_file = await browser.post(
+            "/board/views", data={"csrf_token": csrf, "name": "v"}, files={"query": ("q.txt", b"q=1")}
+        )
     assert (crowded.status_code, with_file.status_code) == (400, 400)
 
 
@@ -158,31 +158,34 @@ async def test_reloading_the_address_a_form_posted_to_is_a_page_not_json(setting
     """After a refused form the address bar shows the form's action (`/policies/dry-run`,
     `/reviews/{id}/assessment`, `/admin/users`): opening that address again (reload in a new tab, a bookmark,
     pasting it to a colleague) must give a page, not a bare JSON 405."""
-    async with smits(settings, WITH_CONSOLE) as app:
-        async with signed_in(app, "ada@corp.example", Role.ADMIN) as browser:
-            answers = {
-                path: await browser.get(path)
-                for path in (
-                    "/policies/dry-run",
-                    "/admin/users",
-                    "/board/views",
-                    "/reviews/00000000-0000-0000-0000-000000000000/assessment",
-                    "/no-such-page",
-                )
-            }
-    json_answers = {path: answer.headers.get("content-type") for path, answer in answers.items() if not is_html_page(answer)}
+    async with smits(settings, WITH_CONSOLE) as app, signed_in(app, "ada@corp.example", Role.ADMIN) as browser:
+        answers = {
+            path: await browser.get(path)
+            for path in (
+                "/policies/dry-run",
+                "/admin/users",
+                "/board/views",
+                "/reviews/00000000-0000-0000-0000-000000000000/assessment",
+                "/no-such-page",
+            )
+        }
+    json_answers = {
+        path: answer.headers.get("content-type") for path, answer in answers.items() if not is_html_page(answer)
+    }
     assert not json_answers, f"a person's browser was answered with JSON: {json_answers}"
 
 
 async def test_an_oversized_form_is_a_page_in_words(settings: Settings) -> None:
     """Pasting a very long text into a form (over the 1 MiB request cap) gets an HTML page saying it is too
     long, not a raw problem+json body in the browser."""
-    async with smits(settings, WITH_CONSOLE) as app:
-        async with signed_in(app, "ada@corp.example", Role.STRATEGY_MANAGER) as browser:
-            csrf = await token(browser)
-            answer = await browser.post(
-                "/policies/dry-run", data={"csrf_token": csrf, "data": '{"x": "' + "y" * (1024 * 1024) + '"}'}
-            )
+    async with (
+        smits(settings, WITH_CONSOLE) as app,
+        signed_in(app, "ada@corp.example", Role.STRATEGY_MANAGER) as browser,
+    ):
+        csrf = await token(browser)
+        answer = await browser.post(
+            "/policies/dry-run", data={"csrf_token": csrf, "data": '{"x": "' + "y" * (1024 * 1024) + '"}'}
+        )
     assert answer.status_code == 413
     assert is_html_page(answer), answer.headers.get("content-type")
 
@@ -232,7 +235,7 @@ def console_routes(app: Harness, method: str) -> list[str]:
             inner = getattr(route, "original_router", None)
             if inner is not None:
                 walk(inner.routes)
-            elif isinstance(route, ConsoleRoute) and method in route.methods:
+            elif isinstance(route, ConsoleRoute) and method in (route.methods or set()):
                 found.add(route.path)
 
     walk(app.transport.app.routes)  # type: ignore[attr-defined]
@@ -262,7 +265,8 @@ async def test_every_console_post_refuses_a_form_without_the_sessions_csrf_token
         found = await eventually(lambda: reviews(app), lambda rows: len(rows) == 1, what="a review")
         review_id = str(found[0].id)
         posts = console_routes(app, "POST")
-        assert "/board/views" in posts and "/sign-out" in posts
+        assert "/board/views" in posts
+        assert "/sign-out" in posts
         async with signed_in(app, "ada@corp.example", Role.ADMIN) as victim:
             async with signed_in(app, "mallory@corp.example", Role.VIEWER) as attacker:
                 foreign = await token(attacker)
@@ -323,7 +327,9 @@ async def test_values_from_triggers_and_people_are_shown_as_text_never_as_markup
         review_id = str(found[0].id)
         async with signed_in(app, "ada@corp.example", Role.STRATEGY_MANAGER) as browser:
             csrf = await token(browser)
-            saved = await browser.post("/board/views", data={"csrf_token": csrf, "name": f"view{HOSTILE}", "query": "q=1"})
+            saved = await browser.post(
+                "/board/views", data={"csrf_token": csrf, "name": f"view{HOSTILE}", "query": "q=1"}
+            )
             texts = [(await browser.get(saved.headers["location"])).text]
             for path in ("/", "/board", "/board?layout=table", f"/reviews/{review_id}", "/triggers", "/kpis"):
                 texts.append((await browser.get(path)).text)
@@ -335,7 +341,13 @@ async def test_values_from_triggers_and_people_are_shown_as_text_never_as_markup
                 (
                     await browser.post(
                         "/policies/dry-run",
-                        data={"csrf_token": csrf, "category": "regulation_update", "subject": HOSTILE, "source": HOSTILE, "data": "{}"},
+                        data={
+                            "csrf_token": csrf,
+                            "category": "regulation_update",
+                            "subject": HOSTILE,
+                            "source": HOSTILE,
+                            "data": "{}",
+                        },
                     )
                 ).text
             )
@@ -371,7 +383,11 @@ async def test_a_trigger_whose_id_holds_a_slash_has_a_page(settings: Settings) -
             link = re.search(r'<a href="(/triggers/[^"]+)">', listed)
             assert link, "the trigger is listed with a link"
             followed = await browser.get(html.unescape(link.group(1)))
-    assert followed.status_code == 200, (html.unescape(link.group(1)), followed.status_code, re.sub(r"<[^>]+>", " ", followed.text)[-300:])
+    assert followed.status_code == 200, (
+        html.unescape(link.group(1)),
+        followed.status_code,
+        re.sub(r"<[^>]+>", " ", followed.text)[-300:],
+    )
 
 
 # --- one person's things are theirs -------------------------------------------------------------------------
@@ -384,9 +400,10 @@ async def test_saved_views_belong_to_one_person_even_with_long_addresses(setting
     prefix = "strategy.office." + "x" * 40 + "@corp.example"  # 69 characters: the cut falls in the domain
     first, second = prefix + ".com", prefix + ".org"
     assert first[:64] == second[:64]
-    async with smits(settings, WITH_CONSOLE) as app:
-        async with signed_in(app, first, Role.STRATEGY_MANAGER) as ana:
-            await ana.post("/board/views", data={"csrf_token": await token(ana), "name": "Northwind deal", "query": "q=northwind"})
+    async with smits(settings, WITH_CONSOLE) as app, signed_in(app, first, Role.STRATEGY_MANAGER) as ana:
+        await ana.post(
+            "/board/views", data={"csrf_token": await token(ana), "name": "Northwind deal", "query": "q=northwind"}
+        )
         async with signed_in(app, second, Role.VIEWER) as ben:
             bens_board = (await ben.get("/board")).text
     assert "Northwind deal" not in bens_board, "another person's saved view is on this person's board"
@@ -399,8 +416,13 @@ async def test_signing_in_after_a_refused_post_never_leaves_the_site(settings: S
         async with signed_in(app, "ada@corp.example", Role.VIEWER):
             pass
         landings = []
-        async with httpx.AsyncClient(transport=app.transport, base_url=SITE) as browser:
-            for referer in (f"{SITE}//evil.example/x", "https://evil.example/", f"{SITE}/\\evil.example", f"{SITE}@evil.example/"):
+        for referer in (
+            f"{SITE}//evil.example/x",
+            "https://evil.example/",
+            f"{SITE}/\\evil.example",
+            f"{SITE}@evil.example/",
+        ):
+            async with httpx.AsyncClient(transport=app.transport, base_url=SITE) as browser:
                 sent = await browser.post("/board/views", data={"name": "x"}, headers={"referer": referer})
                 assert sent.status_code == 303
                 next_value = httpx.URL(sent.headers["location"]).params["next"]
@@ -408,4 +430,49 @@ async def test_signing_in_after_a_refused_post_never_leaves_the_site(settings: S
                     "/auth/login", data={"email": "ada@corp.example", "password": PASSWORD, "next": next_value}
                 )
                 landings.append(signed.headers["location"])
-    assert all(landing.startswith("/") and not landing.startswith("//") and "\\" not in landing for landing in landings), landings
+    assert all(
+        landing.startswith("/") and not landing.startswith("//") and "\\" not in landing for landing in landings
+    ), landings
+
+
+# --- the board's own refresh --------------------------------------------------------------------------------
+
+
+async def test_the_boards_refresh_after_the_session_ended_sends_the_person_to_sign_in(settings: Settings) -> None:
+    """The board refreshes itself with htmx every 10 s (`hx-get`, `hx-select="#board"`). Once the session has
+    ended, that request is redirected (303) to the sign-in form; htmx follows it, finds no `#board` in the
+    sign-in page and swaps the board for nothing: a wall display goes blank and stays blank. An htmx request
+    without a session should be told to navigate (`HX-Redirect`, or `HX-Location`) to the sign-in page."""
+    async with (
+        smits(settings, WITH_CONSOLE) as app,
+        httpx.AsyncClient(transport=app.transport, base_url=SITE) as browser,
+    ):
+        refresh = await browser.get(
+            "/board?layout=columns", headers={"hx-request": "true", "hx-current-url": f"{SITE}/board"}
+        )
+    told = refresh.headers.get("hx-redirect") or refresh.headers.get("hx-location") or refresh.headers.get("hx-refresh")
+    assert told, (refresh.status_code, dict(refresh.headers))
+
+
+async def test_an_open_board_does_not_keep_an_idle_session_alive(settings: Settings) -> None:
+    """`SMITS_SESSION_IDLE_S` ends a session after that long without a request. The board's background
+    refresh is a request every 10 s, so a board left open on an unattended desk keeps the session alive until
+    the absolute limit (7 days by default). A background refresh should not count as the person's activity:
+    here the person was last active 100 s ago (idle limit 120 s) and only the board refreshed since."""
+    from sqlalchemy import update
+
+    from services.core.identity.store import SessionRow
+
+    idle = settings.model_copy(update={"session_idle_s": 120.0})
+    async with smits(idle, WITH_CONSOLE) as app, signed_in(app, "ada@corp.example", Role.VIEWER) as browser:
+        away = datetime.now(UTC) - timedelta(seconds=100)
+        async with app.runtime.uow.begin() as session:
+            await session.execute(update(SessionRow).values(last_seen_at=away))
+        refreshed = await browser.get("/board?layout=columns", headers={"hx-request": "true"})
+        assert refreshed.status_code == 200
+        async with app.runtime.uow.begin() as session:
+            seen = await session.scalar(select(SessionRow.last_seen_at))
+    assert seen is not None
+    assert seen <= away + timedelta(seconds=1), (
+        f"the board's background refresh counted as activity: last seen moved from {away} to {seen}"
+    )
