@@ -15,7 +15,7 @@ import httpx
 import orjson
 from fastapi import FastAPI, Request
 
-from services.core.auth import CSRF_HEADER, SESSION_COOKIE
+from services.core.auth import CSRF_HEADER, PASSIVE_HEADER, SESSION_COOKIE, passive
 from services.core.http import request_id
 
 Params = Mapping[str, str | int | bool | None]
@@ -55,6 +55,8 @@ class SignInNeeded(Exception):
 class Viewer:
     """The signed-in person, as `/v1/me` describes them."""
 
+    id: str | None
+    """The principal's id (none for an unauthenticated local demo caller)."""
     name: str
     email: str | None
     roles: frozenset[str]
@@ -94,6 +96,12 @@ def problem_of(response: httpx.Response) -> ApiProblem:
     return ApiProblem(status=response.status_code, title=title, detail=detail, errors=errors)
 
 
+def _refreshing(request: Request) -> bool:
+    """An htmx GET: the console uses htmx only for pages refreshing themselves (the board), never for a
+    person's action."""
+    return request.method == "GET" and request.headers.get("hx-request") == "true"
+
+
 class Api:
     """The API as the person behind `request`."""
 
@@ -111,6 +119,8 @@ class Api:
             self._headers["x-request-id"] = this_request
         if csrf_token:
             self._headers[CSRF_HEADER] = csrf_token
+        if passive(request) or _refreshing(request):  # a page refreshing itself: not the person's activity
+            self._headers[PASSIVE_HEADER] = "1"
 
     async def get(self, path: str, params: Params | None = None) -> Any:
         query = {key: value for key, value in (params or {}).items() if value is not None and value != ""}
@@ -148,6 +158,7 @@ class Api:
     async def viewer(self) -> Viewer:
         me = await self.get("/v1/me")
         return Viewer(
+            id=str(me["id"]) if me.get("id") else None,
             name=str(me.get("name") or me.get("email") or "you"),
             email=me.get("email"),
             roles=frozenset(me.get("roles", [])),

@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from typing import Annotated, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 from fastapi import Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
+from starlette.exceptions import HTTPException
 
 from services.console.api import Api, ApiProblem, SignInNeeded, Viewer
 from services.core.http import request_id
@@ -45,6 +47,12 @@ def when(value: str | datetime | None) -> Markup:
     return Markup('<time datetime="{}">{}</time>').format(iso, shown)
 
 
+def trigger_href(source: str, event_id: str) -> str:
+    """The console's page of a trigger, source and id in the query: either may hold any character, a slash
+    too (in a path, an id's `%2F` is read as a separator)."""
+    return "/triggers/by-id?" + urlencode({"source": source, "id": event_id})
+
+
 def label(value: object) -> str:
     """`strategy_manager` → `strategy manager`, for people."""
     return str(value).replace("_", " ")
@@ -58,6 +66,7 @@ templates = Environment(
     lstrip_blocks=True,
 )
 templates.filters["when"] = when
+templates.globals["trigger_href"] = trigger_href
 templates.filters["label"] = label
 
 
@@ -141,13 +150,30 @@ Viewing = Annotated[Page, Depends(_page)]
 Acting = Annotated[FormPost, Depends(_action)]
 
 
-def _sign_in(request: Request) -> RedirectResponse:
+def _sign_in(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    if request.method != "GET":
+    if request.method != "GET" or request.headers.get("hx-request") == "true":
         target = request.headers.get("referer", "/").split(str(request.base_url).rstrip("/"), 1)[-1] or "/"
         if not target.startswith("/"):
             target = "/"
-    return RedirectResponse(f"/auth/login?next={quote(target, safe='')}", status_code=303)
+    location = f"/auth/login?next={quote(target, safe='')}"
+    if request.headers.get("hx-request") == "true":  # a refresh in the page: the whole page goes to sign in
+        return Response(status_code=204, headers={"hx-redirect": location})
+    return RedirectResponse(location, status_code=303)
+
+
+def _malformed(invalid: RequestValidationError) -> ApiProblem:
+    places = {"path": "the address", "query": "the address's query", "body": "the form"}
+    reasons = []
+    for error in invalid.errors()[:5]:
+        where = places.get(str(error.get("loc", ("",))[0]), "the request")
+        field = ".".join(str(part) for part in error.get("loc", ())[1:]) or "it"
+        reasons.append(f"{field} in {where}: {error.get('msg', 'not valid')}")
+    return ApiProblem(
+        status=422,
+        title="This address is not valid",
+        detail="Nothing was done. " + "; ".join(reasons) + ". Check the link, or start again from My work.",
+    )
 
 
 class ConsoleRoute(APIRoute):
@@ -162,6 +188,11 @@ class ConsoleRoute(APIRoute):
                 return await handler(request)
             except SignInNeeded:
                 return _sign_in(request)
+            except RequestValidationError as invalid:  # the address or the form itself is malformed
+                return render(request, "error.html", viewer=None, status=422, problem=_malformed(invalid))
+            except HTTPException as refused:  # e.g. a form with too many fields or a file
+                problem = ApiProblem(status=refused.status_code, title="Not accepted", detail=str(refused.detail))
+                return render(request, "error.html", viewer=None, status=refused.status_code, problem=problem)
             except ApiProblem as problem:
                 if problem.status >= 500:
                     log.error("console page failed", path=request.url.path, problem=str(problem))

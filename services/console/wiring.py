@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.routing import Match
 
-from services.console.api import Api
+from services.console.api import Api, ApiProblem
 from services.console.pages import (
     admin,
     board,
@@ -18,7 +19,8 @@ from services.console.pages import (
     triggers,
     work,
 )
-from services.console.web import Acting, ConsoleRoute, static_file
+from services.console.web import Acting, ConsoleRoute, render, static_file
+from services.core.http import problem_response
 from services.core.runtime import Runtime, ServiceUnit
 
 STATIC_CACHE = "public, max-age=3600"
@@ -49,4 +51,28 @@ def build(runtime: Runtime) -> ServiceUnit:
             response.headers.append("set-cookie", value)
         return response
 
+    @router.get("/{path:path}", response_model=None)
+    async def nowhere(path: str, request: Request) -> Response:
+        """Last of all routes: an address with no page. A browser gets a page in words (a form's address opened
+        again, an old link); an API client the problem it always got."""
+        form_address = _other_methods(request)
+        accept = request.headers.get("accept", "")
+        if path.startswith(("v1/", "auth/")) or ("json" in accept and "text/html" not in accept):
+            if form_address:
+                return problem_response(405, "Method Not Allowed", instance=request.url.path)
+            return problem_response(404, "Not Found", instance=request.url.path)
+        parent = "/" + path.strip("/").rsplit("/", 1)[0] if "/" in path.strip("/") else "/"
+        detail = (
+            "This address is where a form is sent, so it cannot be opened as a page; nothing was sent now."
+            if form_address
+            else "There is no page at this address; the link may be old or mistyped."
+        )
+        problem = ApiProblem(status=404, title="No page here", detail=detail)
+        return render(request, "error.html", viewer=None, status=404, problem=problem, back=parent)
+
     return ServiceUnit(name="console", router=router)
+
+
+def _other_methods(request: Request) -> bool:
+    """Some route serves this path with another method (a form's POST address opened with GET)."""
+    return any(route.matches(request.scope)[0] is Match.PARTIAL for route in request.app.router.routes)

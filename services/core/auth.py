@@ -44,6 +44,15 @@ async def create_key(session: AsyncSession, *, name: str, scopes: Sequence[Scope
     return key
 
 
+PASSIVE_HEADER = "x-smits-passive"
+"""Sent (value `1`) by a page refreshing itself: the request does not count as the person's activity, so an open
+board never keeps an idle session alive."""
+
+
+def passive(request: Request) -> bool:
+    return request.headers.get(PASSIVE_HEADER) == "1"
+
+
 def unauthorized(detail: str) -> ProblemError:
     error = ProblemError(401, "Unauthorized", detail)
     error.headers["WWW-Authenticate"] = 'Bearer realm="smits"'
@@ -85,7 +94,7 @@ async def _prove(request: Request, uow: UnitOfWork, bearer: BearerVerifier | Non
     if not cookie:
         raise unauthorized("sign in, or send 'Authorization: Bearer <API key or access token>'")
     async with uow.begin() as session:
-        live = await store.live_session(session, cookie, now=now, idle_s=idle_s)
+        live = await store.live_session(session, cookie, now=now, idle_s=idle_s, touch=not passive(request))
         person = await session.get(store.PrincipalRow, live.principal_id) if live is not None else None
         if live is None or person is None or person.disabled_at is not None:
             raise unauthorized("the session has ended; sign in again")

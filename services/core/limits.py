@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.http import problem_response
@@ -49,7 +50,7 @@ class RequestGuard:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await problem_response(413, "Payload Too Large", f"request body over {limit} bytes")(scope, receive, send)
+            await _too_large(scope, limit)(scope, receive, send)
             if int(declared) <= DRAIN_BYTES:  # past that the client gets a reset anyway: spare the work
                 await _drain(receive)
             return
@@ -71,7 +72,7 @@ class RequestGuard:
             if any(pattern in tail + body for pattern in NUL_PATTERNS[:2]):
                 answer = _nul_refused()
             elif seen > limit:
-                answer = problem_response(413, "Payload Too Large", f"request body over {limit} bytes")
+                answer = _too_large(scope, limit)
             if answer is not None:
                 refused = True
                 await answer(scope, receive, send)
@@ -99,6 +100,22 @@ async def _drain(receive: Receive) -> None:
                 if message["type"] != "http.request" or not message.get("more_body", False):
                     return
                 left -= len(message.get("body", b""))
+
+
+FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+TOO_LARGE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>The form is too large · smits</title></head><body><main><h1>The form is too large</h1>
+<p>It is over {limit:,} bytes, so nothing was sent or saved. Go back,
+shorten the text, and send it again.</p><p><a href="/">Back to My work</a></p></main></body></html>"""
+
+
+def _too_large(scope: Scope, limit: int) -> Any:
+    """413: a page in words for a browser's form (the console), problem+json for everything else."""
+    content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+    if content_type in FORMS and not scope["path"].startswith(("/v1/", "/auth/")):
+        headers = {"cache-control": "no-store", "x-frame-options": "DENY"}
+        return HTMLResponse(TOO_LARGE_PAGE.format(limit=limit), status_code=413, headers=headers)
+    return problem_response(413, "Payload Too Large", f"request body over {limit} bytes")
 
 
 def _nul_refused() -> Any:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
 from services.console import persistence
-from services.console.api import ApiProblem
+from services.console.api import ApiProblem, Viewer
 from services.console.web import Acting, ConsoleRoute, Viewing, done
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -86,7 +86,7 @@ async def board(
     }
     here = _query({**shown, "layout": layout})
     async with page.request.app.state.runtime.uow.begin() as session:
-        views = await persistence.views_of(session, _principal(page.viewer.email, page.viewer.name))
+        views = await persistence.views_of(session, page.viewer.id) if page.viewer.id else []
     return page.render(
         "board.html",
         items=items,
@@ -113,8 +113,11 @@ def _day(value: str, *, end: bool) -> str:
     return value
 
 
-def _principal(email: str | None, name: str) -> str:
-    return (email or name)[:64]
+def _owner(viewer: Viewer) -> str:
+    """Whose saved views: the principal's id (an e-mail or a name could be shared or cut)."""
+    if viewer.id is None:
+        raise ApiProblem(status=403, title="Forbidden", detail="Saved views belong to a signed-in person.")
+    return viewer.id
 
 
 @router.post("/board/views")
@@ -126,7 +129,7 @@ async def save_view(action: Acting) -> Response:
     async with action.request.app.state.runtime.uow.begin() as session:
         saved = await persistence.save_view(
             session,
-            principal=_principal(action.viewer.email, action.viewer.name),
+            principal=_owner(action.viewer),
             name=name,
             query=query,
             now=datetime.now(UTC),
@@ -144,5 +147,5 @@ async def save_view(action: Acting) -> Response:
 async def delete_view(action: Acting) -> Response:
     name = action.text("name")[:100]
     async with action.request.app.state.runtime.uow.begin() as session:
-        await persistence.delete_view(session, principal=_principal(action.viewer.email, action.viewer.name), name=name)
+        await persistence.delete_view(session, principal=_owner(action.viewer), name=name)
     return done("/board", f"Deleted the view “{name}”.")

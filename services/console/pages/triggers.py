@@ -4,7 +4,7 @@ engine's decision on it."""
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Query
@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from services.console import words
 from services.console.api import ApiProblem
-from services.console.web import ConsoleRoute, Viewing
+from services.console.web import ConsoleRoute, Viewing, trigger_href
 from services.contracts.triggers import Category
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -20,15 +20,6 @@ router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 STATUSES = {"accepted": "Accepted", "duplicate": "Duplicates", "rejected": "Rejected"}
 PAGE_SIZE = 50
 Text = Annotated[str, Query(max_length=500)]
-
-
-def trigger_href(source: str, event_id: str) -> str:
-    """The console's page of a trigger (its source may hold slashes: it is the path's middle)."""
-    return f"/triggers/{quote(source, safe='/:@')}/{quote(event_id, safe='')}"
-
-
-def api_path(prefix: str, source: str, event_id: str) -> str:
-    return f"{prefix}/{quote(source, safe='/:@')}/{quote(event_id, safe='')}"
 
 
 def day(value: str) -> str:
@@ -81,14 +72,31 @@ async def triggers(
     )
 
 
+@router.get("/triggers/by-id")
+async def trigger_by_id(
+    page: Viewing,
+    source: Annotated[str, Query(min_length=1, max_length=1000)],
+    id: Annotated[str, Query(min_length=1, max_length=1000)],
+) -> HTMLResponse:
+    return await trigger(source, id, page)
+
+
 @router.get("/triggers/{source:path}/{event_id}")
 async def trigger(source: str, event_id: str, page: Viewing) -> HTMLResponse:
-    found = await page.api.get(api_path("/v1/triggers", source, event_id))
+    which = {"source": source, "id": event_id}
+    try:
+        found = await page.api.get("/v1/triggers/by-id", which)
+    except ApiProblem as missing:
+        if missing.status != 404:
+            raise
+        raise ApiProblem(
+            status=404, title="No such trigger", detail="There is no trigger with this source and id that you can see."
+        ) from missing
     decision: dict[str, Any] | None = None
     no_decision: str | None = None
     if found["status"] == "accepted":
         try:
-            decision = await page.api.get(api_path("/v1/decisions", source, event_id))
+            decision = await page.api.get("/v1/decisions/by-id", which)
         except ApiProblem as missing:
             if missing.status != 404:
                 raise

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
-from services.core.auth import CSRF_HEADER, SESSION_COOKIE, Admin, SignedIn
+from services.core.auth import CSRF_HEADER, SESSION_COOKIE, Admin, SignedIn, passive
 from services.core.db import UnitOfWork
 from services.core.errors import Forbidden, Invalid
 from services.core.http import Instant, ProblemError, request_id, row_id
@@ -306,7 +306,9 @@ def build_router(*, settings: Settings, uow: UnitOfWork) -> APIRouter:
         cookie = request.cookies.get(SESSION_COOKIE)
         if caller.method is AuthMethod.SESSION and cookie:
             async with uow.begin() as session:
-                live = await store.live_session(session, cookie, now=datetime.now(UTC), idle_s=settings.session_idle_s)
+                live = await store.live_session(
+                    session, cookie, now=datetime.now(UTC), idle_s=settings.session_idle_s, touch=not passive(request)
+                )
                 csrf = live.csrf_token if live else None
         return me_out(caller, csrf)
 

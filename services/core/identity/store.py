@@ -493,16 +493,19 @@ async def open_session(
     return token, csrf
 
 
-async def live_session(session: AsyncSession, token: str, *, now: datetime, idle_s: float) -> SessionRow | None:
+async def live_session(
+    session: AsyncSession, token: str, *, now: datetime, idle_s: float, touch: bool = True
+) -> SessionRow | None:
     """The session a cookie names, if neither its absolute nor its idle expiry has passed (an expired one is
-    deleted); its last-seen time moves to `now`."""
+    deleted); its last-seen time moves to `now` unless `touch` is false (a page refreshing itself is not the
+    person's activity)."""
     row = await session.get(SessionRow, digest(token))
     if row is None:
         return None
     if row.expires_at <= now or (now - row.last_seen_at).total_seconds() > idle_s:
         await session.delete(row)
         return None
-    if (now - row.last_seen_at).total_seconds() > 60:  # one write a minute per session at most
+    if touch and (now - row.last_seen_at).total_seconds() > 60:  # one write a minute per session at most
         row.last_seen_at = now
     return row
 

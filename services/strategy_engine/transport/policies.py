@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from services.contracts.accepted import TriggerAcceptedV1
@@ -53,6 +53,15 @@ def build_router(runtime: Runtime, policies: PolicySet) -> APIRouter:
             severity=decision.severity.value,
             review_id=review,
         )
+
+    @router.get("/decisions/by-id", response_model=DecisionOut)
+    async def get_decision_by_id(
+        caller: ReviewsRead,
+        source: Annotated[str, Query(min_length=1, max_length=1000)],
+        id: Annotated[str, Query(min_length=1, max_length=1000)],
+    ) -> DecisionOut:
+        """The same as `GET /v1/decisions/{source}/{id}`, with source and id in the query (ids with a slash)."""
+        return await get_decision(source, id, caller)
 
     @router.get("/decisions/{source:path}/{event_id}", response_model=DecisionOut)
     async def get_decision(source: str, event_id: str, caller: ReviewsRead) -> DecisionOut:

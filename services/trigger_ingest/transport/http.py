@@ -131,8 +131,12 @@ def build_router(runtime: Runtime) -> APIRouter:
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> TriggerPage:
-        """Newest first, one status at a time; pass `next_cursor` back as `cursor` for the next page."""
+        """Newest first, one status at a time; pass `next_cursor` back as `cursor` for the next page. Rejected
+        records are listed only to callers cleared for the restricted categories (when there are any): a refused
+        record has no validated category, and its reason can quote its data."""
         after = decode_cursor(cursor, parse_id=row_id) if cursor else None
+        if status == "rejected" and hidden(caller):
+            return TriggerPage(items=[], next_cursor=None)
         async with runtime.uow.begin() as session:
             rows = await persistence.list_by_status(
                 session,
@@ -148,13 +152,23 @@ def build_router(runtime: Runtime) -> APIRouter:
         last = rows[limit - 1] if len(rows) > limit else None
         return TriggerPage(items=items, next_cursor=encode_cursor(last.received_at, last.id) if last else None)
 
+    @router.get("/by-id", response_model=TriggerOut)
+    async def get_trigger_by_id(
+        caller: ReviewsRead,
+        source: Annotated[str, Query(min_length=1, max_length=1000)],
+        id: Annotated[str, Query(min_length=1, max_length=1000)],
+    ) -> TriggerOut:
+        """The same as `GET /v1/triggers/{source}/{id}`, with source and id in the query: for ids holding a
+        slash (ticket numbers like `INC/2026/0042`), which a path cannot carry."""
+        return await get_trigger(source, id, caller)
+
     @router.get("/{source:path}/{event_id}", response_model=TriggerOut)
     async def get_trigger(source: str, event_id: str, caller: ReviewsRead) -> TriggerOut:
         """Status of one trigger by CloudEvents source and id: accepted, or rejected with the reason."""
         async with runtime.uow.begin() as session:
             row = await persistence.find_trigger(session, source, event_id, hidden=hidden(caller))
             repeats = await persistence.count_duplicates(session, source, event_id) if row else 0
-            rejection = None if row else await persistence.latest_rejection(session, source, event_id)
+            rejection = None if row or hidden(caller) else await persistence.latest_rejection(session, source, event_id)
         if row is not None:
             return _out(row).model_copy(update={"duplicates": repeats})
         if rejection is not None:
