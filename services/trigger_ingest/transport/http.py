@@ -16,6 +16,7 @@ from services.contracts import topics
 from services.core.auth import Caller, ReviewsRead, TriggersWrite
 from services.core.http import Instant, ProblemError, decode_cursor, encode_cursor, row_id
 from services.core.identity.clearance import visible
+from services.core.identity.model import Scope
 from services.core.limits import CallerTokenBuckets
 from services.core.runtime import Runtime
 from services.core.tracing import TRACEPARENT, current_traceparent
@@ -121,6 +122,11 @@ def build_router(runtime: Runtime) -> APIRouter:
         cleared = visible(caller.grants, restricted=True, clearance=settings.ingest_restricted_to)
         return () if cleared else settings.ingest_restricted_categories
 
+    def rejections_hidden(caller: Caller) -> bool:
+        """Refused records have no validated category and their reason can quote their data: with restricted
+        categories set, only admins (who see the dead letters anyway) and the cleared see them."""
+        return bool(hidden(caller)) and Scope.ADMIN not in caller.scopes
+
     @router.get("", response_model=TriggerPage)
     async def list_triggers(
         caller: ReviewsRead,
@@ -131,11 +137,10 @@ def build_router(runtime: Runtime) -> APIRouter:
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> TriggerPage:
-        """Newest first, one status at a time; pass `next_cursor` back as `cursor` for the next page. Rejected
-        records are listed only to callers cleared for the restricted categories (when there are any): a refused
-        record has no validated category, and its reason can quote its data."""
+        """Newest first, one status at a time; pass `next_cursor` back as `cursor` for the next page. With
+        restricted categories set, rejected records are listed only to admins and the cleared."""
         after = decode_cursor(cursor, parse_id=row_id) if cursor else None
-        if status == "rejected" and hidden(caller):
+        if status == "rejected" and rejections_hidden(caller):
             return TriggerPage(items=[], next_cursor=None)
         async with runtime.uow.begin() as session:
             rows = await persistence.list_by_status(
@@ -168,7 +173,11 @@ def build_router(runtime: Runtime) -> APIRouter:
         async with runtime.uow.begin() as session:
             row = await persistence.find_trigger(session, source, event_id, hidden=hidden(caller))
             repeats = await persistence.count_duplicates(session, source, event_id) if row else 0
-            rejection = None if row or hidden(caller) else await persistence.latest_rejection(session, source, event_id)
+            rejection = (
+                None
+                if row or rejections_hidden(caller)
+                else await persistence.latest_rejection(session, source, event_id)
+            )
         if row is not None:
             return _out(row).model_copy(update={"duplicates": repeats})
         if rejection is not None:
