@@ -115,7 +115,11 @@ async def _plan_mail(session: AsyncSession, events: Sequence[ReviewEventV1], *, 
             continue
         for recipient in recipients_of(event.data):
             delivery_id = new_id()
-            body = compose(notice, delivery_id=delivery_id, recipient=recipient, config=mail, now=now)
+            try:
+                body = compose(notice, delivery_id=delivery_id, recipient=recipient, config=mail, now=now)
+            except Exception:  # one address the mail library cannot write must not park the partition
+                log.exception("e-mail could not be composed; not planned", event_id=str(event.id))
+                continue
             rows.append(_mail_row(event, delivery_id=delivery_id, recipient=recipient, body=body, now=now))
     stored = await planned_mail(session, {(row["msg_id"], row["recipient"]) for row in rows})
     rows = [row for row in rows if (row["msg_id"], row["recipient"]) not in stored]
