@@ -250,3 +250,29 @@ async def test_without_a_mail_server_no_mail_is_planned_and_with_one_a_replay_pl
 
 async def _accepted(server: MailServer) -> list[Received]:
     return server.accepted
+
+
+async def test_a_failed_mail_is_resent_with_the_same_message(settings: Settings) -> None:
+    with mail_server() as server:
+        server.refuse(550, at="data")
+        async with smits(
+            mail_settings(settings, server, delivery_retry_schedule=(0.0,)), ["engine", "notifier"]
+        ) as app:
+            await publish(app, await open_review(app, settings))
+            failed = await eventually(
+                lambda: email_deliveries(app),
+                lambda rows: len(rows) == 3 and all(r.status == "failed" for r in rows),
+                what="every mail failed (one attempt allowed)",
+            )
+            refused = {r.recipients[0]: r.raw for r in server.handler.refused}
+            server.refuse(None)
+            for row in failed:
+                resent = await app.api.post(f"/v1/deliveries/{row.id}/resend")
+                assert resent.status_code == 202, resent.text
+                assert (resent.json()["channel"], resent.json()["status"]) == ("email", "pending")
+            await eventually(
+                lambda: email_deliveries(app), lambda rows: all(r.status == "delivered" for r in rows), what="resent"
+            )
+            again = await app.api.post(f"/v1/deliveries/{failed[0].id}/resend")
+            assert again.status_code == 409  # only failed ones are resent
+    assert {r.recipients[0]: r.raw for r in server.accepted} == refused  # the very same bytes, Message-ID included
