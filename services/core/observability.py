@@ -106,3 +106,4 @@ PARKED_PARTITIONS = Gauge(
 )
 REVIEWS = Counter("smits_reviews_events_total", "Review domain events emitted", ["type"])
 DELIVERIES = Counter("smits_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
+MAILS = Counter("smits_mail_deliveries_total", "E-mail delivery attempts by outcome", ["outcome"])

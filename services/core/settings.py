@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 
 from services.contracts.triggers import Category
 from services.core.identity.clearance import GRANT_PATTERN, normal_grant
+from services.core.identity.model import EMAIL_PATTERN
 
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Delivery retry delays in seconds, as Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
@@ -26,6 +27,9 @@ MAX_SECONDS = 365 * 86_400.0
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 _UNPARSABLE = re.compile(r'error parsing value for field "(\w+)"')
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+SMTP_PORTS = {"none": 25, "starttls": 587, "implicit": 465}
+"""The usual port of each `SMITS_SMTP_TLS` mode, used when `SMITS_SMTP_PORT` is unset."""
 _BOOTSTRAP = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}(,[A-Za-z0-9.\-\[\]:]+:\d{1,5})*$")
 
 
@@ -113,6 +117,15 @@ class Settings(BaseSettings):
     """A browser session ends after this long without a request."""
     session_absolute_s: Seconds = 7 * 86_400.0
     """A browser session ends this long after sign-in, however busy."""
+    smtp_host: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.\-:\[\]]+$")] | None = None
+    """Mail server of the e-mail channel; None: the channel is off and no e-mail is planned."""
+    smtp_port: int | None = Field(default=None, ge=1, le=65_535)
+    """None: the usual port of `smtp_tls` (`SMTP_PORTS`)."""
+    smtp_tls: Literal["none", "starttls", "implicit"] = "starttls"
+    smtp_user: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    smtp_password: SecretStr | None = None
+    mail_from: Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN)] | None = None
+    """The sender of smits' e-mail (header `From` and the envelope); required with `smtp_host`."""
     oidc_issuer: Annotated[str, Field(max_length=2000)] | None = None
     """OpenID Connect provider people sign in at (its issuer URL); none: no sign-in."""
     oidc_client_id: Annotated[str, Field(min_length=1, max_length=500)] | None = None
@@ -213,9 +226,24 @@ class Settings(BaseSettings):
             raise ValueError(f"SMITS_DELIVERY_RETRY_SCHEDULE delays must be from 0 to {MAX_SECONDS:g} seconds")
         if self.oidc_issuer is not None and self.oidc_client_id is None:
             raise ValueError("SMITS_OIDC_CLIENT_ID is required when SMITS_OIDC_ISSUER is set")
-        if self.auth_disabled and self.host not in {"127.0.0.1", "localhost", "::1"}:
+        if self.auth_disabled and self.host not in LOOPBACK:
             raise ValueError("SMITS_AUTH_DISABLED is only allowed when listening on loopback")
+        self._check_smtp()
         return self
+
+    def _check_smtp(self) -> None:
+        if self.smtp_host is None:
+            return
+        if self.mail_from is None:
+            raise ValueError("SMITS_MAIL_FROM is required when SMITS_SMTP_HOST is set")
+        if (self.smtp_user is None) != (self.smtp_password is None):
+            raise ValueError("SMITS_SMTP_USER and SMITS_SMTP_PASSWORD are given together or not at all")
+        if self.smtp_password is not None and self.smtp_tls == "none" and self.smtp_host not in LOOPBACK:
+            raise ValueError("SMITS_SMTP_PASSWORD would cross the network in clear text: set SMITS_SMTP_TLS")
+
+    @property
+    def smtp_port_or_default(self) -> int:
+        return self.smtp_port or SMTP_PORTS[self.smtp_tls]
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

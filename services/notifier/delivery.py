@@ -252,7 +252,7 @@ class DeliveryWorker:
             await session.flush()
             if step.status is DeliveryStatus.PENDING or delivery.review_id is None:
                 return step.status, None
-            pair = (delivery.subscription_id, delivery.review_id)
+            pair = (claim.subscription_id, delivery.review_id)
             await promote_next(session, {pair})
             if self._stopping or not (subscription.enabled and subscription.deleted_at is None):
                 return step.status, None

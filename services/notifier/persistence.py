@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Uuid,
     false,
     func,
+    or_,
     select,
     tuple_,
     update,
@@ -63,19 +65,33 @@ class SubscriptionRow(Base):
         return [self.secret]
 
 
+class Channel(StrEnum):
+    """How a delivery leaves smits (the `channel` column holds its value)."""
+
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+
+
 class DeliveryRow(Base):
-    """One event for one subscription. `msg_id` is the `webhook-id`, stable across retries."""
+    """One event for one subscription (a webhook), or one notice for one person (an e-mail to `recipient`).
+    `msg_id` is the `webhook-id`, stable across retries; an e-mail's `Message-ID` is derived from its `id`.
+    An e-mail's `body` is the whole message (headers included), fixed when it is planned."""
 
     __tablename__ = "notifier_deliveries"
     __table_args__ = (
         UniqueConstraint("msg_id", "subscription_id"),
+        UniqueConstraint("msg_id", "recipient"),
         Index("ix_notifier_deliveries_due", "status", "ready", "next_attempt_at"),
         Index("ix_notifier_deliveries_order", "subscription_id", "review_id", "sequence"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     msg_id: Mapped[str] = mapped_column(String(100))
-    subscription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("notifier_subscriptions.id"), index=True)
+    subscription_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("notifier_subscriptions.id"), index=True)
+    """None for an e-mail."""
+    channel: Mapped[str] = mapped_column(String(20), default=Channel.WEBHOOK, server_default=Channel.WEBHOOK.value)
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    """An e-mail's address; None for a webhook."""
     event_type: Mapped[str] = mapped_column(String(100))
     review_id: Mapped[str | None] = mapped_column(String(100))
     sequence: Mapped[int] = mapped_column(Integer)
@@ -128,7 +144,18 @@ async def planned(session: AsyncSession, keys: Collection[tuple[str, uuid.UUID]]
     query = select(DeliveryRow.msg_id, DeliveryRow.subscription_id).where(
         tuple_(DeliveryRow.msg_id, DeliveryRow.subscription_id).in_(keys)
     )
-    return {(msg_id, subscription_id) for msg_id, subscription_id in (await session.execute(query)).all()}
+    rows = (await session.execute(query)).all()
+    return {(msg_id, subscription_id) for msg_id, subscription_id in rows if subscription_id is not None}
+
+
+async def planned_mail(session: AsyncSession, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (msg_id, recipient) among `keys` that already have an e-mail delivery."""
+    if not keys:
+        return set()
+    query = select(DeliveryRow.msg_id, DeliveryRow.recipient).where(
+        DeliveryRow.channel == Channel.EMAIL, tuple_(DeliveryRow.msg_id, DeliveryRow.recipient).in_(keys)
+    )
+    return {(msg_id, recipient) for msg_id, recipient in (await session.execute(query)).all() if recipient}
 
 
 async def pending_pairs(session: AsyncSession, pairs: Collection[Pair]) -> set[Pair]:
@@ -150,7 +177,8 @@ async def pending_pairs(session: AsyncSession, pairs: Collection[Pair]) -> set[P
     )
     if is_postgres(session):
         query = query.with_for_update()
-    return {(subscription_id, review_id) for subscription_id, review_id in (await session.execute(query)).all()}
+    rows = (await session.execute(query)).all()
+    return {(subscription_id, review_id) for subscription_id, review_id in rows if subscription_id is not None}
 
 
 async def promote_next(session: AsyncSession, pairs: Collection[Pair]) -> None:
@@ -167,7 +195,8 @@ async def promote_next(session: AsyncSession, pairs: Collection[Pair]) -> None:
     )
     earliest: dict[Pair, tuple[uuid.UUID, bool]] = {}
     for delivery_id, subscription_id, review_id, ready in (await session.execute(query)).all():
-        earliest.setdefault((subscription_id, review_id), (delivery_id, ready))
+        if subscription_id is not None:  # always: the pairs name subscriptions
+            earliest.setdefault((subscription_id, review_id), (delivery_id, ready))
     waiting = [delivery_id for delivery_id, ready in earliest.values() if not ready]
     if waiting:
         await session.execute(
@@ -198,6 +227,32 @@ async def next_due(session: AsyncSession, pair: Pair, *, now: datetime) -> Deliv
     return row
 
 
+async def due_mail(session: AsyncSession, *, now: datetime, limit: int) -> list[DeliveryRow]:
+    """Up to `limit` pending e-mails that are due and not leased, oldest due first (the caller leases them);
+    on Postgres those another notifier is claiming are skipped."""
+    query = (
+        select(DeliveryRow)
+        .where(
+            DeliveryRow.channel == Channel.EMAIL,
+            DeliveryRow.status == DeliveryStatus.PENDING,
+            DeliveryRow.next_attempt_at <= now,
+            or_(DeliveryRow.locked_until.is_(None), DeliveryRow.locked_until < now),
+        )
+        .order_by(DeliveryRow.next_attempt_at, DeliveryRow.created_at)
+        .limit(limit)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return list((await session.scalars(query)).all())
+
+
+async def locked_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryRow | None:
+    query = select(DeliveryRow).where(DeliveryRow.id == delivery_id).execution_options(populate_existing=True)
+    if is_postgres(session):
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
 # Reads for the subscription and delivery routes (transport decodes, calls these, encodes).
 
 
@@ -218,7 +273,7 @@ async def notices_of(session: AsyncSession, subscription_id: uuid.UUID) -> list[
 
 
 async def recent_deliveries(
-    session: AsyncSession, *, subscription_id: uuid.UUID | None, status: str | None, limit: int
+    session: AsyncSession, *, subscription_id: uuid.UUID | None, status: str | None, channel: str | None, limit: int
 ) -> list[DeliveryRow]:
     """Newest first."""
     query = select(DeliveryRow).order_by(DeliveryRow.created_at.desc(), DeliveryRow.sequence.desc()).limit(limit)
@@ -226,6 +281,8 @@ async def recent_deliveries(
         query = query.where(DeliveryRow.subscription_id == subscription_id)
     if status is not None:
         query = query.where(DeliveryRow.status == status)
+    if channel is not None:
+        query = query.where(DeliveryRow.channel == channel)
     return list((await session.scalars(query)).all())
 
 
@@ -251,4 +308,5 @@ async def last_successes(session: AsyncSession, subscription_ids: Collection[uui
         )
         .group_by(DeliveryRow.subscription_id)
     )
-    return {subscription_id: at for subscription_id, at in (await session.execute(query)).all()}
+    rows = (await session.execute(query)).all()
+    return {subscription_id: at for subscription_id, at in rows if subscription_id is not None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -45,3 +46,18 @@ class Recipient(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     org_unit: Annotated[str, Field(max_length=200)] | None = None
     required: bool = True
+
+
+class AckState(StrEnum):
+    """Where one recipient of a published version stands in its acknowledgement campaign."""
+
+    ACKNOWLEDGED = "acknowledged"
+    PENDING = "pending"
+    OVERDUE = "overdue"
+
+
+def ack_state(*, acknowledged_at: datetime | None, due_at: datetime, now: datetime) -> AckState:
+    """Acknowledged (whenever, even late), else overdue once the due date has passed, else pending."""
+    if acknowledged_at is not None:
+        return AckState.ACKNOWLEDGED
+    return AckState.OVERDUE if due_at < now else AckState.PENDING

@@ -60,8 +60,8 @@ def _typed(annotation: Any) -> bool:
     return any(kind in text for kind in ("int", "float", "bool", "Literal", "SecretStr"))
 
 
-FREE_TEXT_SECRETS = {"oidc_client_secret"}
-"""Secrets any text is a valid value of (the provider chose it), unlike the database URL."""
+FREE_TEXT_SECRETS = {"oidc_client_secret", "smtp_password"}
+"""Secrets any text is a valid value of (the provider or the mail server chose it), unlike the database URL."""
 
 
 @pytest.mark.parametrize(

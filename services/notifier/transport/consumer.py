@@ -13,6 +13,7 @@ from services.core.db import UnitOfWork
 from services.core.kafka import BatchConsumer, Message
 from services.core.settings import Settings
 from services.notifier.flows import plan_deliveries
+from services.notifier.mail import MailConfig
 
 
 def review_events_consumer(
@@ -22,10 +23,12 @@ def review_events_consumer(
     planned: Callable[[], None] = lambda: None,
     after_handle: Callable[[Sequence[Message]], None] | None = None,
 ) -> BatchConsumer[int]:
-    """`planned` runs after a batch's deliveries are committed (the notifier wakes its delivery worker)."""
+    """`planned` runs after a batch's deliveries are committed (the notifier wakes its delivery workers). E-mails
+    are planned only when a mail server is configured (`SMITS_SMTP_HOST`)."""
+    mail = MailConfig.of(settings)
 
     async def flow(session: AsyncSession, batch: Sequence[Message], now: datetime) -> int:
-        return await plan_deliveries(session, batch, now=now)
+        return await plan_deliveries(session, batch, now=now, mail=mail)
 
     return BatchConsumer(
         settings=settings,

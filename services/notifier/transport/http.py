@@ -18,7 +18,7 @@ from services.core.identity import audit
 from services.core.runtime import Runtime
 from services.notifier import persistence
 from services.notifier.egress import EgressRefused, check_url
-from services.notifier.persistence import DeliveryRow, SubscriptionRow
+from services.notifier.persistence import Channel, DeliveryRow, SubscriptionRow
 from services.notifier.retries import RATE_MAX_PER_S, RATE_MIN_PER_S, DeliveryStatus
 from services.notifier.signing import generate_secret
 
@@ -137,7 +137,9 @@ class AttemptOut(BaseModel):
 class DeliveryOut(BaseModel):
     id: uuid.UUID
     msg_id: str
-    subscription_id: uuid.UUID
+    channel: str = Field(description="`webhook` or `email`")
+    subscription_id: uuid.UUID | None = Field(description="a webhook's subscription; null for an e-mail")
+    recipient: str | None = Field(description="an e-mail's address; null for a webhook")
     event_type: str
     review_id: str | None
     sequence: int
@@ -286,13 +288,15 @@ def build_router(runtime: Runtime) -> APIRouter:
         _auth: SubscriptionsAdmin,
         subscription_id: uuid.UUID | None = None,
         status: Annotated[str | None, Query(pattern=f"^({'|'.join(DeliveryStatus)})$")] = None,
+        channel: Annotated[str | None, Query(pattern=f"^({'|'.join(Channel)})$")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[DeliveryOut]:
-        """Newest first, each with every attempt (status, duration, truncated response or error)."""
+        """Newest first, webhooks and e-mails, each with every attempt (status: the HTTP status of a webhook,
+        the SMTP reply code of an e-mail; duration; truncated response or error)."""
         async with runtime.uow.begin() as session:
             await one_snapshot(session)  # an attempt is never listed next to its delivery's status from before it
             deliveries = await persistence.recent_deliveries(
-                session, subscription_id=subscription_id, status=status, limit=limit
+                session, subscription_id=subscription_id, status=status, channel=channel, limit=limit
             )
             attempts = await persistence.attempts_of(session, [d.id for d in deliveries])
         by_delivery: dict[uuid.UUID, list[AttemptOut]] = {}
@@ -313,15 +317,19 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     @router.post("/deliveries/{delivery_id}/resend", status_code=202, response_model=DeliveryOut)
     async def resend(request: Request, delivery_id: uuid.UUID, caller: SubscriptionsAdmin) -> DeliveryOut:
-        """Send a failed delivery again now, with the same `webhook-id` and a fresh retry schedule."""
+        """Send a failed delivery again now, with the same `webhook-id` (an e-mail: the same message and
+        `Message-ID`) and a fresh retry schedule."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
             delivery = await get_row(session, DeliveryRow, delivery_id, what="delivery")
-            subscription = await _subscription(session, delivery.subscription_id)
+            if delivery.subscription_id is not None:
+                subscription = await _subscription(session, delivery.subscription_id)
+                if not subscription.enabled and delivery.status == DeliveryStatus.FAILED:
+                    raise ProblemError(409, "Conflict", "the subscription is disabled; enable it first")
+            elif runtime.settings.smtp_host is None:
+                raise ProblemError(409, "Conflict", "the e-mail channel is off (SMITS_SMTP_HOST is not set)")
             if delivery.status != DeliveryStatus.FAILED:
                 raise ProblemError(409, "Conflict", f"delivery is {delivery.status}; only failed ones are resent")
-            if not subscription.enabled:
-                raise ProblemError(409, "Conflict", "the subscription is disabled; enable it first")
             delivery.status, delivery.next_attempt_at, delivery.attempt_count = DeliveryStatus.PENDING, now, 0
             delivery.locked_until = None
             delivery.ready = True  # an explicit replay: it does not wait for later events of its review
@@ -334,7 +342,11 @@ def build_router(runtime: Runtime) -> APIRouter:
                 request_id=request_id(request),
                 before={"status": DeliveryStatus.FAILED.value},
                 after={"status": DeliveryStatus.PENDING.value},
-                detail={"subscription": str(delivery.subscription_id), "msg_id": delivery.msg_id},
+                detail={
+                    "subscription": str(delivery.subscription_id) if delivery.subscription_id else None,
+                    "recipient": delivery.recipient,
+                    "msg_id": delivery.msg_id,
+                },
             )
             return _delivery_out(delivery, [])
 
@@ -384,7 +396,9 @@ def _delivery_out(delivery: DeliveryRow, attempts: list[AttemptOut]) -> Delivery
     return DeliveryOut(
         id=delivery.id,
         msg_id=delivery.msg_id,
+        channel=delivery.channel,
         subscription_id=delivery.subscription_id,
+        recipient=delivery.recipient,
         event_type=delivery.event_type,
         review_id=delivery.review_id,
         sequence=delivery.sequence,

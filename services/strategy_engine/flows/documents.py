@@ -145,6 +145,8 @@ async def _publish(session: AsyncSession, version: DocumentVersionRow, certified
             "certified_by": certified_by,
             "recipients": [r["name"] for r in version.distribution],
             "acknowledge_by": due.isoformat(),
+            "title": document.title,
+            "summary": version.summary,
         },
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Annotated
@@ -19,7 +20,7 @@ from services.core.identity import audit
 from services.core.identity.model import EMAIL_PATTERN
 from services.core.runtime import Runtime
 from services.strategy_engine import persistence
-from services.strategy_engine.documents import Kind, Recipient, Status
+from services.strategy_engine.documents import AckState, Kind, Recipient, Status, ack_state
 from services.strategy_engine.flows import documents
 from services.strategy_engine.flows.events import require_visible
 from services.strategy_engine.persistence import AcknowledgementRow, DocumentRow, DocumentVersionRow
@@ -77,6 +78,22 @@ class VersionOut(BaseModel):
     published_at: datetime | None
     certified_by: str | None
     recipients: list[RecipientOut]
+
+
+class CampaignRecipientOut(RecipientOut):
+    state: AckState
+
+
+class CampaignOut(BaseModel):
+    document_id: uuid.UUID
+    version: int
+    status: str
+    published_at: datetime | None
+    total: int
+    acknowledged: int
+    pending: int = Field(description="not acknowledged, not yet due")
+    overdue: int = Field(description="not acknowledged, past the due date")
+    recipients: list[CampaignRecipientOut]
 
 
 class DocumentOut(BaseModel):
@@ -178,6 +195,39 @@ def build_router(runtime: Runtime) -> APIRouter:
                 current_version=document.current_version,
                 versions=[_version_view(document, v, recipients[v.id]) for v in versions],
             )
+
+    @router.get("/documents/{document_id}/versions/{number}/campaign", response_model=CampaignOut)
+    async def get_campaign(
+        document_id: uuid.UUID, number: Annotated[int, Path(ge=1, le=2_147_483_647)], caller: ReviewsRead
+    ) -> CampaignOut:
+        """Acknowledgement progress of one version: counts and each recipient's state (`acknowledged`,
+        `pending`, `overdue`); a version not yet published has no recipients. Need-to-know like the document:
+        a version of a review the caller is not cleared for is 404."""
+        now = datetime.now(UTC)
+        async with runtime.uow.begin() as session:
+            version = await persistence.document_version(session, document_id, number, caller.grants)
+            if version is None:
+                raise NotFound(f"no version {number} of document {document_id}")
+            acks = (await persistence.acknowledgements_of(session, [version.id]))[version.id]
+        recipients = [
+            CampaignRecipientOut(
+                **_recipient(row).model_dump(),
+                state=ack_state(acknowledged_at=row.acknowledged_at, due_at=row.due_at, now=now),
+            )
+            for row in acks
+        ]
+        counts = Counter(r.state for r in recipients)
+        return CampaignOut(
+            document_id=document_id,
+            version=version.version,
+            status=version.status,
+            published_at=version.published_at,
+            total=len(recipients),
+            acknowledged=counts[AckState.ACKNOWLEDGED],
+            pending=counts[AckState.PENDING],
+            overdue=counts[AckState.OVERDUE],
+            recipients=recipients,
+        )
 
     @router.post("/documents/{document_id}/acknowledgements", response_model=RecipientOut)
     async def acknowledge(

@@ -1,0 +1,144 @@
+"""E-mail notices: what a person receives for an event, as one MIME message (text and HTML alternatives rendered
+from `templates/mail`, the HTML autoescaped) fixed when its delivery is planned, so every retry and a resend send
+the same bytes with the same `Message-ID`.
+
+Need-to-know: a restricted review's notice names no title, kind, org unit or summary, whoever receives it (the
+notifier does not know who is cleared); the link leads to the document, which shows it to those who are."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+import jinja2
+
+from services.core.identity.model import EMAIL_PATTERN, normal_email
+from services.core.settings import Settings
+
+SUBJECT_MAX = 200
+"""Characters of a subject kept (a document title may be 500)."""
+_EMAIL = re.compile(EMAIL_PATTERN)
+_BLANKS = re.compile(r"\s+")
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("services.notifier", "templates/mail"),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MailConfig:
+    """What planning an e-mail needs of the settings; None from `of` when no mail server is configured."""
+
+    sender: str
+    public_url: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> MailConfig | None:
+        if settings.smtp_host is None or settings.mail_from is None:
+            return None
+        return cls(sender=settings.mail_from, public_url=settings.public_url.rstrip("/"))
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class DocumentNotice:
+    """A published document version its recipients are asked to acknowledge (`review.document_published`)."""
+
+    document_id: str
+    version: int
+    title: str | None
+    kind: str | None
+    summary: str | None
+    due: datetime | None
+    link: str
+    restricted: bool
+
+    @property
+    def subject(self) -> str:
+        if self.restricted or not self.title:
+            return f"Please acknowledge version {self.version} of a need-to-know document"
+        return one_line(f"Please acknowledge: {self.title}, version {self.version}")
+
+
+def one_line(text: str, limit: int = SUBJECT_MAX) -> str:
+    """Text fit for a header: blanks (line breaks included) collapsed, at most `limit` characters."""
+    text = _BLANKS.sub(" ", text).strip()
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def document_notice(data: Mapping[str, Any], *, restricted: bool, public_url: str) -> DocumentNotice | None:
+    """The notice of a `review.document_published` event's data; None if it names no document and version."""
+    version = data.get("version")
+    try:
+        document_id = str(uuid.UUID(str(data.get("document_id"))))
+    except ValueError:
+        return None
+    if not isinstance(version, int) or isinstance(version, bool):
+        return None
+    shown = {} if restricted else data
+    return DocumentNotice(
+        document_id=document_id,
+        version=version,
+        title=_text(shown.get("title")),
+        kind=_text(shown.get("kind")),
+        summary=_text(shown.get("summary")),
+        due=_when(data.get("acknowledge_by")),
+        link=f"{public_url}/documents/{document_id}",
+        restricted=restricted,
+    )
+
+
+def recipients_of(data: Mapping[str, Any]) -> list[str]:
+    """The e-mail addresses on the event's distribution, normalised, each once, in order; others are skipped."""
+    found: dict[str, None] = {}
+    names = data.get("recipients")
+    for name in names if isinstance(names, list) else []:
+        if isinstance(name, str) and _EMAIL.match(name.strip()):
+            found.setdefault(normal_email(name), None)
+    return list(found)
+
+
+def message_id(delivery_id: uuid.UUID, sender: str) -> str:
+    """The `Message-ID` of a delivery: the same on every attempt, so a mail client shows a retry once."""
+    return f"<{delivery_id.hex}.smits@{sender.rpartition('@')[2]}>"
+
+
+def compose(
+    notice: DocumentNotice, *, delivery_id: uuid.UUID, recipient: str, config: MailConfig, now: datetime
+) -> str:
+    """The whole message (headers and both alternatives), 7-bit with CRLF line ends, as sent over SMTP."""
+    message = EmailMessage(policy=policy.SMTP)
+    message["Subject"] = notice.subject
+    message["From"] = f"smits <{config.sender}>"
+    message["To"] = recipient
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id(delivery_id, config.sender)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a notice
+    context = {"notice": notice, "recipient": recipient}
+    message.set_content(_TEMPLATES.get_template("document_published.txt").render(context), cte="quoted-printable")
+    message.add_alternative(
+        _TEMPLATES.get_template("document_published.html").render(context), subtype="html", cte="quoted-printable"
+    )
+    return message.as_string()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _when(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
