@@ -85,7 +85,7 @@ async def test_an_admin_runs_deliveries_people_and_keys_from_the_console(
     console: str, settings: Settings, browser: Browser
 ) -> None:
     browser.base_url = console
-    browser.open("/auth/login")
+    page(browser, "/auth/login", "sign-in")  # the sign-in form is a page too
     browser.fill("E-mail address", "ada@corp.example")
     browser.fill("Password", PASSWORD)
     browser.click("Sign in")
@@ -163,3 +163,7 @@ async def test_an_admin_runs_deliveries_people_and_keys_from_the_console(
     browser.fill("Target (e.g. principal:ana@corp.example, key:…)", "principal:rita@corp.example")
     browser.click("Search")
     assert "user.create" in checked(browser, "admin-audit")
+
+    # Dead letters (nothing refused in this walk), and a page that is not there: both in words, both checked.
+    assert "ingest has refused nothing" in page(browser, "/dead-letters", "dead-letters")
+    assert "There is no page at this address" in page(browser, "/no-such-page")

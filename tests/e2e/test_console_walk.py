@@ -290,7 +290,7 @@ async def test_a_review_taken_through_its_cycle_in_the_console_by_its_people(
     # Rae, a viewer not cleared for need-to-know data, sees the regulation review but never the deal.
     sign_out(browser)
     sign_in(browser, "rae@corp.example")
-    for path in ("/", "/board", "/board?layout=table", review_url.removeprefix(console)):
+    for path in ("/", "/board", "/board?layout=table", "/triggers", "/kpis", review_url.removeprefix(console)):
         assert "Secret Target" not in page(browser, path)
     assert title in page(browser, "/board")
     browser.open(str(secret_link))
