@@ -40,6 +40,8 @@ trap stop_what_we_started EXIT
 
 deploy/postgres/pg.sh status >/dev/null 2>&1 || started+=(postgres)
 pg_url="$(deploy/postgres/pg.sh start)"
+# Each test drops its database; an interrupted run cannot, so what older runs left on a kept cluster goes now.
+.venv/bin/python -m tests.support.infra sweep "$pg_url"
 deploy/kafka/kafka.sh status --port "$kafka_port" --dir "$kafka_dir" >/dev/null 2>&1 || started+=(kafka)
 kafka="$(deploy/kafka/kafka.sh start --port "$kafka_port" --dir "$kafka_dir")"
 deploy/oidc/oidc.sh status --port "$oidc_port" --dir "$oidc_dir" >/dev/null 2>&1 || started+=(oidc)

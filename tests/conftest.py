@@ -41,19 +41,23 @@ def oidc_issuer() -> str:
 
 
 @pytest.fixture(scope="session")
-async def pg_template(pg_server: str) -> str:
+async def pg_template(pg_server: str) -> AsyncIterator[str]:
     """A database migrated to head once per run; each test clones it (CREATE DATABASE ... TEMPLATE)."""
     from alembic import command
 
     await infra.recreate_template(pg_server)
     url = infra.with_database(pg_server, infra.TEMPLATE_DB)
     await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-    return infra.TEMPLATE_DB
+    yield infra.TEMPLATE_DB
+    await infra.drop_database(url)
 
 
 @pytest.fixture
-async def database_url(pg_server: str, pg_template: str) -> str:
-    return await infra.create_database(pg_server, template=pg_template)
+async def database_url(pg_server: str, pg_template: str) -> AsyncIterator[str]:
+    """The test's own database, a clone of the template, dropped when the test ends."""
+    url = await infra.create_database(pg_server, template=pg_template)
+    yield url
+    await infra.drop_database(url)
 
 
 @pytest.fixture

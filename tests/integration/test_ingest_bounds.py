@@ -36,9 +36,12 @@ GOAL = {"objective_id": "O", "period": "2027-Q1", "new_target": "t", "owner": "c
 async def engine(
     request: pytest.FixtureRequest, tmp_path: Path, pg_server: str, pg_template: str
 ) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(await migrated_database(request.param, tmp_path, pg_server, pg_template))
+    url = await migrated_database(request.param, tmp_path, pg_server, pg_template)
+    engine = create_engine(url)
     yield engine
     await engine.dispose()
+    if request.param == "postgres":
+        await infra.drop_database(url)
 
 
 async def migrated_database(dialect: str, tmp_path: Path, pg_server: str, pg_template: str) -> str:

@@ -3,8 +3,10 @@ by the scripts."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # One template per test process, so runs from several checkouts can share one server.
-TEMPLATE_DB = f"smits_template_{os.getpid()}"
+TEMPLATE_DB = f"smits_template_{int(time.time())}_{os.getpid()}"
 
 
 def _script(*args: str) -> str:
@@ -61,7 +63,7 @@ def with_database(url: str, database: str) -> str:
 
 async def create_database(server_url: str, *, template: str | None = None) -> str:
     """Create a uniquely named database (optionally from a template) and return its SQLAlchemy URL."""
-    name = f"smits_t_{uuid.uuid4().hex[:12]}"
+    name = f"smits_t_{int(time.time())}_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(_dsn(server_url, "postgres"))
     try:
         suffix = f' TEMPLATE "{template}"' if template else ""
@@ -71,6 +73,37 @@ async def create_database(server_url: str, *, template: str | None = None) -> st
     return with_database(server_url, name)
 
 
+async def drop_database(url: str) -> None:
+    """Drop a test's database (sessions still open on it are ended), so a kept cluster does not grow run after run."""
+    server, name = url.rsplit("/", 1)
+    conn = await asyncpg.connect(_dsn(server + "/postgres", "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _created(name: str) -> float:
+    """When a test database was created, from its name; 0 for names from before names carried it."""
+    parts = name.split("_")
+    return float(parts[2]) if len(parts) == 4 and parts[2].isdigit() else 0.0
+
+
+async def sweep(server_url: str, *, older_than_s: float = 6 * 3600) -> int:
+    """Drop the test databases an interrupted run left behind (its teardowns never ran), so a kept cluster does not
+    grow run after run. Names carry their creation time; a younger one may belong to a run going on elsewhere."""
+    conn = await asyncpg.connect(_dsn(server_url, "postgres"))
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname ~ '^smits_(t|template)_'")
+        cutoff = time.time() - older_than_s
+        names = [row["datname"] for row in rows if _created(row["datname"]) < cutoff]
+        for name in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    return len(names)
+
+
 async def recreate_template(server_url: str) -> None:
     conn = await asyncpg.connect(_dsn(server_url, "postgres"))
     try:
@@ -78,3 +111,11 @@ async def recreate_template(server_url: str) -> None:
         await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
     finally:
         await conn.close()
+
+
+if __name__ == "__main__":  # deploy/test-suite.sh: python -m tests.support.infra sweep URL
+    import sys
+
+    if sys.argv[1:2] != ["sweep"] or len(sys.argv) != 3:
+        raise SystemExit("usage: python -m tests.support.infra sweep POSTGRES_URL")
+    print(f"dropped {asyncio.run(sweep(sys.argv[2]))} databases left by earlier test runs", file=sys.stderr)
