@@ -6,6 +6,9 @@ is claimable only when `ready`: no earlier event of the same review is still pen
 subscription (set when planned; the next one is made ready when its predecessor stops being pending, in
 the transaction that records that), so one review's webhooks reach a subscriber in event order.
 
+A worker never claims again a delivery it is still sending or recording (its lease may have run out meanwhile),
+and never starts a send its lease could not cover.
+
 Deliveries are independent: each claimed one is POSTed by its own task (under `sending.post`'s total
 deadline) and its outcome recorded in its own transaction, so a slow or hostile receiver holds only its
 own slots and an outcome that cannot be recorded rolls back nothing else. A subscription has at most
@@ -61,6 +64,7 @@ class Claim:
     rate_limit_per_s: float | None
     traceparent: str | None
     review_id: str | None
+    leased_until: datetime
 
 
 def reserved_slots(concurrency: int) -> int:
@@ -79,6 +83,7 @@ class DeliveryWorker:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._paces: dict[uuid.UUID, SubscriptionPace] = {}
         self._in_flight: Counter[uuid.UUID] = Counter()
+        self._held: set[uuid.UUID] = set()  # deliveries this worker is sending or recording (never claimed twice)
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -141,6 +146,8 @@ class DeliveryWorker:
         )
         if held:
             query = query.where(DeliveryRow.subscription_id.not_in(held))
+        if self._held:  # a lease that ran out while its send is still being recorded is still ours
+            query = query.where(DeliveryRow.id.not_in(self._held))
         taken = Counter(self._in_flight)
         reserve = reserved_slots(self._settings.delivery_concurrency)
         claims: list[Claim] = []
@@ -158,9 +165,12 @@ class DeliveryWorker:
                 if not self._paced(subscription):
                     continue
                 taken[subscription.id] += 1
-                delivery.locked_until = now + timedelta(seconds=self._settings.delivery_lease_s)
+                delivery.locked_until = self._lease_end(now)
                 claims.append(_claim_of(delivery, subscription, now))
         return claims, bool(rows)
+
+    def _lease_end(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self._settings.delivery_lease_s)
 
     def _paced(self, subscription: SubscriptionRow) -> bool:
         """Whether the subscription's rate limit allows a send now (and if so, count it)."""
@@ -177,6 +187,7 @@ class DeliveryWorker:
 
     def _start(self, claim: Claim) -> None:
         self._in_flight[claim.subscription_id] += 1
+        self._held.add(claim.delivery_id)
         task = asyncio.create_task(self._deliver(claim), name=f"webhook {claim.delivery_id}")
         self._tasks.add(task)
 
@@ -194,10 +205,20 @@ class DeliveryWorker:
         When that ends the delivery and its review's next one is due, go on with it in the same slot (a
         review's webhooks would otherwise each wait for a claim)."""
         while claim is not None:
-            claim = await self._attempt(claim)
+            current = claim
+            self._held.add(current.delivery_id)  # also a successor, going on in this slot
+            try:
+                claim = await self._attempt(current)
+            finally:
+                self._held.discard(current.delivery_id)
 
     async def _attempt(self, claim: Claim) -> Claim | None:
-        timestamp = int(self._clock().timestamp())
+        now = self._clock()
+        if now + timedelta(seconds=self._settings.delivery_timeout_s) >= claim.leased_until:
+            # Started late (a stalled loop): the lease could run out mid-send and another replica send it too.
+            log.warning("webhook claim too old to send; left to be claimed again", delivery_id=str(claim.delivery_id))
+            return None
+        timestamp = int(now.timestamp())
         outcome = await post(self._client, _request(claim, timestamp), deadline_s=self._settings.delivery_timeout_s)
         try:
             try:
@@ -259,7 +280,7 @@ class DeliveryWorker:
             successor = await next_due(session, pair, now=now)  # locked above, with the pair's other rows
             if successor is None or not self._paced(subscription):
                 return step.status, None
-            successor.locked_until = now + timedelta(seconds=self._settings.delivery_lease_s)
+            successor.locked_until = self._lease_end(now)
             return step.status, _claim_of(successor, subscription, now)
 
     def _apply(
@@ -318,6 +339,8 @@ async def _lock_for_record(session: AsyncSession, claims: Sequence[Claim]) -> di
 
 
 def _claim_of(delivery: DeliveryRow, subscription: SubscriptionRow, now: datetime) -> Claim:
+    if delivery.locked_until is None:
+        raise ValueError("a claim is taken on a leased delivery")
     return Claim(
         delivery_id=delivery.id,
         subscription_id=subscription.id,
@@ -328,6 +351,7 @@ def _claim_of(delivery: DeliveryRow, subscription: SubscriptionRow, now: datetim
         rate_limit_per_s=subscription.rate_limit_per_s,
         traceparent=delivery.traceparent,
         review_id=delivery.review_id,
+        leased_until=delivery.locked_until,
     )
 
 

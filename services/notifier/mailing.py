@@ -7,12 +7,16 @@ its own task and its outcome recorded in its own transaction. A mail server that
 reached loses nothing: the delivery stays pending and is tried again on `SMITS_DELIVERY_RETRY_SCHEDULE`; it fails
 only when the schedule is exhausted (then `POST /v1/deliveries/{id}/resend` sends it again). The message and its
 `Message-ID` were fixed when it was planned, so a retry that reached the server twice shows once in a mail client.
+
+A worker never claims again an e-mail it is still sending or recording (its lease may have run out meanwhile), and
+never starts a send its lease could not cover.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +40,7 @@ class MailClaim:
     delivery_id: uuid.UUID
     recipient: str
     message: str
+    leased_until: datetime
 
 
 class MailWorker:
@@ -56,6 +61,7 @@ class MailWorker:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._send = sender
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: set[uuid.UUID] = set()  # e-mails this worker is sending or recording (never claimed twice)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -87,25 +93,32 @@ class MailWorker:
             return False
         claims = await self.claim(free)
         for claim in claims:
+            self._held.add(claim.delivery_id)
             task = asyncio.create_task(self.deliver(claim), name=f"e-mail {claim.delivery_id}")
             self._tasks.add(task)
-            task.add_done_callback(self._finished)
+            task.add_done_callback(functools.partial(self._finished, claim.delivery_id))
         return len(claims) == free
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, delivery_id: uuid.UUID, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._held.discard(delivery_id)
         self._wake.set()  # a slot is free
 
     async def claim(self, limit: int) -> list[MailClaim]:
         now = self._clock()
         async with self._uow.begin() as session:
-            rows = await due_mail(session, now=now, limit=limit)
+            rows = await due_mail(session, now=now, limit=limit, held=self._held)
+            lease_end = now + timedelta(seconds=self._settings.delivery_lease_s)
             for row in rows:
-                row.locked_until = now + timedelta(seconds=self._settings.delivery_lease_s)
-            return [MailClaim(row.id, row.recipient or "", row.body) for row in rows]
+                row.locked_until = lease_end
+            return [MailClaim(row.id, row.recipient or "", row.body, lease_end) for row in rows]
 
     async def deliver(self, claim: MailClaim) -> None:
         """Send one claimed e-mail and record the attempt; nothing here can disturb another delivery."""
+        if self._clock() + timedelta(seconds=self._settings.delivery_timeout_s) >= claim.leased_until:
+            # Started late (a stalled loop): the lease could run out mid-send and another replica send it too.
+            log.warning("e-mail claim too old to send; left to be claimed again", delivery_id=str(claim.delivery_id))
+            return
         outcome = await self._send(self._server, recipient=claim.recipient, message=claim.message)
         try:
             status = await self._record(claim, outcome)

@@ -227,9 +227,11 @@ async def next_due(session: AsyncSession, pair: Pair, *, now: datetime) -> Deliv
     return row
 
 
-async def due_mail(session: AsyncSession, *, now: datetime, limit: int) -> list[DeliveryRow]:
-    """Up to `limit` pending e-mails that are due and not leased, oldest due first (the caller leases them);
-    on Postgres those another notifier is claiming are skipped."""
+async def due_mail(
+    session: AsyncSession, *, now: datetime, limit: int, held: Collection[uuid.UUID] = ()
+) -> list[DeliveryRow]:
+    """Up to `limit` pending e-mails that are due and not leased, oldest due first (the caller leases them), none
+    of those the caller still `held`; on Postgres those another notifier is claiming are skipped."""
     query = (
         select(DeliveryRow)
         .where(
@@ -241,6 +243,8 @@ async def due_mail(session: AsyncSession, *, now: datetime, limit: int) -> list[
         .order_by(DeliveryRow.next_attempt_at, DeliveryRow.created_at)
         .limit(limit)
     )
+    if held:
+        query = query.where(DeliveryRow.id.not_in(held))
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     return list((await session.scalars(query)).all())

@@ -5,8 +5,9 @@ refuses (451, then 550) or is down (connection refused) delays the mails but los
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -15,12 +16,16 @@ import orjson
 from sqlalchemy import select
 
 from services.contracts.reviews import ReviewEventType
+from services.core.db import UnitOfWork
 from services.core.identity.model import Role
 from services.core.kafka import Message
 from services.core.settings import Settings
 from services.notifier.flows import plan_deliveries
 from services.notifier.mail import MailConfig
-from services.notifier.persistence import AttemptRow, DeliveryRow
+from services.notifier.mailing import MailWorker
+from services.notifier.persistence import AttemptRow, Channel, DeliveryRow
+from services.notifier.retries import AttemptResult, DeliveryStatus
+from services.notifier.smtp import MailServer as SmtpServer
 from services.strategy_engine.persistence import ReviewRow
 from tests.support.events import accepted, feed_engine, review_event, tuned
 from tests.support.harness import Harness, smits
@@ -276,3 +281,53 @@ async def test_a_failed_mail_is_resent_with_the_same_message(settings: Settings)
             again = await app.api.post(f"/v1/deliveries/{failed[0].id}/resend")
             assert again.status_code == 409  # only failed ones are resent
     assert {r.recipients[0]: r.raw for r in server.accepted} == refused  # the very same bytes, Message-ID included
+
+
+async def test_an_e_mail_whose_lease_ran_out_is_not_claimed_again_by_its_own_worker(uow: UnitOfWork) -> None:
+    """As for webhooks: a lease that ran out while the mail server is still answering keeps the e-mail with the
+    worker that is sending it; a second claim would hand the mail server the same message twice."""
+    settings = Settings(delivery_timeout_s=1.0, delivery_lease_s=2.0, delivery_subscription_concurrency=8)
+    clock = [datetime.now(UTC)]
+    sent: list[str] = []
+    all_sent, release = asyncio.Event(), asyncio.Event()
+
+    async def sender(server: SmtpServer, *, recipient: str, message: str) -> AttemptResult:
+        sent.append(recipient)
+        if len(sent) == 3:
+            all_sent.set()
+        await release.wait()
+        return AttemptResult(status_code=250, duration_ms=1, response=None, error=None, retry_after=None)
+
+    async with uow.begin() as session:
+        for n in range(3):
+            session.add(
+                DeliveryRow(
+                    msg_id=f"mail_{n}",
+                    subscription_id=None,
+                    channel=Channel.EMAIL,
+                    recipient=f"p{n}@example.org",
+                    event_type="review.document_published",
+                    review_id=None,
+                    sequence=n,
+                    body="Subject: x\r\n\r\nx",
+                    status=DeliveryStatus.PENDING,
+                    next_attempt_at=clock[0] - timedelta(seconds=1),
+                    created_at=clock[0],
+                )
+            )
+    server = SmtpServer.of(settings.model_copy(update={"smtp_host": "127.0.0.1", "mail_from": "smits@example.org"}))
+    assert server is not None
+    worker = MailWorker(uow=uow, settings=settings, server=server, clock=lambda: clock[0], sender=sender)
+    await worker.dispatch()
+    await asyncio.wait_for(all_sent.wait(), 10)
+    clock[0] += timedelta(seconds=10)  # every lease has run out; the sends are still in flight
+    await worker.dispatch()
+    await asyncio.sleep(0.2)
+    assert sorted(sent) == [f"p{n}@example.org" for n in range(3)], "a held e-mail was sent twice"
+    release.set()
+    stop = asyncio.Event()
+    stop.set()
+    await worker.run(stop)
+    async with uow.begin() as session:
+        rows = (await session.scalars(select(DeliveryRow))).all()
+    assert sorted((row.status, row.attempt_count) for row in rows) == [(DeliveryStatus.DELIVERED, 1)] * 3

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import select
 
 from services.core.db import UnitOfWork, create_engine
 from services.core.settings import Settings
@@ -93,3 +94,49 @@ async def test_three_slow_receivers_do_not_hold_every_slot(settings: Settings) -
         await engine.dispose()
     assert len(healthy_at) == EVENTS
     assert max(healthy_at) < SLOW_S, f"the healthy subscriber waited for a slow one's slot: {healthy_at}"
+
+
+async def test_a_send_whose_lease_ran_out_is_not_claimed_again_by_its_own_worker(settings: Settings) -> None:
+    """A stalled loop can let a lease run out while its send is still in flight; the worker that holds it must not
+    claim it again (under load this sent one webhook twice to a healthy receiver)."""
+    # Room for every event at once, so only the held-set (not the subscription's cap) can keep them from a claim.
+    tuned = settings.model_copy(
+        update={
+            "delivery_timeout_s": 1.0,
+            "delivery_lease_s": 2.0,
+            "delivery_concurrency": 4 * EVENTS,
+            "delivery_subscription_concurrency": 2 * EVENTS,
+        }
+    )
+    clock = [datetime.now(UTC)]
+    requests: list[str] = []
+    all_sent, release = asyncio.Event(), asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        requests.append(request.headers["webhook-id"])
+        if len(requests) == EVENTS:
+            all_sent.set()
+        await release.wait()
+        return httpx.Response(200, stream=_Body())
+
+    engine = create_engine(tuned.database_url.get_secret_value())
+    uow = UnitOfWork(engine)
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    worker = DeliveryWorker(uow=uow, settings=tuned, client=client, clock=lambda: clock[0])
+    try:
+        await _seed(uow, ["healthy"])
+        assert await worker.dispatch()
+        await asyncio.wait_for(all_sent.wait(), 10)
+        clock[0] += timedelta(seconds=10)  # every lease has run out; the sends are still in flight
+        await worker.dispatch()
+        await asyncio.sleep(0.2)
+        assert sorted(requests) == sorted(f"msg_{n}" for n in range(EVENTS)), "a held delivery was sent twice"
+        release.set()
+        stop = asyncio.Event()
+        stop.set()
+        await worker.run(stop)  # drains: every send recorded once
+    finally:
+        await engine.dispose()
+    async with uow.begin() as session:
+        rows = (await session.scalars(select(DeliveryRow))).all()
+    assert [row.attempt_count for row in rows] == [1] * EVENTS
