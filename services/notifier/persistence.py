@@ -35,7 +35,25 @@ from services.notifier.retries import DeliveryStatus
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
+class Channel(StrEnum):
+    """How a delivery leaves smits (the `channel` column holds its value): a subscription's channel is `webhook`,
+    `slack` or `teams` (`CHAT`); an e-mail to a person has no subscription."""
+
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+    SLACK = "slack"
+    TEAMS = "teams"
+
+
+CHAT = frozenset({Channel.SLACK, Channel.TEAMS})
+"""Chat channels: their URL is the credential (never shown in full), and they are not signed."""
+SUBSCRIPTION_CHANNELS = (Channel.WEBHOOK, Channel.SLACK, Channel.TEAMS)
+
+
 class SubscriptionRow(Base):
+    """A webhook endpoint, Slack incoming webhook or Teams workflow webhook (`channel`, fixed when created). A chat
+    subscription has no signing secret (`secret` is empty): its URL is the credential."""
+
     __tablename__ = "notifier_subscriptions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -56,6 +74,7 @@ class SubscriptionRow(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     restricted_data: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Cleared for restricted (need-to-know) reviews: gets their events in full, not only ids and type."""
+    channel: Mapped[str] = mapped_column(String(20), default=Channel.WEBHOOK, server_default=Channel.WEBHOOK.value)
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The current secret, plus the previous one while its rotation grace period lasts."""
@@ -63,13 +82,6 @@ class SubscriptionRow(Base):
         if self.previous_secret and expires is not None and expires > now:
             return [self.secret, self.previous_secret]
         return [self.secret]
-
-
-class Channel(StrEnum):
-    """How a delivery leaves smits (the `channel` column holds its value)."""
-
-    WEBHOOK = "webhook"
-    EMAIL = "email"
 
 
 class DeliveryRow(Base):
