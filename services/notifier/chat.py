@@ -163,11 +163,9 @@ def _id_facts(data: Mapping[str, Any], review_id: str) -> tuple[tuple[str, str],
 
 def _phase(event_type: ReviewEventType, data: Mapping[str, Any]) -> str | None:
     if event_type is ReviewEventType.TRANSITIONED:
-        before, after = _one_line(data.get("from"), FACT_MAX), _one_line(data.get("to"), FACT_MAX)
-        if before and after:
-            return _bounded(f"{_words(before)} → {_words(after)}", FACT_MAX)
-        return _words(after)
-    return _words(_one_line(data.get("phase"), FACT_MAX) or _one_line(data.get("state"), FACT_MAX))
+        before, after = _words(data.get("from")), _words(data.get("to"))
+        return _bounded(f"{before} → {after}", FACT_MAX) if before and after else after
+    return _words(data.get("phase")) or _words(data.get("state"))
 
 
 def _due(data: Mapping[str, Any]) -> str | None:
@@ -214,8 +212,10 @@ def _one_line(value: object, limit: int) -> str | None:
     return _bounded(text, limit) if text else None
 
 
-def _words(value: str | None) -> str | None:
-    return _bounded(value.replace("_", " "), FACT_MAX) if value else None
+def _words(value: object) -> str | None:
+    """A name (category, state) in words: cleaned, on one line, underscores as blanks."""
+    text = _one_line(value, FACT_MAX)
+    return text.replace("_", " ") if text else None
 
 
 def _bounded(text: str, limit: int) -> str:
