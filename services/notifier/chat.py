@@ -63,7 +63,7 @@ _MARKDOWN = re.compile(r"([\\`*_~\[\]()<>#{}|!])")
 _LINK_SAFE = ":/?#@!$&'()*+,;=%~-._"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(kw_only=True, frozen=True, slots=True)
 class ChatMessage:
     """What a chat message says, cleaned and bounded, not yet escaped for any platform."""
 
