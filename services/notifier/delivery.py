@@ -1,4 +1,5 @@
-"""The delivery worker: claim due deliveries, sign, POST, record the attempt, decide what comes next.
+"""The delivery worker: claim due deliveries, sign (a webhook; a Slack or Teams message is not signed), POST,
+record the attempt, decide what comes next.
 
 Claims are leases (`locked_until`) taken in a short transaction (`FOR UPDATE SKIP LOCKED` on Postgres), so
 notifier replicas never send the same attempt at once and a crashed one's leases simply expire. A delivery

@@ -47,7 +47,6 @@ class Channel(StrEnum):
 
 CHAT = frozenset({Channel.SLACK, Channel.TEAMS})
 """Chat channels: their URL is the credential (never shown in full), and they are not signed."""
-SUBSCRIPTION_CHANNELS = (Channel.WEBHOOK, Channel.SLACK, Channel.TEAMS)
 
 
 class SubscriptionRow(Base):
@@ -85,8 +84,9 @@ class SubscriptionRow(Base):
 
 
 class DeliveryRow(Base):
-    """One event for one subscription (a webhook), or one notice for one person (an e-mail to `recipient`).
-    `msg_id` is the `webhook-id`, stable across retries; an e-mail's `Message-ID` is derived from its `id`.
+    """One event for one subscription (a webhook, or a Slack or Teams message: `channel` is the subscription's), or
+    one notice for one person (an e-mail to `recipient`). `msg_id` is the `webhook-id`, stable across retries; an
+    e-mail's `Message-ID` is derived from its `id`.
     An e-mail's `body` is the whole message (headers included), fixed when it is planned."""
 
     __tablename__ = "notifier_deliveries"
