@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,37 +13,18 @@ import orjson
 from sqlalchemy import select
 
 from services.contracts import topics
-from services.core.identity import passwords, store
 from services.core.identity.model import Role
 from services.core.settings import Settings
 from services.strategy_engine.persistence import ReviewRow
 from services.trigger_ingest.persistence import RejectionRow
+from tests.support.console import PASSWORD, signed_in
 from tests.support.harness import ALL, Harness, smits
 from tests.support.kafka import Raw, produce_raw
 from tests.support.waiting import eventually
 
-PASSWORD = "correct horse battery staple"
 WITH_CONSOLE = [*ALL, "console"]
 SITE = "http://127.0.0.1:8000"
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
-
-
-@asynccontextmanager
-async def signed_in(app: Harness, email: str, *roles: Role) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser (cookies only) signed in as a new person with `roles`."""
-    async with app.runtime.uow.begin() as session:
-        await store.create_person(
-            session,
-            email=email,
-            name=email.split("@")[0],
-            roles=roles,
-            password_hash=passwords.hash_password(PASSWORD),
-            now=datetime.now(UTC),
-        )
-    async with httpx.AsyncClient(transport=app.transport, base_url=SITE) as browser:
-        answer = await browser.post("/auth/login", data={"email": email, "password": PASSWORD, "next": "/"})
-        assert answer.status_code == 303, answer.text
-        yield browser
 
 
 def csrf_of(text: str) -> str:
