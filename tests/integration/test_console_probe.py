@@ -455,3 +455,20 @@ async def test_an_open_board_does_not_keep_an_idle_session_alive(settings: Setti
     assert seen <= away + timedelta(seconds=1), (
         f"the board's background refresh counted as activity: last seen moved from {away} to {seen}"
     )
+
+
+async def test_saving_and_deleting_a_view_is_in_the_audit_log_as_the_person(settings: Settings) -> None:
+    """Every action is accountable: saved views are written by the console itself (not through /v1), so the console
+    audits them; deleting a view one does not have records nothing."""
+    async with smits(settings, WITH_CONSOLE) as app, signed_in(app, "ana@corp.example", Role.STRATEGY_MANAGER) as ana:
+        csrf = await token(ana)
+        await ana.post("/board/views", data={"csrf_token": csrf, "name": "Northwind deal", "query": "q=northwind"})
+        await ana.post("/board/views/delete", data={"csrf_token": csrf, "name": "Northwind deal"})
+        await ana.post("/board/views/delete", data={"csrf_token": csrf, "name": "never saved"})
+        found = (await app.api.get("/v1/audit", params={"target": "saved_view:Northwind deal"})).json()["records"]
+        nothing = (await app.api.get("/v1/audit", params={"target": "saved_view:never saved"})).json()["records"]
+    assert [(r["action"], r["principal"], r["method"]) for r in found] == [
+        ("saved_view.delete", "ana@corp.example", "session"),
+        ("saved_view.create", "ana@corp.example", "session"),
+    ]
+    assert nothing == []
