@@ -13,6 +13,7 @@ from services.console.pages import (
     dead_letters,
     documents,
     kpis,
+    mail,
     policies,
     review,
     subscriptions,
@@ -32,7 +33,7 @@ def build(runtime: Runtime) -> ServiceUnit:
         router.include_router(pages)
     for pages in (triggers.router, dead_letters.router, policies.router, kpis.router):
         router.include_router(pages)
-    for pages in (subscriptions.router, admin.router):
+    for pages in (subscriptions.router, mail.router, admin.router):
         router.include_router(pages)
 
     @router.get("/static/{name}")

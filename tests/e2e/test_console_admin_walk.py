@@ -104,6 +104,9 @@ async def test_an_admin_runs_deliveries_people_and_keys_from_the_console(
         reload_until(browser, "204 (delivered)", within=30)
         checked(browser)
 
+    # No mail server here: the e-mail log says so in words.
+    assert "No e-mail yet" in page(browser, "/mail")
+
     # People and org units.
     page(browser, "/admin/org-units", "admin-org-units")
     browser.fill("Name", "emea")
