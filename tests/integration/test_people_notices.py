@@ -7,6 +7,7 @@ reads and writes only their own."""
 from __future__ import annotations
 
 import asyncio
+import html
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from services.notifier.mailing import MailWorker
 from services.notifier.persistence import DeliveryRow, DigestItemRow, PreferenceRow
 from services.notifier.preferences import time_zones
 from services.notifier.smtp import MailServer as SmtpServer
+from tests.integration.test_console_pages1 import WITH_CONSOLE, csrf_of, page, signed_in
 from tests.support.events import review_event
 from tests.support.harness import smits
 from tests.support.smtp import MailServer, Received, mail_server
@@ -346,3 +348,36 @@ def _clock(text: str) -> bool:
     if not (len(text) == 5 and text.isascii() and colon == ":" and hours.isdigit() and minutes.isdigit()):
         return False
     return int(hours) < 24 and int(minutes) < 60
+
+
+async def test_the_console_preferences_page_saves_and_shows_errors_beside_fields(settings: Settings) -> None:
+    async with smits(settings, WITH_CONSOLE) as app, signed_in(app, ANA, Role.VIEWER) as browser:
+        assert 'href="/preferences"' in await page(browser, "/")
+        form = await page(browser, "/preferences")
+        assert 'value="UTC"' in form
+        fields = {
+            "csrf_token": csrf_of(form),
+            "time_zone": "Mars/Olympus",
+            "quiet_start": "22:00",
+            "quiet_end": "25:00",
+            "digest_hour": "7",
+            "channels.email.approval_needed": "immediate",
+            "channels.email.document_published": "digest",
+            "channels.email.reminder": "off",
+            "channels.email.escalation": "immediate",
+        }
+        refused = await browser.post("/preferences", data=fields)
+        assert refused.status_code == 422
+        shown = html.unescape(refused.text)
+        assert '<p class="field-error" id="time_zone-error">' in shown
+        assert "not an IANA time zone name" in shown
+        assert '<p class="field-error" id="quiet_hours-error">Give times of day as HH:MM' in shown
+        assert 'value="Mars/Olympus"' in shown  # what was typed is kept
+        saved = await browser.post("/preferences", data={**fields, "time_zone": "Europe/Berlin", "quiet_end": "07:00"})
+        assert saved.status_code == 303
+        again = await page(browser, "/preferences")
+        assert 'value="Europe/Berlin"' in again
+        assert '<option value="off" selected>' in again
+        mine = (await browser.get("/v1/me/preferences")).json()
+        assert mine["quiet_hours"] == {"start": "22:00", "end": "07:00"}
+        assert mine["channels"]["email"]["document_published"] == "digest"
