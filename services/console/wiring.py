@@ -15,6 +15,7 @@ from services.console.pages import (
     kpis,
     mail,
     policies,
+    preferences,
     review,
     subscriptions,
     triggers,
@@ -29,7 +30,7 @@ STATIC_CACHE = "public, max-age=3600"
 
 def build(runtime: Runtime) -> ServiceUnit:
     router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-    for pages in (work.router, board.router, review.router, documents.router):
+    for pages in (work.router, preferences.router, board.router, review.router, documents.router):
         router.include_router(pages)
     for pages in (triggers.router, dead_letters.router, policies.router, kpis.router):
         router.include_router(pages)

@@ -48,6 +48,8 @@ EXPECTED = {
     "notifier_deliveries",
     "notifier_attempts",
     "notifier_notices",
+    "notifier_preferences",
+    "notifier_digest_items",
 }
 
 
