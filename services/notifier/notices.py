@@ -22,7 +22,7 @@ import jinja2
 from services.contracts.reviews import ReviewEventType, ReviewEventV1
 from services.core.identity.model import EMAIL_PATTERN, normal_email
 from services.notifier.mail import MailConfig, compose, document_notice, message_id, one_line, recipients_of
-from services.notifier.preferences import Kind
+from services.notifier.preferences import NoticeKind
 
 _EMAIL = re.compile(EMAIL_PATTERN)
 _TEMPLATES = jinja2.Environment(
@@ -42,7 +42,7 @@ Render = Callable[[uuid.UUID, MailConfig, datetime], str]
 class Notice:
     """What one of the kinds composed here says (the document notice is `mail.DocumentNotice`)."""
 
-    kind: Kind
+    kind: NoticeKind
     subject: str
     lead: str
     facts: tuple[tuple[str, str], ...]
@@ -55,7 +55,7 @@ class PersonNotice:
     """One notice for one person: `subject` is also its line in a digest."""
 
     recipient: str
-    kind: Kind
+    kind: NoticeKind
     subject: str
     link: str | None
     render: Render
@@ -79,7 +79,7 @@ def person_notices(event: ReviewEventV1, *, public_url: str) -> list[PersonNotic
         return [
             PersonNotice(
                 recipient=recipient,
-                kind=Kind.DOCUMENT_PUBLISHED,
+                kind=NoticeKind.DOCUMENT_PUBLISHED,
                 subject=document.subject,
                 link=document.link,
                 render=_document(document, recipient),
@@ -104,7 +104,7 @@ def _notice(event: ReviewEventV1, *, public_url: str) -> tuple[Notice, list[str]
     due = _when(data.get("due_at"))
     if event.type is ReviewEventType.TRANSITIONED and data.get("to") == APPROVAL:
         notice = Notice(
-            kind=Kind.APPROVAL_NEEDED,
+            kind=NoticeKind.APPROVAL_NEEDED,
             subject=one_line(f"Your approval is needed: {what}"),
             lead=f"{_cap(what)} is in approval, and you are named as one of its approvers.",
             facts=_facts(("Phase due", due)),
@@ -116,7 +116,7 @@ def _notice(event: ReviewEventV1, *, public_url: str) -> tuple[Notice, list[str]
         level, days = data.get("level"), data.get("days_overdue")
         phase = _phase(data)
         notice = Notice(
-            kind=Kind.ESCALATION,
+            kind=NoticeKind.ESCALATION,
             subject=one_line(f"Escalation{_level(level)}: {what} is overdue{_days(days)}"),
             lead=f"The {phase} phase of {what} is overdue, and it is escalated to you{_level(level, ' at level ')}.",
             facts=_facts(("Phase was due", due), ("Owner", None if event.restricted else _text(data.get("owner")))),
@@ -127,7 +127,7 @@ def _notice(event: ReviewEventV1, *, public_url: str) -> tuple[Notice, list[str]
     if event.type is ReviewEventType.OVERDUE:
         phase = _phase(data)
         notice = Notice(
-            kind=Kind.REMINDER,
+            kind=NoticeKind.REMINDER,
             subject=one_line(f"Overdue: the {phase} phase of {what}"),
             lead=f"The {phase} phase of {what}, which you own, is overdue.",
             facts=_facts(("Was due", due)),
@@ -142,7 +142,7 @@ def _notice(event: ReviewEventV1, *, public_url: str) -> tuple[Notice, list[str]
             return _acknowledgement(event, due=due, public_url=public_url, overdue=False)
         phase = _phase(data)
         notice = Notice(
-            kind=Kind.REMINDER,
+            kind=NoticeKind.REMINDER,
             subject=one_line(f"Reminder: the {phase} phase of {what} is due {_day(due)}"),
             lead=f"The {phase} phase of {what}, which you own, is due soon.",
             facts=_facts(("Due", due)),
@@ -172,7 +172,7 @@ def _acknowledgement(
         subject = f"Reminder: please acknowledge {version_words} of {document} by {_day(due)}"
         lead = f"Please read and acknowledge {version_words} of {document}."
     notice = Notice(
-        kind=Kind.REMINDER,
+        kind=NoticeKind.REMINDER,
         subject=one_line(subject),
         lead=lead,
         facts=_facts(("Due", due)),

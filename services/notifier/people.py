@@ -26,7 +26,7 @@ from services.notifier.persistence import (
     planned_mail,
     preferences_of,
 )
-from services.notifier.preferences import Kind, Mode, PersonChannel, Preferences, clock
+from services.notifier.preferences import Mode, NoticeKind, PersonChannel, Preferences, clock
 from services.notifier.retries import DeliveryStatus
 
 log = get_logger(__name__)
@@ -36,10 +36,10 @@ def preferences(row: PreferenceRow | None) -> Preferences:
     """The domain view of a stored row (no row, or a value no longer understood: the default)."""
     if row is None:
         return Preferences()
-    modes: dict[PersonChannel, dict[Kind, Mode]] = {}
+    modes: dict[PersonChannel, dict[NoticeKind, Mode]] = {}
     for channel in PersonChannel:
         stored = row.modes.get(channel.value, {}) if isinstance(row.modes, dict) else {}
-        modes[channel] = {kind: Mode(stored[kind.value]) for kind in Kind if stored.get(kind.value) in set(Mode)}
+        modes[channel] = {kind: Mode(stored[kind.value]) for kind in NoticeKind if stored.get(kind.value) in set(Mode)}
     quiet = (clock(row.quiet_start), clock(row.quiet_end)) if row.quiet_start and row.quiet_end else (None, None)
     return Preferences(
         time_zone=row.time_zone, quiet_start=quiet[0], quiet_end=quiet[1], digest_hour=row.digest_hour, modes=modes

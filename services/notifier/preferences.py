@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 
-class Kind(StrEnum):
+class NoticeKind(StrEnum):
     """The kinds of notice a person receives."""
 
     APPROVAL_NEEDED = "approval_needed"
@@ -36,14 +36,14 @@ class PersonChannel(StrEnum):
     EMAIL = "email"
 
 
-DEFAULT_MODES: Mapping[Kind, Mode] = {
-    Kind.APPROVAL_NEEDED: Mode.IMMEDIATE,
-    Kind.DOCUMENT_PUBLISHED: Mode.IMMEDIATE,
-    Kind.REMINDER: Mode.DIGEST,
-    Kind.ESCALATION: Mode.IMMEDIATE,
+DEFAULT_MODES: Mapping[NoticeKind, Mode] = {
+    NoticeKind.APPROVAL_NEEDED: Mode.IMMEDIATE,
+    NoticeKind.DOCUMENT_PUBLISHED: Mode.IMMEDIATE,
+    NoticeKind.REMINDER: Mode.DIGEST,
+    NoticeKind.ESCALATION: Mode.IMMEDIATE,
 }
 """Defaults that do not spam: reminders once a day in the digest, what someone waits on at once."""
-NEVER_OFF = frozenset({Kind.APPROVAL_NEEDED, Kind.DOCUMENT_PUBLISHED})
+NEVER_OFF = frozenset({NoticeKind.APPROVAL_NEEDED, NoticeKind.DOCUMENT_PUBLISHED})
 """Kinds a person cannot turn off (a digest is allowed): others wait on their verdict, or their acknowledgement is
 required, so never telling them would stall a review or a campaign without anyone noticing."""
 DEFAULT_TIME_ZONE = "UTC"
@@ -75,7 +75,7 @@ class Preferences:
     quiet_start: time | None = None
     quiet_end: time | None = None
     digest_hour: int = DEFAULT_DIGEST_HOUR
-    modes: Mapping[PersonChannel, Mapping[Kind, Mode]] = field(
+    modes: Mapping[PersonChannel, Mapping[NoticeKind, Mode]] = field(
         default_factory=lambda: {PersonChannel.EMAIL: dict(DEFAULT_MODES)}
     )
 
@@ -83,7 +83,7 @@ class Preferences:
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.time_zone)
 
-    def mode(self, kind: Kind, channel: PersonChannel = PersonChannel.EMAIL) -> Mode:
+    def mode(self, kind: NoticeKind, channel: PersonChannel = PersonChannel.EMAIL) -> Mode:
         return self.modes.get(channel, {}).get(kind, DEFAULT_MODES[kind])
 
     def quiet(self, now: datetime) -> bool:

@@ -32,7 +32,8 @@ from services.notifier.mailing import MailWorker
 from services.notifier.persistence import DeliveryRow, DigestItemRow, PreferenceRow
 from services.notifier.preferences import time_zones
 from services.notifier.smtp import MailServer as SmtpServer
-from tests.integration.test_console_pages1 import WITH_CONSOLE, csrf_of, page, signed_in
+from tests.integration.test_console_pages1 import WITH_CONSOLE, csrf_of, page
+from tests.support.console import signed_in
 from tests.support.events import review_event
 from tests.support.harness import smits
 from tests.support.smtp import MailServer, Received, mail_server

@@ -21,9 +21,8 @@ from services.notifier.preferences import (
     DEFAULT_DIGEST_HOUR,
     DEFAULT_MODES,
     DEFAULT_TIME_ZONE,
-    NEVER_OFF,
-    Kind,
     Mode,
+    NoticeKind,
     known_time_zone,
 )
 
@@ -58,10 +57,10 @@ class EmailModes(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    approval_needed: Mode = DEFAULT_MODES[Kind.APPROVAL_NEEDED]
-    document_published: Mode = DEFAULT_MODES[Kind.DOCUMENT_PUBLISHED]
-    reminder: Mode = DEFAULT_MODES[Kind.REMINDER]
-    escalation: Mode = DEFAULT_MODES[Kind.ESCALATION]
+    approval_needed: Mode = DEFAULT_MODES[NoticeKind.APPROVAL_NEEDED]
+    document_published: Mode = DEFAULT_MODES[NoticeKind.DOCUMENT_PUBLISHED]
+    reminder: Mode = DEFAULT_MODES[NoticeKind.REMINDER]
+    escalation: Mode = DEFAULT_MODES[NoticeKind.ESCALATION]
 
     @field_validator("approval_needed", "document_published")
     @classmethod
@@ -69,10 +68,6 @@ class EmailModes(BaseModel):
         if mode is Mode.OFF:
             raise ValueError("cannot be off: others wait on it (choose immediate or digest)")
         return mode
-
-
-assert {Kind(name) for name in EmailModes.model_fields} == set(Kind)
-assert {Kind(name) for name in ("approval_needed", "document_published")} == NEVER_OFF
 
 
 class Channels(BaseModel):
