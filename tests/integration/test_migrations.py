@@ -42,6 +42,7 @@ EXPECTED = {
     "engine_documents",
     "engine_document_versions",
     "engine_acknowledgements",
+    "engine_timers",
     "engine_outbox",
     "engine_review_clearances",
     "notifier_subscriptions",

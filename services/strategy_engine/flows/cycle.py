@@ -149,6 +149,7 @@ def enter(review: ReviewRow, target: ReviewState, policies: PolicySet, now: date
     """Move to `target`: new phase clock and due date; a terminal state frees the correlation key."""
     review.state, review.phase_entered_at = target.value, now
     review.overdue_phase = review.escalated_phase = None
+    review.timers_armed = False  # the timer loop cancels the old phase's unsent timers and plans the new ones
     due = None if target in TERMINAL else policies.get(review.policy_id).due_in(target)
     review.due_at = now + due if due else None
     review.escalate_at = review.due_at + timedelta(seconds=review.escalate_after_s) if review.due_at else None
