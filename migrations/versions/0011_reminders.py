@@ -5,7 +5,7 @@ Added columns default to false: the timer loop plans the timers of existing open
 acknowledgements at its first tick (reminders already past are not sent). Acknowledged ones need none.
 
 Revision ID: 0011_reminders
-Revises: 0009_people_mail
+Revises: 0010_preferences
 Create Date: 2026-11-24 04:25:56.230183
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import services.core.db
 
 revision: str = "0011_reminders"
-down_revision: str | None = "0009_people_mail"
+down_revision: str | None = "0010_preferences"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
