@@ -50,11 +50,12 @@ KINDS: Mapping[str, str] = {
     ReviewEventType.DOCUMENT_PUBLISHED: "Document published",
     ReviewEventType.OVERDUE: "Review overdue",
     ReviewEventType.ESCALATED: "Review escalated",
+    ReviewEventType.REMINDER: "Reminder",
     ReviewEventType.CLOSED: "Review closed",
     ReviewEventType.ACKNOWLEDGEMENT_DUE: "Acknowledgement due",
     ReviewEventType.DOCUMENT_ACKNOWLEDGED: "Document acknowledged",
 }
-"""An event type in words; a type not listed is spelt out from its name (`review.reminder`: "Review reminder")."""
+"""An event type in words; a type not listed is spelt out from its name (`review.new_thing`: "Review new thing")."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _BLANKS = re.compile(r"\s+")

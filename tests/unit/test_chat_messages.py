@@ -148,7 +148,8 @@ def test_a_long_title_is_cut_to_the_slack_header_limit() -> None:
 
 
 def test_an_event_type_without_words_is_spelt_out() -> None:
-    assert kind_of("review.reminder") == "Review reminder"
+    assert kind_of("review.new_thing") == "Review new thing"
+    assert kind_of("review.reminder") == "Reminder"
     assert kind_of("review.document_published") == "Document published"
 
 

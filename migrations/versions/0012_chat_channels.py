@@ -1,7 +1,7 @@
 """chat channels: a subscription's channel (webhook, slack, teams)
 
-Revision ID: 0010_chat_channels
-Revises: 0009_people_mail
+Revision ID: 0012_chat_channels
+Revises: 0011_reminders
 Create Date: 2026-11-24 04:26:00.195537
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from services.core.db import UTCDateTime
 
-revision: str = "0010_chat_channels"
-down_revision: str | None = "0009_people_mail"
+revision: str = "0012_chat_channels"
+down_revision: str | None = "0011_reminders"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
