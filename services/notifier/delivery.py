@@ -1,4 +1,5 @@
-"""The delivery worker: claim due deliveries, sign, POST, record the attempt, decide what comes next.
+"""The delivery worker: claim due deliveries, sign (a webhook; a Slack or Teams message is not signed), POST,
+record the attempt, decide what comes next.
 
 Claims are leases (`locked_until`) taken in a short transaction (`FOR UPDATE SKIP LOCKED` on Postgres), so
 notifier replicas never send the same attempt at once and a crashed one's leases simply expire. A delivery
@@ -23,7 +24,7 @@ import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -35,6 +36,7 @@ from services.core.observability import DELIVERIES, get_logger
 from services.core.settings import Settings
 from services.core.tracing import TRACEPARENT, trace_id_of
 from services.notifier.persistence import (
+    CHAT,
     AttemptRow,
     DeliveryRow,
     NoticeRow,
@@ -42,6 +44,7 @@ from services.notifier.persistence import (
     next_due,
     promote_next,
 )
+from services.notifier.redaction import hidden
 from services.notifier.retries import AttemptResult, DeliveryStatus, Step, SubscriptionPace, next_step
 from services.notifier.sending import RESPONSE_KEEP, Request, post
 from services.notifier.signing import signature_header
@@ -53,11 +56,18 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 
 
+CHAT_PERMANENT = frozenset({400, 403, 404})
+"""What Slack (`invalid_payload`, `action_prohibited`, `channel_not_found`, `no_service`) and Teams (a malformed
+card, a workflow that is gone or forbidden) answer the same to every retry: the delivery fails at once. A
+webhook receiver's 4xx is retried, as before (it may be a deployment in progress)."""
+
+
 @dataclass(kw_only=True, frozen=True, slots=True)
 class Claim:
     delivery_id: uuid.UUID
     subscription_id: uuid.UUID
     msg_id: str
+    channel: str
     url: str
     secrets: tuple[str, ...]
     body: str
@@ -220,6 +230,8 @@ class DeliveryWorker:
             return None
         timestamp = int(now.timestamp())
         outcome = await post(self._client, _request(claim, timestamp), deadline_s=self._settings.delivery_timeout_s)
+        if claim.channel in CHAT:
+            outcome = _without_url(outcome, claim.url)
         try:
             try:
                 status, successor = await self._record(claim, outcome)
@@ -303,6 +315,7 @@ class DeliveryWorker:
             now=now,
             disable_after=timedelta(seconds=self._settings.webhook_disable_after_s),
             retry_after_max=timedelta(seconds=self._settings.webhook_retry_after_max_s),
+            permanent=CHAT_PERMANENT if subscription.channel in CHAT else (),
         )
         delivery.status, delivery.next_attempt_at = step.status, step.next_attempt_at
         subscription.failing_since = None if outcome.ok else (subscription.failing_since or now)
@@ -345,6 +358,7 @@ def _claim_of(delivery: DeliveryRow, subscription: SubscriptionRow, now: datetim
         delivery_id=delivery.id,
         subscription_id=subscription.id,
         msg_id=delivery.msg_id,
+        channel=subscription.channel,
         url=subscription.url,
         secrets=tuple(subscription.signing_secrets(now)),
         body=delivery.body,
@@ -357,6 +371,8 @@ def _claim_of(delivery: DeliveryRow, subscription: SubscriptionRow, now: datetim
 
 def _request(claim: Claim, timestamp: int) -> Request:
     body = claim.body.encode()
+    if claim.channel in CHAT:  # Slack and Teams take a plain JSON POST: the URL is the credential
+        return Request(claim.url, body, {"content-type": "application/json", "user-agent": "smits-chat/1"})
     headers = {
         "content-type": "application/json",
         "user-agent": "smits-webhooks/1",
@@ -366,6 +382,15 @@ def _request(claim: Claim, timestamp: int) -> Request:
         "webhook-signature": signature_header(list(claim.secrets), msg_id=claim.msg_id, timestamp=timestamp, body=body),
     }
     return Request(claim.url, body, headers)
+
+
+def _without_url(outcome: AttemptResult, url: str) -> AttemptResult:
+    """A chat attempt as it is logged and stored: an error or answer quoting the URL (its credential) does not."""
+    return replace(
+        outcome,
+        response=hidden(outcome.response, url) if outcome.response else outcome.response,
+        error=hidden(outcome.error, url) if outcome.error else outcome.error,
+    )
 
 
 def _label(outcome: AttemptResult, status: DeliveryStatus | None) -> str:

@@ -17,7 +17,9 @@ from services.contracts.reviews import ReviewEventV1
 from services.core.db import insert_ignore, new_id, table_of
 from services.core.kafka import Message
 from services.core.observability import get_logger
+from services.core.settings import Settings
 from services.core.tracing import child_of, from_headers
+from services.notifier.chat import message_of, slack_payload, teams_payload
 from services.notifier.mail import MailConfig
 from services.notifier.matching import wants
 from services.notifier.people import plan_people
@@ -26,6 +28,8 @@ from services.notifier.redaction import redacted
 from services.notifier.retries import DeliveryStatus
 
 log = get_logger(__name__)
+
+DEFAULT_PUBLIC_URL: str = Settings.model_fields["public_url"].default
 
 
 def webhook_body(event: ReviewEventV1, *, cleared: bool = True) -> str:
@@ -36,23 +40,40 @@ def webhook_body(event: ReviewEventV1, *, cleared: bool = True) -> str:
     return orjson.dumps({"type": event.type.value, "timestamp": event.occurred_at.isoformat(), "data": data}).decode()
 
 
+def subscription_body(event: ReviewEventV1, channel: str, *, cleared: bool, public_url: str) -> str:
+    """What a subscription on `channel` is sent for `event`: the Standard Webhooks body, or a Slack or Teams
+    message rendered now (see `chat`), each fixed when the delivery is planned."""
+    if channel == Channel.SLACK:
+        return orjson.dumps(slack_payload(message_of(event, cleared=cleared, public_url=public_url))).decode()
+    if channel == Channel.TEAMS:
+        return orjson.dumps(teams_payload(message_of(event, cleared=cleared, public_url=public_url))).decode()
+    return webhook_body(event, cleared=cleared)
+
+
 async def plan_deliveries(
-    session: AsyncSession, batch: Sequence[Message], *, now: datetime, mail: MailConfig | None = None
+    session: AsyncSession,
+    batch: Sequence[Message],
+    *,
+    now: datetime,
+    mail: MailConfig | None = None,
+    public_url: str = DEFAULT_PUBLIC_URL,
 ) -> int:
     """Insert one pending delivery per (event, enabled matching subscription), and with `mail` (a mail server
     is configured) each person's notices (`people.plan_people`: an e-mail or a digest item, by their
-    preferences); replays insert nothing."""
+    preferences); replays insert nothing. Chat messages link to `public_url`."""
     parsed = [(_parse(message), from_headers(message.headers)) for message in batch]
     events = [(event, traceparent) for event, traceparent in parsed if event is not None]
     if not events:
         return 0
     mails = await plan_people(session, [event for event, _ in events], mail=mail, now=now) if mail else 0
-    return mails + await _plan_webhooks(session, events, now=now)
+    return mails + await _plan_webhooks(session, events, now=now, public_url=public_url)
 
 
 async def _plan_webhooks(
-    session: AsyncSession, events: Sequence[tuple[ReviewEventV1, str | None]], *, now: datetime
+    session: AsyncSession, events: Sequence[tuple[ReviewEventV1, str | None]], *, now: datetime, public_url: str
 ) -> int:
+    """One delivery per (event, matching subscription), webhook or chat message alike (same ordering, retries
+    and log); a body is rendered once per (channel, clearance) an event needs."""
     subscriptions = (
         await session.scalars(
             select(SubscriptionRow).where(SubscriptionRow.enabled, SubscriptionRow.deleted_at.is_(None))
@@ -60,7 +81,7 @@ async def _plan_webhooks(
     ).all()
     rows: list[dict[str, Any]] = []
     for event, traceparent in events:
-        bodies = {cleared: webhook_body(event, cleared=cleared) for cleared in (True, False)}
+        bodies: dict[tuple[str, bool], str] = {}
         for subscription in subscriptions:
             if wants(
                 event_types=subscription.event_types,
@@ -70,18 +91,22 @@ async def _plan_webhooks(
                 event=event,
                 cleared=subscription.restricted_data,
             ):
-                body = bodies[subscription.restricted_data]
+                key = (subscription.channel, subscription.restricted_data)
+                if key not in bodies:
+                    bodies[key] = subscription_body(
+                        event, subscription.channel, cleared=subscription.restricted_data, public_url=public_url
+                    )
                 rows.append(
                     {
                         "id": new_id(),
                         "msg_id": f"msg_{event.id.hex}",
                         "subscription_id": subscription.id,
-                        "channel": Channel.WEBHOOK,
+                        "channel": subscription.channel,
                         "recipient": None,
                         "event_type": event.type.value,
                         "review_id": str(event.review_id),
                         "sequence": event.sequence,
-                        "body": body,
+                        "body": bodies[key],
                         "traceparent": child_of(traceparent),
                         "status": DeliveryStatus.PENDING,
                         "attempt_count": 0,

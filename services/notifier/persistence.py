@@ -36,7 +36,24 @@ from services.notifier.retries import DeliveryStatus
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
+class Channel(StrEnum):
+    """How a delivery leaves smits (the `channel` column holds its value): a subscription's channel is `webhook`,
+    `slack` or `teams` (`CHAT`); an e-mail to a person has no subscription."""
+
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+    SLACK = "slack"
+    TEAMS = "teams"
+
+
+CHAT = frozenset({Channel.SLACK, Channel.TEAMS})
+"""Chat channels: their URL is the credential (never shown in full), and they are not signed."""
+
+
 class SubscriptionRow(Base):
+    """A webhook endpoint, Slack incoming webhook or Teams workflow webhook (`channel`, fixed when created). A chat
+    subscription has no signing secret (`secret` is empty): its URL is the credential."""
+
     __tablename__ = "notifier_subscriptions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -57,6 +74,7 @@ class SubscriptionRow(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     restricted_data: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Cleared for restricted (need-to-know) reviews: gets their events in full, not only ids and type."""
+    channel: Mapped[str] = mapped_column(String(20), default=Channel.WEBHOOK, server_default=Channel.WEBHOOK.value)
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The current secret, plus the previous one while its rotation grace period lasts."""
@@ -66,16 +84,10 @@ class SubscriptionRow(Base):
         return [self.secret]
 
 
-class Channel(StrEnum):
-    """How a delivery leaves smits (the `channel` column holds its value)."""
-
-    WEBHOOK = "webhook"
-    EMAIL = "email"
-
-
 class DeliveryRow(Base):
-    """One event for one subscription (a webhook), or one notice for one person (an e-mail to `recipient`).
-    `msg_id` is the `webhook-id`, stable across retries; an e-mail's `Message-ID` is derived from its `id`.
+    """One event for one subscription (a webhook, or a Slack or Teams message: `channel` is the subscription's), or
+    one notice for one person (an e-mail to `recipient`). `msg_id` is the `webhook-id`, stable across retries; an
+    e-mail's `Message-ID` is derived from its `id`.
     An e-mail's `body` is the whole message (headers included), fixed when it is planned."""
 
     __tablename__ = "notifier_deliveries"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -55,10 +55,12 @@ def next_step(
     disable_after: timedelta,
     retry_after_max: timedelta,
     jitter: float | None = None,
+    permanent: Collection[int] = (),
 ) -> Step:
-    """Only 2xx succeeds. 410 fails the delivery and disables the endpoint; otherwise retry on the schedule
-    (the `attempts`-th delay, up to 10% jitter, or `Retry-After` when longer) until it is exhausted; an
-    endpoint failing for `disable_after` without a success is disabled."""
+    """Only 2xx succeeds. 410 fails the delivery and disables the endpoint; a status in `permanent` (an answer
+    the same request would get again) fails the delivery at once; otherwise retry on the schedule (the
+    `attempts`-th delay, up to 10% jitter, or `Retry-After` when longer) until it is exhausted; an endpoint
+    failing for `disable_after` without a success is disabled."""
     if outcome.ok:
         return Step(DeliveryStatus.DELIVERED, None)
     if outcome.status_code == 410:
@@ -66,7 +68,7 @@ def next_step(
     reason = None
     if failing_since is not None and now - failing_since >= disable_after:
         reason = f"failing without a success since {failing_since.isoformat()}"
-    if attempts >= len(schedule):
+    if attempts >= len(schedule) or outcome.status_code in permanent:
         return Step(DeliveryStatus.FAILED, None, reason)
     spread = random.uniform(0, 0.1) if jitter is None else jitter
     delay = timedelta(seconds=schedule[attempts] * (1 + spread))

@@ -152,6 +152,45 @@ async def test_subscriptions_show_health_deliveries_attempts_and_resend_delivers
     assert state["enabled"] is False
 
 
+async def test_a_slack_subscription_is_created_from_the_form_without_a_secret_and_its_url_never_shown(
+    settings: Settings,
+) -> None:
+    token = "/services/T0SECRET/B0SECRET/XoXoSeCrEtToKeN"
+    with Receiver(default=200, reply=b"ok") as receiver:
+        base = receiver.url.removesuffix("/hooks")
+        async with (
+            smits(settings, ["notifier", "console"]) as app,
+            signed_in(app, "ada@corp.example", Role.ADMIN, home="/subscriptions") as ada,
+        ):
+            form = await ada.get("/subscriptions")
+            refused = await ada.post(
+                "/subscriptions", {"channel": "slack", "url": base + token, "rate_limit_per_s": "fast"}
+            )
+            created = await ada.post(
+                "/subscriptions", {"channel": "slack", "url": base + token, "description": "ops", "enabled": "on"}
+            )
+            listed = await ada.get("/subscriptions")
+            sub = (await app.api.get("/v1/subscriptions")).json()[0]
+            page = await ada.get(f"/subscriptions/{sub['id']}")
+            await publish(settings, [review_event(uuid.uuid4(), 1)])
+            await eventually(lambda: _deliveries(app, status="delivered"), lambda d: len(d) == 1, what="delivered")
+            delivered = await ada.get(f"/subscriptions/{sub['id']}")
+    assert '<option value="slack">Slack incoming webhook</option>' in form.text
+    assert '<option value="teams">Microsoft Teams workflow webhook</option>' in form.text
+    assert refused.status_code == 422
+    assert '<option value="slack" selected>' in refused.text  # the choice kept
+    assert created.status_code == 201
+    assert "whsec_" not in created.text
+    assert "Slack messages are not signed" in text(created)
+    assert sub["channel"] == "slack"
+    assert [r for r in rows(listed) if "ops" in r] == [f"Slack {base}/… ops every event enabled never not failing"]
+    assert "Slack incoming webhook" in text(page)
+    assert "Rotate the signing secret" not in page.text
+    assert len(rows(delivered)) == 1
+    for response in (refused, created, listed, page, delivered):
+        assert "T0SECRET" not in response.text
+
+
 async def test_admins_manage_people_units_keys_and_search_the_audit_log(settings: Settings) -> None:
     async with smits(settings, ["console"]) as app:
         async with signed_in(app, "ada@corp.example", Role.ADMIN) as ada:

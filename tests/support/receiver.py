@@ -25,10 +25,12 @@ class Received:
 class Receiver:
     """Answers with the scripted answers in order (then `default`), recording every request.
 
-    `delay_s` slows every answer down, to keep work in flight when a test kills the sender.
+    `delay_s` slows every answer down, to keep work in flight when a test kills the sender; `reply` is every
+    answer's body (e.g. Slack's `ok`).
     """
 
     default: Answer = 204
+    reply: bytes = b""
     scripted: deque[Answer] = field(default_factory=deque)
     delay_s: float = 0.0
     received: list[Received] = field(default_factory=list)
@@ -86,8 +88,9 @@ class Receiver:
                 self.send_response(status)
                 for name, value in extra.items():
                     self.send_header(name, value)
-                self.send_header("content-length", "0")
+                self.send_header("content-length", str(len(receiver.reply)))
                 self.end_headers()
+                self.wfile.write(receiver.reply)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

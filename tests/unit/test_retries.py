@@ -68,6 +68,26 @@ def test_410_fails_and_disables() -> None:
     assert result.disable_reason is not None
 
 
+@pytest.mark.parametrize("status", [400, 404])
+def test_a_status_named_permanent_fails_at_once_without_disabling(status: int) -> None:
+    def after(result: AttemptResult) -> Step:
+        return next_step(
+            result,
+            attempts=1,
+            schedule=SCHEDULE,
+            failing_since=None,
+            now=NOW,
+            disable_after=DAY,
+            retry_after_max=DAY,
+            jitter=0.0,
+            permanent={400, 403, 404},
+        )
+
+    assert after(outcome(status)) == Step(DeliveryStatus.FAILED, None)
+    assert after(outcome(500)).status is DeliveryStatus.PENDING
+    assert step(outcome(status), 1).status is DeliveryStatus.PENDING  # a webhook's 4xx is retried
+
+
 def test_retry_after_wins_when_longer_than_the_schedule() -> None:
     assert step(outcome(429, "120"), 1).next_attempt_at == NOW + timedelta(seconds=120)
     assert step(outcome(429, "1"), 1).next_attempt_at == NOW + timedelta(seconds=5)

@@ -1,5 +1,6 @@
-"""Subscriptions and deliveries: the webhook endpoints with their filters and health, a subscription's recent
-deliveries, a delivery's attempts log and resend; creating a subscription shows its signing secret once."""
+"""Subscriptions and deliveries: the webhook, Slack and Teams endpoints with their filters and health, a
+subscription's recent deliveries, a delivery's attempts log and resend; creating a webhook subscription shows its
+signing secret once (a Slack or Teams one has none: its URL is the credential, never shown again)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,16 @@ CATEGORIES = tuple(category.value for category in Category)
 SEVERITIES = tuple(severity.value for severity in Severity)
 CHOICES = ("categories", "severities")
 """Fields given as a group of checkboxes (several values under one name)."""
+CHANNELS = (
+    ("webhook", "Webhook (Standard Webhooks, signed)"),
+    ("slack", "Slack incoming webhook"),
+    ("teams", "Microsoft Teams workflow webhook"),
+)
+CHAT = frozenset({"slack", "teams"})
 DELIVERIES_SHOWN = 50
 WORDS = {"event_types": "Use event types in lower case: exact (review.opened), a prefix (review.*) or * for all."}
 BOXES = (
+    "channel",
     "url",
     "description",
     "event_types",
@@ -49,6 +57,7 @@ def _number(text: str) -> float | str:
 def _subscription_body(action: Acting) -> dict[str, Any]:
     body: dict[str, Any] = {
         "url": action.text("url"),
+        "channel": action.text("channel") or "webhook",
         "event_types": split(action.text("event_types")),
         "categories": action.lists.get("categories", []),
         "severities": action.lists.get("severities", []),
@@ -82,6 +91,7 @@ async def list_page(
         **placed(problem.by_field() if problem else {}, BOXES, WORDS),
         values=values if values is not None else {"enabled": "on"},
         chosen=chosen or {},
+        channels=CHANNELS,
         categories=CATEGORIES,
         severities=SEVERITIES,
     )
@@ -100,6 +110,8 @@ async def create(action: Acting) -> Response:
         if problem.status >= 500:
             raise
         kept = {key: value for key, value in action.form.items() if key not in ("csrf_token", *CHOICES)}
+        if kept.get("channel") in CHAT:
+            kept.pop("url", None)  # a Slack or Teams URL is the credential: never shown again, not even here
         chosen = {name: action.lists.get(name, []) for name in CHOICES}
         return await list_page(action, status=problem.status, problem=problem, values=kept, chosen=chosen)
     return action.render("secret.html", status=201, subscription=created, secret=created["secret"], rotated=False)

@@ -28,7 +28,7 @@ def review_events_consumer(
     mail = MailConfig.of(settings)
 
     async def flow(session: AsyncSession, batch: Sequence[Message], now: datetime) -> int:
-        return await plan_deliveries(session, batch, now=now, mail=mail)
+        return await plan_deliveries(session, batch, now=now, mail=mail, public_url=settings.public_url)
 
     return BatchConsumer(
         settings=settings,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, Strict
@@ -18,7 +18,8 @@ from services.core.identity import audit
 from services.core.runtime import Runtime
 from services.notifier import persistence
 from services.notifier.egress import EgressRefused, check_url
-from services.notifier.persistence import Channel, DeliveryRow, SubscriptionRow
+from services.notifier.persistence import CHAT, Channel, DeliveryRow, SubscriptionRow
+from services.notifier.redaction import redacted_url
 from services.notifier.retries import RATE_MAX_PER_S, RATE_MIN_PER_S, DeliveryStatus
 from services.notifier.signing import generate_secret
 from services.notifier.transport import preferences
@@ -29,6 +30,14 @@ T = TypeVar("T")
 FILTER_MAX_ITEMS = 100
 Filter = Annotated[list[T], Field(max_length=FILTER_MAX_ITEMS)]
 """A subscription filter: every planned event is matched against it, so its length is bounded."""
+SubscriptionChannel = Literal["webhook", "slack", "teams"]
+CHANNEL = (
+    "`webhook` (default): Standard Webhooks, signed; `slack`: a Slack incoming webhook URL, sent Block Kit messages; "
+    "`teams`: a Teams workflow webhook URL, sent Adaptive Cards. Slack and Teams are not signed (no secret): their "
+    "URL is the credential, never shown in full again. Fixed once created."
+)
+SLACK_RATE_PER_S = 1.0
+"""A Slack subscription's rate limit unless one is given: Slack takes about one message a second per webhook."""
 RESTRICTED_DATA = (
     "cleared for restricted (need-to-know) reviews: their events arrive in full; otherwise only their type, time "
     "and ids. Every change is audited."
@@ -59,6 +68,7 @@ class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt filter would otherwise widen the subscription
 
     url: WebhookUrl
+    channel: SubscriptionChannel = Field(default="webhook", description=CHANNEL)
     event_types: Filter[EventType] = Field(default_factory=list, description="exact or `prefix.*`; empty = all")
     categories: Filter[Category] = Field(default_factory=list, description="empty = all")
     severities: Filter[Severity] = Field(default_factory=list, description="empty = all")
@@ -85,7 +95,8 @@ class SubscriptionPatch(Patch):
 
 class SubscriptionOut(BaseModel):
     id: uuid.UUID
-    url: str
+    url: str = Field(description="a webhook's URL; of a Slack or Teams subscription only its scheme and host")
+    channel: str = Field(description="`webhook`, `slack` or `teams`")
     event_types: list[str]
     categories: list[str]
     severities: list[str]
@@ -113,8 +124,11 @@ class SecretOut(BaseModel):
     secret: str = Field(description="the signing secret; shown only in this response")
 
 
-class SubscriptionCreatedOut(SubscriptionOut, SecretOut):
-    pass
+class SubscriptionCreatedOut(SubscriptionOut):
+    secret: str | None = Field(
+        description="the signing secret; shown only in this response. Null for `slack` and `teams`: they are not "
+        "signed (their URL is the credential)"
+    )
 
 
 class RotatedOut(SecretOut):
@@ -138,9 +152,9 @@ class AttemptOut(BaseModel):
 class DeliveryOut(BaseModel):
     id: uuid.UUID
     msg_id: str
-    channel: str = Field(description="`webhook` or `email`")
-    subscription_id: uuid.UUID | None = Field(description="a webhook's subscription; null for an e-mail")
-    recipient: str | None = Field(description="an e-mail's address; null for a webhook")
+    channel: str = Field(description="`webhook`, `slack`, `teams` (a subscription's) or `email` (a person's)")
+    subscription_id: uuid.UUID | None = Field(description="a subscription's delivery; null for an e-mail")
+    recipient: str | None = Field(description="an e-mail's address; null for a subscription's delivery")
     event_type: str
     review_id: str | None
     sequence: int
@@ -165,14 +179,19 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def create_subscription(
         request: Request, body: SubscriptionIn, caller: SubscriptionsAdmin
     ) -> SubscriptionCreatedOut:
-        """The URL must resolve to permitted addresses only. The `whsec_` secret is returned this once."""
+        """The URL must resolve to permitted addresses only. A webhook's `whsec_` secret is returned this once; a
+        Slack or Teams subscription has none (its URL is the credential). A Slack one is paced at one message a
+        second unless `rate_limit_per_s` is given."""
         now = datetime.now(UTC)
+        fields = body.model_dump(exclude={"url"}, mode="json")
+        if Channel(body.channel) is Channel.SLACK and "rate_limit_per_s" not in body.model_fields_set:
+            fields["rate_limit_per_s"] = SLACK_RATE_PER_S
         row = SubscriptionRow(
             id=uuid.uuid4(),
             url=await checked(body.url),
-            secret=generate_secret(),
+            secret="" if body.channel in CHAT else generate_secret(),
             created_at=now,
-            **body.model_dump(exclude={"url"}, mode="json"),
+            **fields,
         )
         async with runtime.uow.begin() as session:
             session.add(row)
@@ -190,7 +209,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             )
             if row.restricted_data:
                 await _audit_clearance(session, request, caller, row, before=None)
-        return SubscriptionCreatedOut(**out.model_dump(), secret=row.secret)
+        return SubscriptionCreatedOut(**out.model_dump(), secret=row.secret or None)
 
     @router.get("/subscriptions", response_model=list[SubscriptionOut])
     async def list_subscriptions(_auth: SubscriptionsAdmin) -> list[SubscriptionOut]:
@@ -253,17 +272,22 @@ def build_router(runtime: Runtime) -> APIRouter:
                 now=now,
                 request_id=request_id(request),
                 before=before,
-                detail={"url": row.url},
+                detail={"url": _shown_url(row)},
             )
         return Response(status_code=204)
 
     @router.post("/subscriptions/{subscription_id}/secret/rotate", response_model=RotatedOut)
     async def rotate_secret(request: Request, subscription_id: uuid.UUID, caller: SubscriptionsAdmin) -> RotatedOut:
-        """New secret now; the old one stays valid (both signatures are sent) for the grace period."""
+        """New secret now; the old one stays valid (both signatures are sent) for the grace period. A Slack or
+        Teams subscription has no secret: replace its URL instead (PATCH `url`)."""
         now = datetime.now(UTC)
         until = now + timedelta(seconds=runtime.settings.webhook_secret_grace_s)
         async with runtime.uow.begin() as session:
             row = await _subscription(session, subscription_id)
+            if row.channel in CHAT:
+                raise ProblemError(
+                    409, "Conflict", f"a {row.channel} subscription is not signed: its URL is the credential; PATCH url"
+                )
             row.previous_secret, row.previous_secret_expires_at = row.secret, until
             row.secret = generate_secret()
             await audit.record_by(  # never the secrets, not even their digests
@@ -380,8 +404,14 @@ async def _subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Su
 
 
 def _out(row: SubscriptionRow, *, last_success: datetime | None) -> SubscriptionOut:
-    stored = {name: getattr(row, name) for name in SubscriptionOut.model_fields if name != "last_success_at"}
-    return SubscriptionOut(**stored, last_success_at=last_success)
+    names = [name for name in SubscriptionOut.model_fields if name not in ("url", "last_success_at")]
+    stored = {name: getattr(row, name) for name in names}
+    return SubscriptionOut(**stored, url=_shown_url(row), last_success_at=last_success)
+
+
+def _shown_url(row: SubscriptionRow) -> str:
+    """The URL as the API, audit records and the console show it: a chat webhook's without its credential."""
+    return redacted_url(row.url) if row.channel in CHAT else row.url
 
 
 async def _with_health(session: AsyncSession, row: SubscriptionRow) -> SubscriptionOut:
