@@ -76,6 +76,8 @@ class Done:
     caller: str
     action: str
     target: str
+    refused_by: str | None = None
+    """Who the replay is refused for (403) when the step's route is a person's own; else a key lacking the role."""
 
 
 Step = Callable[[World], Awaitable[Done]]
@@ -419,6 +421,27 @@ async def delete_subscription(world: World) -> Done:
     )
 
 
+async def preferences(world: World) -> Done:
+    url = "/v1/me/preferences"
+    body = {"time_zone": "Europe/Berlin", "quiet_hours": {"start": "22:00", "end": "07:00"}}
+    assert _ok(await _call(world, "owner", "PUT", url, body))["time_zone"] == "Europe/Berlin"
+    owner = await _call(world, "owner", "GET", url, None)
+    assert _ok(owner)["quiet_hours"] == {"start": "22:00", "end": "07:00"}  # the caller's own, nobody else's
+    assert _ok(await _call(world, "manager", "GET", url, None))["time_zone"] == "UTC"
+    async with world.app.runtime.uow.begin() as session:
+        owner_row = await store.principal_by_email(session, _email("owner"))
+    assert owner_row is not None
+    return Done(
+        method="PUT",
+        url=url,
+        body=body,
+        caller=_email("owner"),
+        action="preferences.update",
+        target=f"principal:{owner_row.id}",
+        refused_by="service",
+    )
+
+
 STEPS: dict[tuple[str, str], Step] = {
     ("PATCH", "/v1/reviews/{review_id}"): patch_review,
     ("POST", "/v1/reviews/{review_id}/transitions"): transition,
@@ -434,6 +457,7 @@ STEPS: dict[tuple[str, str], Step] = {
     ("POST", "/v1/deliveries/{delivery_id}/resend"): resend,
     ("POST", "/v1/dead-letters/{dead_letter_id}/replay"): replay_dead_letter,
     ("DELETE", "/v1/subscriptions/{subscription_id}"): delete_subscription,
+    ("PUT", "/v1/me/preferences"): preferences,
 }
 """Run in this order (the review cycle needs it)."""
 
@@ -508,6 +532,9 @@ async def test_every_write_route_records_the_caller_as_its_actor(settings: Setti
             record = await _audit(world, done.action, done.target)
             assert (record.principal, record.method) == (done.caller, "api_key"), route
             assert record.request_id, route
+            if done.refused_by:  # a person's own route: no service account may act as one
+                _problem(await _call(world, done.refused_by, done.method, done.url, done.body), 403)
+                continue
             lacking = "no-admin" if route[1].startswith(("/v1/subscriptions", "/v1/deliveries")) else "viewer"
             refused = await _call(world, lacking, done.method, done.url, done.body)
             _problem(refused, 403, "scope")  # the key has the scope, its owner's roles do not grant it

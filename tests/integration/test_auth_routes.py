@@ -17,6 +17,7 @@ from tests.support.harness import smits
 
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/auth/login"}
 SIGNED_IN = {"/v1/me", "/auth/logout"}  # any proven caller
+PEOPLE_ONLY = {"/v1/me/preferences"}  # a person's own settings: no API key (a service account) has any
 ADMIN_ONLY = ("/v1/users", "/v1/org-units", "/v1/keys", "/v1/audit", "/v1/dead-letters")
 FILLER = str(uuid.uuid4())
 
@@ -28,7 +29,7 @@ def _routes(spec: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         concrete = re.sub(r"\{[^}]+\}", FILLER, path)
         routes.extend(
-            (method.upper(), concrete) for method in operations if method in {"get", "post", "patch", "delete"}
+            (method.upper(), concrete) for method in operations if method in {"get", "post", "put", "patch", "delete"}
         )
     return routes
 
@@ -57,6 +58,9 @@ async def test_every_route_needs_a_key_with_exactly_one_scope_besides_admin(sett
     for route, outcome in results.items():
         assert outcome["none"] == 401, route
         assert outcome["unknown"] == 401, route
+        if route[1] in PEOPLE_ONLY:
+            assert {outcome[s.value] for s in Scope} == {403}, (route, outcome)
+            continue
         assert outcome[Scope.ADMIN.value] not in (401, 403), route
         passing = [s.value for s in Scope if s is not Scope.ADMIN and outcome[s.value] not in (401, 403)]
         refused = [s.value for s in Scope if s is not Scope.ADMIN and outcome[s.value] == 403]
