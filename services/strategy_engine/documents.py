@@ -115,7 +115,7 @@ def merge(found: Sequence[tuple[Recipient, Sequence[str]]]) -> list[Resolved]:
     return list(people.values())
 
 
-class Decision(StrEnum):
+class RecipientAnswer(StrEnum):
     """What a recipient answers: they hold the version, they refuse it, or they ask to be excused."""
 
     ACKNOWLEDGE = "acknowledge"
@@ -123,15 +123,15 @@ class Decision(StrEnum):
     EXCEPTION = "exception"
 
 
-DECIDED = {Decision.DECLINE: "declined", Decision.EXCEPTION: "exception_requested"}
+DECIDED = {RecipientAnswer.DECLINE: "declined", RecipientAnswer.EXCEPTION: "exception_requested"}
 """The stored decision of a recipient who did not acknowledge."""
 REASON_MAX = 1000
 
 
-def reason_of(decision: Decision, reason: str | None) -> str | None:
+def reason_of(decision: RecipientAnswer, reason: str | None) -> str | None:
     """A decline or an exception request needs a reason: trimmed, at most `REASON_MAX` characters, no control
     characters but line breaks and tabs. An acknowledgement takes none here (see `rights.recipient`)."""
-    if decision is Decision.ACKNOWLEDGE:
+    if decision is RecipientAnswer.ACKNOWLEDGE:
         return reason
     text = (reason or "").strip()
     if not text:

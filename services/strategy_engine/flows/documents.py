@@ -21,10 +21,10 @@ from services.strategy_engine import persistence, rights
 from services.strategy_engine.documents import (
     DECIDED,
     PER_ORG_UNIT,
-    Decision,
     Kind,
     Published,
     Recipient,
+    RecipientAnswer,
     Resolved,
     Status,
     changes_since,
@@ -286,7 +286,7 @@ async def decide(
     document_id: uuid.UUID,
     version: int | None,
     caller: Caller,
-    decision: Decision,
+    decision: RecipientAnswer,
     reason: str,
     now: datetime,
 ) -> AcknowledgementRow:

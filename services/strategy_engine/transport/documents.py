@@ -28,9 +28,9 @@ from services.strategy_engine.board import MAX_QUERY_TEXT
 from services.strategy_engine.documents import (
     REASON_MAX,
     AckState,
-    Decision,
     Kind,
     Recipient,
+    RecipientAnswer,
     Status,
     ack_state,
     reason_of,
@@ -65,8 +65,8 @@ class AcknowledgementIn(BaseModel):
     on_behalf_of: Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN)] | None = Field(
         default=None, description="admins only: the recipient (e-mail) whose acknowledgement is recorded"
     )
-    decision: Decision = Field(
-        default=Decision.ACKNOWLEDGE,
+    decision: RecipientAnswer = Field(
+        default=RecipientAnswer.ACKNOWLEDGE,
         description="acknowledge (the default), decline, or exception (ask to be excused); the last two as the "
         "signed-in recipient only, with a reason",
     )
@@ -349,7 +349,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             if number is not None and number not in {v.version for v in versions}:  # as the flow says if missing
                 who = body.on_behalf_of or caller.label
                 raise NotFound(f"{who!r} is not on version {number}'s distribution list")
-            if body.decision is not Decision.ACKNOWLEDGE:
+            if body.decision is not RecipientAnswer.ACKNOWLEDGE:
                 if body.on_behalf_of is not None:
                     raise Invalid(f"only the recipient may {body.decision.value}", field="on_behalf_of")
                 reason = reason_of(body.decision, body.reason)
@@ -405,9 +405,9 @@ async def _visible(
 
 
 ACTIONS = {
-    Decision.ACKNOWLEDGE: "acknowledgement.record",
-    Decision.DECLINE: "acknowledgement.decline",
-    Decision.EXCEPTION: "acknowledgement.exception",
+    RecipientAnswer.ACKNOWLEDGE: "acknowledgement.record",
+    RecipientAnswer.DECLINE: "acknowledgement.decline",
+    RecipientAnswer.EXCEPTION: "acknowledgement.exception",
 }
 
 
