@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from services.core.identity import passwords, store
 from services.core.identity.audit import AuditRow
 from services.core.identity.model import Role
+from services.core.links import AckLink, sign
 from services.core.settings import Settings
 from tests.integration.test_mail import PUBLIC_URL, mail_settings, open_review, parts
 from tests.support.harness import ALL, Harness, smits
@@ -312,3 +314,19 @@ async def test_an_org_unit_campaign_mails_its_members_and_each_answers_their_way
                 assert words in nobody.json()["detail"]
                 assert nobody.json()["field"] == "distribution[0]"
     assert len(server.accepted) == 6  # nothing else was mailed
+
+
+async def test_without_a_signing_key_no_signed_link_is_accepted(settings: Settings) -> None:
+    link = AckLink(
+        recipient=ANA,
+        document_id=uuid.uuid4(),
+        version=1,
+        expires_at=datetime.now(UTC) + timedelta(days=1),
+        token_id="t",
+    )
+    token = sign(link, secret=KEY, now=datetime.now(UTC))
+    async with smits(settings, ["engine"]) as app:
+        for method in ("GET", "POST"):
+            answer = await app.api.request(method, "/v1/acknowledge-link", params={"token": token})
+            assert answer.status_code == 404, answer.text
+            assert "signed links are off" in answer.json()["detail"]
