@@ -24,6 +24,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: FAULTS not in item.path.parents)
 
 
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Time spent per test file (setup, call and teardown; on the xdist controller too), for the summary below."""
+    path = report.nodeid.split("::", 1)[0]
+    _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The slowest test files: with `--dist loadfile` a file is the unit a worker takes, so these set the wall time."""
+    slowest = sorted(_FILE_SECONDS.items(), key=lambda item: -item[1])[:15]
+    if len(_FILE_SECONDS) > 1:
+        terminalreporter.write_sep("-", "slowest test files (seconds)")
+        for path, seconds in slowest:
+            terminalreporter.write_line(f"{seconds:8.1f}  {path}")
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> str:
     return infra.postgres_url()

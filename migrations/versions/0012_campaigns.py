@@ -2,7 +2,7 @@
 request with its reason, and the version the recipient had acknowledged when this one was published.
 
 Revision ID: 0012_campaigns
-Revises: 0009_people_mail
+Revises: 0011_reminders
 Create Date: 2026-11-24 04:27:17.564150
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import services.core.db
 
 revision: str = "0012_campaigns"
-down_revision: str | None = "0009_people_mail"
+down_revision: str | None = "0011_reminders"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -47,5 +47,9 @@ async def save_view(session: AsyncSession, *, principal: str, name: str, query: 
     return True
 
 
-async def delete_view(session: AsyncSession, *, principal: str, name: str) -> None:
-    await session.execute(delete(SavedViewRow).where(SavedViewRow.principal == principal, SavedViewRow.name == name))
+async def delete_view(session: AsyncSession, *, principal: str, name: str) -> bool:
+    """Whether the principal had a view of that name (now deleted)."""
+    result = await session.execute(
+        delete(SavedViewRow).where(SavedViewRow.principal == principal, SavedViewRow.name == name)
+    )
+    return bool(getattr(result, "rowcount", 0))

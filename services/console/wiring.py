@@ -13,7 +13,9 @@ from services.console.pages import (
     dead_letters,
     documents,
     kpis,
+    mail,
     policies,
+    preferences,
     review,
     subscriptions,
     triggers,
@@ -28,11 +30,11 @@ STATIC_CACHE = "public, max-age=3600"
 
 def build(runtime: Runtime) -> ServiceUnit:
     router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-    for pages in (work.router, board.router, review.router, documents.router):
+    for pages in (work.router, preferences.router, board.router, review.router, documents.router):
         router.include_router(pages)
     for pages in (triggers.router, dead_letters.router, policies.router, kpis.router):
         router.include_router(pages)
-    for pages in (subscriptions.router, admin.router):
+    for pages in (subscriptions.router, mail.router, admin.router):
         router.include_router(pages)
 
     @router.get("/static/{name}")

@@ -20,6 +20,7 @@ class ReviewEventType(StrEnum):
     DOCUMENT_PUBLISHED = "review.document_published"
     OVERDUE = "review.overdue"
     ESCALATED = "review.escalated"
+    REMINDER = "review.reminder"
     CLOSED = "review.closed"
     ACKNOWLEDGEMENT_DUE = "document.acknowledgement_due"
     DOCUMENT_ACKNOWLEDGED = "document.acknowledged"

@@ -30,6 +30,10 @@ _UNPARSABLE = re.compile(r'error parsing value for field "(\w+)"')
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 SMTP_PORTS = {"none": 25, "starttls": 587, "implicit": 465}
 """The usual port of each `SMITS_SMTP_TLS` mode, used when `SMITS_SMTP_PORT` is unset."""
+_OFFSET = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+DEFAULT_REMINDER_OFFSETS = (7 * 86_400.0, 86_400.0)
+"""Reminders before a due date: 7 days and 1 day before."""
 _BOOTSTRAP = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}(,[A-Za-z0-9.\-\[\]:]+:\d{1,5})*$")
 
 
@@ -107,6 +111,9 @@ class Settings(BaseSettings):
     webhook_retry_after_max_s: float = Field(default=86_400.0, gt=0, le=30 * 86_400.0)
     """The longest `Retry-After` honoured; a longer one (or an HTTP date further away) waits this long."""
     timer_interval_s: Seconds = 5.0
+    reminder_offsets: Annotated[tuple[float, ...], NoDecode] = DEFAULT_REMINDER_OFFSETS
+    """How long before a phase's or an acknowledgement's due date its reminders go out, in seconds; the variable
+    takes a comma-separated list of seconds or durations (`7d,1d`, `36h`, `3600`); empty: no reminders."""
     shutdown_grace_s: Seconds = 20.0
 
     public_url: Annotated[str, Field(max_length=500, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")] = (
@@ -187,6 +194,27 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())  # floats: checked after
         return value
+
+    @field_validator("reminder_offsets", mode="before")
+    @classmethod
+    def _split_offsets(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        offsets = []
+        for part in (part.strip().lower() for part in value.split(",")):
+            match = _OFFSET.match(part)
+            if part and not match:
+                raise ValueError("each offset is a number of seconds, or a number with s, m, h, d or w (7d, 36h)")
+            if match:
+                offsets.append(float(match[1]) * _UNIT_SECONDS[match[2]])
+        return tuple(offsets)
+
+    @field_validator("reminder_offsets")
+    @classmethod
+    def _check_offsets(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < offset <= MAX_SECONDS for offset in value):
+            raise ValueError(f"offsets must be more than 0 and at most {MAX_SECONDS:g} seconds")
+        return tuple(sorted(set(value), reverse=True))
 
     @field_validator("database_url")
     @classmethod

@@ -1,10 +1,9 @@
-"""Notifier use cases: review events → delivery rows (one per event x matching subscription, and one e-mail per
-person an event is for), in the caller's transaction (opened and committed by `core.kafka.BatchConsumer`;
+"""Notifier use cases: review events → delivery rows (one per event x matching subscription, and each person's
+notices of the event, `people.py`), in the caller's transaction (opened and committed by `core.kafka.BatchConsumer`;
 nothing here commits)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -14,14 +13,15 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.contracts.reviews import ReviewEventType, ReviewEventV1
+from services.contracts.reviews import ReviewEventV1
 from services.core.db import insert_ignore, new_id, table_of
 from services.core.kafka import Message
 from services.core.observability import get_logger
 from services.core.tracing import child_of, from_headers
-from services.notifier.mail import MailConfig, compose, document_notice, recipients_of
+from services.notifier.mail import MailConfig
 from services.notifier.matching import wants
-from services.notifier.persistence import Channel, DeliveryRow, SubscriptionRow, pending_pairs, planned, planned_mail
+from services.notifier.people import plan_people
+from services.notifier.persistence import Channel, DeliveryRow, SubscriptionRow, pending_pairs, planned
 from services.notifier.redaction import redacted
 from services.notifier.retries import DeliveryStatus
 
@@ -40,12 +40,13 @@ async def plan_deliveries(
     session: AsyncSession, batch: Sequence[Message], *, now: datetime, mail: MailConfig | None = None
 ) -> int:
     """Insert one pending delivery per (event, enabled matching subscription), and with `mail` (a mail server
-    is configured) one e-mail per recipient of a published document; replays insert nothing."""
+    is configured) each person's notices (`people.plan_people`: an e-mail or a digest item, by their
+    preferences); replays insert nothing."""
     parsed = [(_parse(message), from_headers(message.headers)) for message in batch]
     events = [(event, traceparent) for event, traceparent in parsed if event is not None]
     if not events:
         return 0
-    mails = await _plan_mail(session, [event for event, _ in events], mail=mail, now=now) if mail else 0
+    mails = await plan_people(session, [event for event, _ in events], mail=mail, now=now) if mail else 0
     return mails + await _plan_webhooks(session, events, now=now)
 
 
@@ -100,56 +101,6 @@ async def _plan_webhooks(
         table = table_of(DeliveryRow)
         await session.execute(insert_ignore(session, table, ["msg_id", "subscription_id"]), rows)
     return len(rows)
-
-
-async def _plan_mail(session: AsyncSession, events: Sequence[ReviewEventV1], *, mail: MailConfig, now: datetime) -> int:
-    """One e-mail per recipient of each published document version, keyed (event, address) so a replay of the
-    event plans none again. The message is composed now, its `Message-ID` from the new delivery's id."""
-    rows: list[dict[str, Any]] = []
-    for event in events:
-        if event.type is not ReviewEventType.DOCUMENT_PUBLISHED:
-            continue
-        notice = document_notice(event.data, restricted=event.restricted, public_url=mail.public_url)
-        if notice is None:
-            log.error("published-document event without a document; no e-mail", event_id=str(event.id))
-            continue
-        for recipient in recipients_of(event.data):
-            delivery_id = new_id()
-            try:
-                body = compose(notice, delivery_id=delivery_id, recipient=recipient, config=mail, now=now)
-            except Exception:  # one address the mail library cannot write must not park the partition
-                log.exception("e-mail could not be composed; not planned", event_id=str(event.id))
-                continue
-            rows.append(_mail_row(event, delivery_id=delivery_id, recipient=recipient, body=body, now=now))
-    stored = await planned_mail(session, {(row["msg_id"], row["recipient"]) for row in rows})
-    rows = [row for row in rows if (row["msg_id"], row["recipient"]) not in stored]
-    if rows:
-        await session.execute(insert_ignore(session, table_of(DeliveryRow), ["msg_id", "recipient"]), rows)
-    return len(rows)
-
-
-def _mail_row(
-    event: ReviewEventV1, *, delivery_id: uuid.UUID, recipient: str, body: str, now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": delivery_id,
-        "msg_id": f"msg_{event.id.hex}",
-        "subscription_id": None,
-        "channel": Channel.EMAIL,
-        "recipient": recipient,
-        "event_type": event.type.value,
-        "review_id": str(event.review_id),
-        "sequence": event.sequence,
-        "body": body,
-        "traceparent": None,
-        "status": DeliveryStatus.PENDING,
-        "attempt_count": 0,
-        "next_attempt_at": now,
-        "locked_until": None,
-        "created_at": now,
-        "last_status_code": None,
-        "ready": True,  # e-mails to a person wait for nothing
-    }
 
 
 async def _order(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

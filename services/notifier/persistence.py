@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.db import Base, UTCDateTime, is_postgres, new_id
+from services.core.identity.store import PrincipalRow
 from services.notifier.retries import DeliveryStatus
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -121,6 +122,44 @@ class NoticeRow(Base):
     detail: Mapped[str] = mapped_column(String(1000))
 
 
+class PreferenceRow(Base):
+    """A person's notice preferences (no row: the defaults, `preferences.Preferences()`). `modes` is
+    `{channel: {kind: mode}}`; quiet hours are local `HH:MM` times, both or neither."""
+
+    __tablename__ = "notifier_preferences"
+
+    principal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("core_principals.id"), primary_key=True)
+    time_zone: Mapped[str] = mapped_column(String(64))
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    digest_hour: Mapped[int] = mapped_column(Integer)
+    modes: Mapped[dict[str, dict[str, str]]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DigestItemRow(Base):
+    """A notice waiting for its person's daily digest (`digest_id` None), or the digest e-mail that carried it.
+    Keyed like an e-mail delivery, (event `msg_id`, recipient), so a replayed event adds none again."""
+
+    __tablename__ = "notifier_digest_items"
+    __table_args__ = (
+        UniqueConstraint("msg_id", "recipient"),
+        Index("ix_notifier_digest_items_waiting", "recipient", "digest_id"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    msg_id: Mapped[str] = mapped_column(String(100))
+    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(100))
+    review_id: Mapped[str | None] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(300))
+    link: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    digest_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    """The digest e-mail (a delivery's id) that listed it."""
+
+
 class AttemptRow(Base):
     __tablename__ = "notifier_attempts"
 
@@ -156,6 +195,57 @@ async def planned_mail(session: AsyncSession, keys: Collection[tuple[str, str]])
         DeliveryRow.channel == Channel.EMAIL, tuple_(DeliveryRow.msg_id, DeliveryRow.recipient).in_(keys)
     )
     return {(msg_id, recipient) for msg_id, recipient in (await session.execute(query)).all() if recipient}
+
+
+async def preferences_of(session: AsyncSession, emails: Collection[str]) -> dict[str, PreferenceRow]:
+    """The stored preferences of the people with these (normalised) e-mail addresses; others have none."""
+    if not emails:
+        return {}
+    query = (
+        select(PrincipalRow.email, PreferenceRow)
+        .join(PreferenceRow, PreferenceRow.principal_id == PrincipalRow.id)
+        .where(PrincipalRow.email.in_(list(emails)))  # stored normalised (`normal_email`)
+    )
+    return {email: row for email, row in (await session.execute(query)).all() if email}
+
+
+async def planned_items(session: AsyncSession, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (msg_id, recipient) among `keys` that already have a digest item."""
+    if not keys:
+        return set()
+    query = select(DigestItemRow.msg_id, DigestItemRow.recipient).where(
+        tuple_(DigestItemRow.msg_id, DigestItemRow.recipient).in_(keys)
+    )
+    return {(msg_id, recipient) for msg_id, recipient in (await session.execute(query)).all()}
+
+
+async def waiting_recipients(session: AsyncSession, *, limit: int) -> list[str]:
+    """People with digest items no digest has carried yet."""
+    query = (
+        select(DigestItemRow.recipient)
+        .where(DigestItemRow.digest_id.is_(None))
+        .group_by(DigestItemRow.recipient)
+        .order_by(func.min(DigestItemRow.created_at))
+        .limit(limit)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def claim_items(session: AsyncSession, recipient: str, *, now: datetime) -> list[DigestItemRow]:
+    """The person's waiting digest items up to `now`, oldest first, locked; on Postgres those another notifier is
+    composing into a digest are skipped."""
+    query = (
+        select(DigestItemRow)
+        .where(
+            DigestItemRow.recipient == recipient,
+            DigestItemRow.digest_id.is_(None),
+            DigestItemRow.created_at <= now,
+        )
+        .order_by(DigestItemRow.created_at, DigestItemRow.id)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return list((await session.scalars(query)).all())
 
 
 async def pending_pairs(session: AsyncSession, pairs: Collection[Pair]) -> set[Pair]:

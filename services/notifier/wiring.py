@@ -1,12 +1,14 @@
-"""The notifier's wiring: its consumer, delivery worker and router as one `ServiceUnit` for `smits serve
-notifier|all` (imported only by the composition root, `services/app.py`)."""
+"""The notifier's wiring: its consumer, its delivery, e-mail and digest workers and its router as one
+`ServiceUnit` for `smits serve notifier|all` (imported only by the composition root, `services/app.py`)."""
 
 from __future__ import annotations
 
 from services.core.observability import get_logger
 from services.core.runtime import Runtime, ServiceUnit, Worker
 from services.notifier.delivery import DeliveryWorker
+from services.notifier.digests import DigestWorker
 from services.notifier.egress import webhook_client
+from services.notifier.mail import MailConfig
 from services.notifier.mailing import MailWorker
 from services.notifier.smtp import MailServer
 from services.notifier.transport.consumer import review_events_consumer
@@ -27,6 +29,11 @@ def build(runtime: Runtime) -> ServiceUnit:
         mailer = MailWorker(uow=runtime.uow, settings=runtime.settings, server=server)
         workers.append(mailer.run)
         wakes.append(mailer.wake)
+        config = MailConfig.of(runtime.settings)
+        if config is not None:  # always, with a mail server
+            digests = DigestWorker(uow=runtime.uow, mail=config)
+            digests.planned = mailer.wake
+            workers.append(digests.run)
 
     def planned() -> None:
         for wake in wakes:

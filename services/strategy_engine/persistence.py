@@ -76,6 +76,9 @@ class ReviewRow(Base):
     event_sequence: Mapped[int] = mapped_column(Integer, default=0)
     restricted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Need-to-know: seen only by callers holding one of its `ReviewClearanceRow` grants (or `*`)."""
+    timers_armed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
+    """Whether the timer loop has planned the current phase's reminders and escalation chain (`TimerRow`);
+    entering a phase clears it, so the loop re-arms."""
 
 
 class ReviewClearanceRow(Base):
@@ -221,6 +224,29 @@ class AcknowledgementRow(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     decision_reason: Mapped[str | None] = mapped_column(String(1000))
     last_acknowledged_version: Mapped[int | None] = mapped_column(Integer)
+    timers_armed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
+    """Whether the timer loop has planned this recipient's reminders (`TimerRow`)."""
+
+
+class TimerRow(Base):
+    """A reminder before a due date or an escalation level after it, for the current phase of a review
+    (`acknowledgement_id` NULL) or for one acknowledgement; sent once at `fire_at` (then `fired_at` is set).
+    Queries: `persistence_timers`."""
+
+    __tablename__ = "engine_timers"
+    __table_args__ = (Index("ix_engine_timers_due", "fired_at", "fire_at"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    review_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("engine_reviews.id"), index=True)
+    acknowledgement_id: Mapped[int | None] = mapped_column(ForeignKey("engine_acknowledgements.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    phase: Mapped[str | None] = mapped_column(String(20))
+    phase_entered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """The phase (and when it began) a phase timer belongs to: a timer of an earlier phase is never sent."""
+    level: Mapped[int | None] = mapped_column(Integer)
+    before_s: Mapped[int | None] = mapped_column(Integer)
+    fire_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class EngineOutboxRow(OutboxMixin, Base):

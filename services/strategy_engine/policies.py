@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,8 +22,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from services.contracts.accepted import TriggerAcceptedV1
 from services.contracts.triggers import Category, Severity
 from services.core.identity.clearance import GRANT_PATTERN, normal_grant
+from services.core.identity.model import EMAIL_PATTERN, normal_email
 from services.core.settings import ConfigurationError
 from services.strategy_engine.lifecycle import PHASES, ReviewState
+from services.strategy_engine.reminders import MAX_LEVELS, EscalationStep, TargetKind, chain_problem, default_chain
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -43,6 +45,7 @@ def parse_duration(value: object) -> timedelta:
 
 Duration = Annotated[timedelta, Field()]
 GrantToken = Annotated[str, Field(pattern=GRANT_PATTERN, max_length=400), AfterValidator(normal_grant)]
+Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=320), AfterValidator(normal_email)]
 
 
 class Action(StrEnum):
@@ -77,6 +80,24 @@ class Threshold(_Model):
         return parse_duration(value)
 
 
+class EscalationLevel(_Model):
+    """One level of a policy's escalation chain: `after` this long overdue, to `to`: `manager` (the owner's),
+    `org_unit_lead` (of the review's org unit) or a list of people by e-mail."""
+
+    after: Duration
+    to: Literal["manager", "org_unit_lead"] | Annotated[list[Email], Field(min_length=1, max_length=20)]
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> timedelta:
+        return parse_duration(value)
+
+    def step(self, level: int) -> EscalationStep:
+        if isinstance(self.to, list):
+            return EscalationStep(level=level, after=self.after, target=TargetKind.NAMED, named=tuple(self.to))
+        return EscalationStep(level=level, after=self.after, target=TargetKind(self.to))
+
+
 class Policy(_Model):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=100)]
     description: str | None = None
@@ -89,7 +110,20 @@ class Policy(_Model):
     severity: Severity | None = None
     owner: str | None = None
     due_days: dict[ReviewState, float] = {}
-    escalate_after: Duration = timedelta(days=2)
+    escalate_after: Duration = Field(
+        default=timedelta(days=2),
+        description="how long overdue before the first escalation (with `escalation`, its first level's `after`)",
+    )
+    escalation: Annotated[list[EscalationLevel], Field(max_length=MAX_LEVELS)] | None = Field(
+        default=None,
+        description="the escalation chain, each level strictly later; none: the owner's manager after "
+        "`escalate_after`, then the org unit's lead after twice that; an empty list: no escalation",
+    )
+    reminders: Annotated[list[Duration], Field(max_length=10)] | None = Field(
+        default=None,
+        description="how long before a due date reminders go out (phases and acknowledgements of this policy's "
+        "reviews); none: SMITS_REMINDER_OFFSETS",
+    )
     restricted_to: list[GrantToken] = Field(
         default=[],
         max_length=100,
@@ -102,6 +136,36 @@ class Policy(_Model):
     @classmethod
     def _duration(cls, value: object) -> timedelta:
         return parse_duration(value)
+
+    @field_validator("reminders", mode="before")
+    @classmethod
+    def _offsets(cls, value: object) -> object:
+        return [parse_duration(item) for item in value] if isinstance(value, list) else value
+
+    @field_validator("reminders")
+    @classmethod
+    def _positive(cls, value: list[timedelta] | None) -> list[timedelta] | None:
+        if value is not None and any(offset <= timedelta(0) for offset in value):
+            raise ValueError("reminders are durations before the due date: each must be positive")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_gap(cls, raw: Any) -> Any:
+        """With a chain and no `escalate_after`, the first level's `after` is the escalation gap."""
+        if isinstance(raw, dict) and raw.get("escalation") and "escalate_after" not in raw:
+            first = raw["escalation"][0]
+            if isinstance(first, dict) and "after" in first:
+                return {**raw, "escalate_after": first["after"]}
+        return raw
+
+    @field_validator("escalation")
+    @classmethod
+    def _increasing(cls, value: list[EscalationLevel] | None) -> list[EscalationLevel] | None:
+        problem = chain_problem([level.after for level in value or ()])
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("correlation_key")
     @classmethod
@@ -130,7 +194,16 @@ class Policy(_Model):
     def _windows(self) -> Policy:
         if self.attach_cap < self.grouping_window:
             raise ValueError("attach_cap must be at least the grouping_window")
+        if self.escalation and self.escalation[0].after != self.escalate_after:
+            raise ValueError("escalate_after is the first escalation level's `after`: give one or make them equal")
         return self
+
+    def chain(self, escalate_after: timedelta | None = None) -> tuple[EscalationStep, ...]:
+        """The escalation chain: the policy's own, or the default one from `escalate_after` (the gap a review
+        stored when it opened; the policy's by default)."""
+        if self.escalation is not None:
+            return tuple(level.step(n) for n, level in enumerate(self.escalation, start=1))
+        return default_chain(self.escalate_after if escalate_after is None else escalate_after)
 
     def due_in(self, state: ReviewState) -> timedelta | None:
         days = self.due_days.get(state, DEFAULT_DUE_DAYS.get(state))

@@ -1,27 +1,50 @@
-"""SLA timers as data: a claimer loop over `due_at` columns, safe with several engine replicas.
+"""SLA timers as data, safe with several engine replicas; clock injected.
 
-Each tick claims due rows with `FOR UPDATE SKIP LOCKED` (Postgres), marks them fired and records the event
-in the same transaction, so a timer fires exactly once however many engines run. Clock injected.
+Each tick, in its own transaction per step:
+1. arms: plans the reminders and escalation chain of each review that entered a phase (cancelling the unsent
+   timers of its earlier phase) and the reminders of each new acknowledgement, as `engine_timers` rows;
+2. fires the due timers: `review.reminder` before a due date, `review.escalated` per chain level;
+3. fires `review.overdue` once per phase at its due date;
+4. fires `document.acknowledgement_due` once per pending acknowledgement at its due date.
+Rows are claimed with `FOR UPDATE SKIP LOCKED` (Postgres) and marked in the transaction that records the event, so
+each is sent exactly once however many engines run; the loop never waits for a lock (a busy review's timers wait
+for the next tick), so replicas cannot deadlock one another.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.reviews import ReviewEventType
-from services.core.db import UnitOfWork, is_postgres
+from services.core.db import UnitOfWork
 from services.core.observability import get_logger
 from services.core.outbox import OutboxRelay
-from services.strategy_engine.flows.events import lock_review, record_event
+from services.strategy_engine import persistence_timers as q
+from services.strategy_engine.flows.escalation import targets
+from services.strategy_engine.flows.events import record_event
 from services.strategy_engine.lifecycle import TERMINAL
-from services.strategy_engine.persistence import AcknowledgementRow, DocumentRow, DocumentVersionRow, ReviewRow
+from services.strategy_engine.persistence import (
+    AcknowledgementRow,
+    DocumentRow,
+    DocumentVersionRow,
+    ReviewRow,
+    TimerRow,
+)
+from services.strategy_engine.policies import Policy, PolicySet
+from services.strategy_engine.reminders import (
+    EscalationStep,
+    TimerKind,
+    days_overdue,
+    phase_timers,
+    reminders,
+    step_of,
+)
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
@@ -30,10 +53,21 @@ _TERMINAL = [state.value for state in TERMINAL]
 
 
 class TimerLoop:
-    def __init__(self, *, uow: UnitOfWork, relay: OutboxRelay, interval_s: float, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWork,
+        relay: OutboxRelay,
+        interval_s: float,
+        policies: PolicySet,
+        reminder_offsets: Sequence[timedelta],
+        clock: Clock | None = None,
+    ) -> None:
         self._uow = uow
         self._relay = relay
         self._interval_s = interval_s
+        self._policies = policies
+        self._offsets = tuple(reminder_offsets)
         self._clock = clock or (lambda: datetime.now(UTC))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -48,67 +82,208 @@ class TimerLoop:
         log.info("timer loop stopped")
 
     async def tick(self) -> int:
-        """Fire everything due now; returns how many events were recorded."""
+        """Arm what is new, then fire everything due now; returns how many events were recorded."""
         now = self._clock()
+        await self._step(self._arm, now)
+        fired = 0
+        for step in (self._fire, _overdue, _acknowledgements_due):
+            fired += await self._step(step, now)
+        return fired
+
+    async def _step(self, step: Callable[[AsyncSession, datetime], Awaitable[int]], now: datetime) -> int:
         async with self._uow.begin() as session:
-            fired = await _overdue(session, now) + await _escalations(session, now) + await _reminders(session, now)
+            fired = await step(session, now)
             if fired:
                 self._relay.wake_after_commit(session)
         return fired
 
+    def _policy(self, review: ReviewRow) -> Policy:
+        return self._policies.get(review.policy_id)
 
-def _claim(session: AsyncSession, query: Any) -> Any:
-    """Skip rows another engine is firing right now (Postgres); SQLite serialises writers anyway."""
-    return query.with_for_update(skip_locked=True) if is_postgres(session) else query
+    def _reminder_offsets(self, review: ReviewRow) -> Sequence[timedelta]:
+        own = self._policy(review).reminders
+        return self._offsets if own is None else own
+
+    def _chain(self, review: ReviewRow) -> tuple[EscalationStep, ...]:
+        return self._policy(review).chain(timedelta(seconds=review.escalate_after_s))
+
+    async def _arm(self, session: AsyncSession, now: datetime) -> int:
+        """Plan the timers of reviews that entered a phase and of new acknowledgements (records no event)."""
+        for review in await q.unarmed_reviews(session, limit=BATCH):
+            await q.cancel_phase_timers(session, review.id)
+            review.timers_armed = True
+            if review.state in _TERMINAL:
+                continue
+            planned = phase_timers(
+                review.due_at,
+                offsets=self._reminder_offsets(review),
+                chain=self._chain(review),
+                now=now,
+                escalated_before=review.escalated_phase == review.state,  # by a smits before escalation chains
+            )
+            session.add_all(
+                TimerRow(
+                    review_id=review.id,
+                    kind=timer.kind.value,
+                    phase=review.state,
+                    phase_entered_at=review.phase_entered_at,
+                    level=timer.level,
+                    before_s=timer.before_s,
+                    fire_at=timer.fire_at,
+                )
+                for timer in planned
+            )
+        for ack, _, review in await q.unarmed_acknowledgements(session, limit=BATCH):
+            ack.timers_armed = True
+            session.add_all(
+                TimerRow(
+                    review_id=review.id,
+                    acknowledgement_id=ack.id,
+                    kind=timer.kind.value,
+                    before_s=timer.before_s,
+                    fire_at=timer.fire_at,
+                )
+                for timer in reminders(ack.due_at, self._reminder_offsets(review), now=now)
+            )
+        return 0
+
+    async def _fire(self, session: AsyncSession, now: datetime) -> int:
+        """Send the due timers whose review no one else holds; drop those that no longer apply."""
+        timers = await q.due_timers(session, now, limit=BATCH)
+        reviews = await q.claim_reviews(session, {timer.review_id for timer in timers})
+        acks = await q.acknowledgement_subjects(
+            session, {timer.acknowledgement_id for timer in timers if timer.acknowledgement_id is not None}
+        )
+        fired = 0
+        for timer in timers:
+            review = reviews.get(timer.review_id)
+            if review is None:
+                continue  # being changed right now: the next tick sees what it became
+            if timer.acknowledgement_id is not None:
+                fired += await _acknowledgement_reminder(session, timer, review, acks[timer.acknowledgement_id], now)
+            elif not _current(timer, review):
+                await session.delete(timer)  # of an earlier phase (the arming step drops the rest)
+            elif timer.kind == TimerKind.REMINDER:
+                fired += _phase_reminder(session, timer, review, now)
+            else:
+                fired += await self._escalate(session, timer, review, now)
+        return fired
+
+    async def _escalate(self, session: AsyncSession, timer: TimerRow, review: ReviewRow, now: datetime) -> int:
+        """One chain level: a `review.escalated` per person it reaches, or one saying why it reaches nobody."""
+        timer.fired_at = now
+        step = step_of(self._chain(review), timer.level or 0)
+        if step is None or review.due_at is None:  # the policy lost this level since the phase began
+            return 0
+        review.escalated_phase = review.state
+        reached = await targets(session, review, step)
+        for target in reached:
+            data: dict[str, Any] = {
+                "phase": review.state,
+                "due_at": review.due_at.isoformat(),
+                "owner": review.owner,
+                "level": step.level,
+                "target": target.email,
+                "target_kind": step.target.value,
+                "days_overdue": days_overdue(review.due_at, now),
+            }
+            if target.unresolved is not None:
+                data["unresolved"] = target.unresolved
+            record_event(session, review, ReviewEventType.ESCALATED, now, data)
+        return len(reached)
+
+
+def _current(timer: TimerRow, review: ReviewRow) -> bool:
+    """Whether a phase timer belongs to the phase the review is in now (and armed for)."""
+    return (
+        review.timers_armed
+        and review.state not in _TERMINAL
+        and timer.phase == review.state
+        and timer.phase_entered_at == review.phase_entered_at
+    )
+
+
+def _phase_reminder(session: AsyncSession, timer: TimerRow, review: ReviewRow, now: datetime) -> int:
+    timer.fired_at = now
+    if not review.owner or review.due_at is None:
+        return 0  # nobody to remind: the due date and the escalation chain still come
+    record_event(
+        session,
+        review,
+        ReviewEventType.REMINDER,
+        now,
+        {
+            "about": "phase",
+            "recipient": review.owner,
+            "due_at": review.due_at.isoformat(),
+            "before_s": timer.before_s,
+            "phase": review.state,
+        },
+    )
+    return 1
+
+
+async def _acknowledgement_reminder(
+    session: AsyncSession,
+    timer: TimerRow,
+    review: ReviewRow,
+    subject: tuple[AcknowledgementRow, DocumentVersionRow, DocumentRow],
+    now: datetime,
+) -> int:
+    ack, version, document = subject
+    if ack.acknowledged_at is not None:
+        await session.delete(timer)  # acknowledged meanwhile: nothing to remind of
+        return 0
+    timer.fired_at = now
+    record_event(
+        session,
+        review,
+        ReviewEventType.REMINDER,
+        now,
+        {
+            "about": "acknowledgement",
+            "recipient": ack.recipient,
+            "due_at": ack.due_at.isoformat(),
+            "before_s": timer.before_s,
+            "document_id": str(document.id),
+            "kind": document.kind,
+            "version": version.version,
+        },
+    )
+    return 1
 
 
 async def _overdue(session: AsyncSession, now: datetime) -> int:
-    return await _phase_alarm(session, now, ReviewRow.due_at, "overdue_phase", ReviewEventType.OVERDUE)
-
-
-async def _escalations(session: AsyncSession, now: datetime) -> int:
-    return await _phase_alarm(session, now, ReviewRow.escalate_at, "escalated_phase", ReviewEventType.ESCALATED)
-
-
-async def _phase_alarm(session: AsyncSession, now: datetime, deadline: Any, fired: str, type_: ReviewEventType) -> int:
-    """Fire `type_` once per phase for open reviews past `deadline`; the `fired` column remembers the
-    phase it fired for, so a new phase re-arms the alarm."""
-    marker = getattr(ReviewRow, fired)
-    query = _claim(
-        session,
-        select(ReviewRow)
-        .where(deadline <= now, ReviewRow.state.not_in(_TERMINAL), or_(marker.is_(None), marker != ReviewRow.state))
-        .order_by(deadline)
-        .limit(BATCH),
+    """`review.overdue` once per phase for open reviews past their due date (`overdue_phase` remembers the phase
+    it fired for, so a new phase re-arms it)."""
+    reviews = await q.past_deadline(
+        session, now, deadline=ReviewRow.due_at, marker=ReviewRow.overdue_phase, terminal=_TERMINAL, limit=BATCH
     )
-    reviews = list((await session.scalars(query)).all())
     for review in reviews:
-        setattr(review, fired, review.state)
+        review.overdue_phase = review.state
         due_at = review.due_at.isoformat() if review.due_at else None
-        record_event(session, review, type_, now, {"phase": review.state, "due_at": due_at, "owner": review.owner})
+        record_event(
+            session,
+            review,
+            ReviewEventType.OVERDUE,
+            now,
+            {"phase": review.state, "due_at": due_at, "owner": review.owner},
+        )
     return len(reviews)
 
 
-async def _reminders(session: AsyncSession, now: datetime) -> int:
-    query = _claim(
-        session,
-        select(AcknowledgementRow)
-        .where(
-            AcknowledgementRow.due_at <= now,
-            AcknowledgementRow.acknowledged_at.is_(None),
-            AcknowledgementRow.reminded_at.is_(None),
-        )
-        .order_by(AcknowledgementRow.due_at)
-        .limit(BATCH),
-    )
-    acks = list((await session.scalars(query)).all())
+async def _acknowledgements_due(session: AsyncSession, now: datetime) -> int:
+    """`document.acknowledgement_due` once per pending acknowledgement past its due date."""
+    acks = await q.due_acknowledgements(session, now, limit=BATCH)
+    subjects = await q.acknowledgement_subjects(session, {ack.id for ack in acks})
+    reviews = await q.claim_reviews(session, {version.review_id for _, version, _ in subjects.values()})
+    fired = 0
     for ack in acks:
+        _, version, document = subjects[ack.id]
+        review = reviews.get(version.review_id)
+        if review is None:
+            continue  # being changed right now: the next tick
         ack.reminded_at = now
-        version = await session.get(DocumentVersionRow, ack.version_id)
-        assert version is not None
-        document = await session.get(DocumentRow, version.document_id)
-        assert document is not None
-        review = await lock_review(session, version.review_id)
         record_event(
             session,
             review,
@@ -122,4 +297,5 @@ async def _reminders(session: AsyncSession, now: datetime) -> int:
                 "due_at": ack.due_at.isoformat(),
             },
         )
-    return len(acks)
+        fired += 1
+    return fired

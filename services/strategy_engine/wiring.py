@@ -3,6 +3,8 @@ engine|all` (imported only by the composition root, `services/app.py`)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter
 
 from services.core.observability import get_logger
@@ -26,7 +28,13 @@ def build(runtime: Runtime) -> ServiceUnit:
     )
     relay = OutboxRelay(uow=runtime.uow, row=EngineOutboxRow, producer=runtime.producer, settings=runtime.settings)
     consumer = accepted_consumer(settings=runtime.settings, uow=runtime.uow, relay=relay, policies=policy_set)
-    timers = TimerLoop(uow=runtime.uow, relay=relay, interval_s=runtime.settings.timer_interval_s)
+    timers = TimerLoop(
+        uow=runtime.uow,
+        relay=relay,
+        interval_s=runtime.settings.timer_interval_s,
+        policies=policy_set,
+        reminder_offsets=[timedelta(seconds=s) for s in runtime.settings.reminder_offsets],
+    )
     router = APIRouter()
     router.include_router(dashboard.build_router(runtime))
     router.include_router(cycle.build_router(runtime, policy_set))

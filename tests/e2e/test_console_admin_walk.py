@@ -5,8 +5,6 @@ SMITS_CONSOLE_SCREENSHOTS=1 the pages are saved to docs/console/."""
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,46 +14,27 @@ from selenium.webdriver.common.by import By
 
 from services.core.settings import Settings
 from tests.support.browser import Browser
+from tests.support.console_server import serving_all
 from tests.support.harness import produce, regulation_event
-from tests.support.processes import SMITS, free_port, service_env, wait_ready
 from tests.support.receiver import Receiver
 
 PASSWORD = "console admin walk password"
 
 
-def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> None:
-    done = subprocess.run(
-        [SMITS, *args], env=env, input=stdin.encode() if stdin else None, capture_output=True, check=False
-    )
-    assert done.returncode == 0, done.stderr.decode()
-
-
 @pytest.fixture
 async def console(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = service_env(
+    """`smits serve all` on the test's database and topics, with Ada the admin; its base URL."""
+    async with serving_all(
         settings,
-        SMITS_AUTH_DISABLED="false",
-        SMITS_PUBLIC_URL=base,
+        tmp_path,
+        units=("group",),
+        people={"ada@corp.example": ("Ada Admin", ["admin"], "group")},
+        password=PASSWORD,
         SMITS_WEBHOOK_ALLOW_CIDRS="127.0.0.0/8",
         SMITS_DELIVERY_RETRY_SCHEDULE="0,0.2",
         SMITS_LOG_LEVEL="warning",
-    )
-    await asyncio.to_thread(_run, env, "org-units", "create", "--name", "group")
-    args = ["users", "create", "--email", "ada@corp.example", "--name", "Ada Admin", "--role", "admin"]
-    await asyncio.to_thread(_run, env, *args, "--org-unit", "group", "--password-stdin", stdin=PASSWORD)
-    log = tmp_path / "smits.log"
-    with log.open("wb") as out:
-        command = [SMITS, "serve", "all", "--port", str(port)]
-        process = await asyncio.to_thread(subprocess.Popen, command, env=env, stdout=out, stderr=out)
-        try:
-            await asyncio.to_thread(wait_ready, base, process)
-            yield base
-        finally:
-            process.terminate()
-            await asyncio.to_thread(process.wait, 30)
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    ) as base:
+        yield base
 
 
 def reload_until(browser: Browser, text: str, *, within: float) -> None:
@@ -124,6 +103,9 @@ async def test_an_admin_runs_deliveries_people_and_keys_from_the_console(
         assert "Resent" in browser.flash()
         reload_until(browser, "204 (delivered)", within=30)
         checked(browser)
+
+    # No mail server here: the e-mail log says so in words.
+    assert "No e-mail yet" in page(browser, "/mail")
 
     # People and org units.
     page(browser, "/admin/org-units", "admin-org-units")

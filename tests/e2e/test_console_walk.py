@@ -5,8 +5,6 @@ docs/console/ (the README shows them)."""
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -18,8 +16,8 @@ from selenium.webdriver.common.by import By
 
 from services.core.settings import Settings
 from tests.support.browser import Browser
+from tests.support.console_server import serving_all
 from tests.support.kafka import Raw, produce_raw
-from tests.support.processes import SMITS, free_port, service_env, wait_ready
 
 PASSWORD = "console walk password"
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
@@ -32,44 +30,21 @@ PEOPLE = {
 }
 
 
-def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [SMITS, *args], env=env, input=stdin.encode() if stdin else None, capture_output=True, check=False
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode()
-
-
 @pytest.fixture
 async def console(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
     """`smits serve all` on the test's database and topics, with the walk's people; its base URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = service_env(
+    units = ("group", "strategy-office", "bu-payments", "bu-retail")
+    async with serving_all(
         settings,
-        SMITS_AUTH_DISABLED="false",
-        SMITS_PUBLIC_URL=base,
+        tmp_path,
+        units=units,
+        people=PEOPLE,
+        password=PASSWORD,
         SMITS_INGEST_RESTRICTED_CATEGORIES="merger_acquisition",
         SMITS_INGEST_RESTRICTED_TO="role:strategy_manager",
         SMITS_LOG_LEVEL="warning",
-    )
-    for unit in ("group", "strategy-office", "bu-payments", "bu-retail"):
-        await asyncio.to_thread(_run, env, "org-units", "create", "--name", unit)
-    for email, (name, roles, unit) in PEOPLE.items():
-        role_args = [arg for role in roles for arg in ("--role", role)]
-        args = ["users", "create", "--email", email, "--name", name, *role_args, "--org-unit", unit]
-        await asyncio.to_thread(_run, env, *args, "--password-stdin", stdin=PASSWORD)
-    log = tmp_path / "smits.log"
-    with log.open("wb") as out:
-        command = [SMITS, "serve", "all", "--port", str(port)]
-        process = await asyncio.to_thread(subprocess.Popen, command, env=env, stdout=out, stderr=out)
-        try:
-            await asyncio.to_thread(wait_ready, base, process)
-            yield base
-        finally:
-            process.terminate()
-            await asyncio.to_thread(process.wait, 30)
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    ) as base:
+        yield base
 
 
 def _trigger(kind: str, data: Mapping[str, object], subject: str, event_id: str | None = None) -> Raw:

@@ -59,18 +59,22 @@ async def test_two_engines_fire_each_due_timer_exactly_once(settings: Settings) 
             return int(await session.scalar(select(func.count()).select_from(TimelineRow)) or 0)
 
     try:
-        await eventually(fired, lambda n: n >= 2 * REVIEWS, within=60, what="every overdue and escalation")
-        await eventually(fired, lambda n: n >= 2 * REVIEWS, within=1)  # settle: nothing more may come
+        await eventually(fired, lambda n: n >= 3 * REVIEWS, within=60, what="every overdue and escalation")
+        await eventually(fired, lambda n: n >= 3 * REVIEWS, within=1)  # settle: nothing more may come
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
             process.wait(timeout=30)
     async with uow.begin() as session:
-        rows = (await session.execute(select(TimelineRow.review_id, TimelineRow.type))).all()
+        rows = (await session.execute(select(TimelineRow.review_id, TimelineRow.type, TimelineRow.data))).all()
     await engine.dispose()
-    per_review = Counter((review_id, type_) for review_id, type_ in rows)
-    assert len(rows) == 2 * REVIEWS
-    assert set(per_review.values()) == {1}  # each review: one overdue, one escalation
-    assert Counter(type_ for _, type_ in rows) == {"review.overdue": REVIEWS, "review.escalated": REVIEWS}
+    per_review = Counter((review_id, type_, data.get("level")) for review_id, type_, data in rows)
+    assert len(rows) == 3 * REVIEWS
+    assert set(per_review.values()) == {1}  # each review: one overdue, one escalation per level of the chain
+    assert Counter(type_ for _, type_, _ in rows) == {"review.overdue": REVIEWS, "review.escalated": 2 * REVIEWS}
+    assert Counter(data.get("level") for _, type_, data in rows if type_ == "review.escalated") == {
+        1: REVIEWS,  # the owner's manager (unresolved here: no owner)
+        2: REVIEWS,  # the org unit's lead (unresolved: no such unit)
+    }
     assert all(process.returncode == 0 for process in processes)

@@ -6,9 +6,6 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +16,16 @@ import pytest
 from services.console.pages import triggers as triggers_page
 from services.console.web import trigger_href
 from services.contracts import topics
-from services.core.identity import passwords, store
 from services.core.identity.model import Role
 from services.core.settings import Settings
 from services.strategy_engine.persistence import DecidedTriggerRow
 from services.trigger_ingest.persistence import AcceptedTriggerRow, DuplicateRow, RejectionRow
+from tests.support.console import signed_in
 from tests.support.dead_letters import plant_dead_letter
 from tests.support.harness import ALL, Harness, smits
 from tests.support.kafka import Raw, produce_raw, read_topic
 from tests.support.waiting import eventually
 
-PASSWORD = "correct horse battery staple"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "triggers"
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
 WITH_CONSOLE = [*ALL, "console"]
@@ -44,24 +40,6 @@ def event(**overrides: Any) -> bytes:
 GOOD = Raw(event(), STRUCTURED, b"bu-payments")
 UNKNOWN_TYPE = Raw(event(id="bad-type", type="smits.trigger.weather.v1"), STRUCTURED, b"k-type")
 NOT_JSON = Raw(b"{not json", STRUCTURED, b"k-json")
-
-
-@asynccontextmanager
-async def signed_in(app: Harness, email: str, *roles: Role) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser (cookies only) signed in as a new person with `roles`."""
-    async with app.runtime.uow.begin() as session:
-        await store.create_person(
-            session,
-            email=email,
-            name=email.split("@")[0],
-            roles=roles,
-            password_hash=passwords.hash_password(PASSWORD),
-            now=datetime.now(UTC),
-        )
-    async with httpx.AsyncClient(transport=app.transport, base_url="http://127.0.0.1:8000") as browser:
-        answer = await browser.post("/auth/login", data={"email": email, "password": PASSWORD, "next": "/"})
-        assert answer.status_code == 303, answer.text
-        yield browser
 
 
 async def page(browser: httpx.AsyncClient, path: str, status: int = 200) -> str:

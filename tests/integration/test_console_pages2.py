@@ -8,20 +8,18 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from services.core.identity import passwords, store
 from services.core.identity.model import Role
 from services.core.settings import Settings
+from tests.support import console
+from tests.support.console import PASSWORD, person
 from tests.support.events import publish, review_event
 from tests.support.harness import Harness, smits
 from tests.support.receiver import Receiver
 from tests.support.waiting import eventually
-
-PASSWORD = "correct horse battery staple"
 
 
 class Browser:
@@ -42,28 +40,11 @@ class Browser:
         return response
 
 
-async def person(app: Harness, email: str, *roles: Role) -> None:
-    """A person with a local password (unless they exist)."""
-    async with app.runtime.uow.begin() as session:
-        if await store.principal_by_email(session, email) is None:
-            await store.create_person(
-                session,
-                email=email,
-                name=email.split("@")[0].capitalize(),
-                roles=roles,
-                password_hash=passwords.hash_password(PASSWORD),
-                now=datetime.now(UTC),
-            )
-
-
 @asynccontextmanager
 async def signed_in(app: Harness, email: str, *roles: Role, home: str = "/admin") -> AsyncIterator[Browser]:
     """Signed in through the sign-in form; the CSRF token is read from the page `home`, as its forms carry it."""
-    await person(app, email, *roles)
-    async with httpx.AsyncClient(transport=app.transport, base_url="http://127.0.0.1:8000") as client:
-        response = await client.post("/auth/login", data={"email": email, "password": PASSWORD, "next": home})
-        assert response.status_code == 303, response.text
-        page = await client.get(response.headers["location"])
+    async with console.signed_in(app, email, *roles, home=home) as client:
+        page = await client.get(home)
         found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         yield Browser(client, found.group(1) if found else "")
 

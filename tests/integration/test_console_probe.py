@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,37 +13,18 @@ import orjson
 from sqlalchemy import select
 
 from services.contracts import topics
-from services.core.identity import passwords, store
 from services.core.identity.model import Role
 from services.core.settings import Settings
 from services.strategy_engine.persistence import ReviewRow
 from services.trigger_ingest.persistence import RejectionRow
+from tests.support.console import PASSWORD, signed_in
 from tests.support.harness import ALL, Harness, smits
 from tests.support.kafka import Raw, produce_raw
 from tests.support.waiting import eventually
 
-PASSWORD = "correct horse battery staple"
 WITH_CONSOLE = [*ALL, "console"]
 SITE = "http://127.0.0.1:8000"
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
-
-
-@asynccontextmanager
-async def signed_in(app: Harness, email: str, *roles: Role) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser (cookies only) signed in as a new person with `roles`."""
-    async with app.runtime.uow.begin() as session:
-        await store.create_person(
-            session,
-            email=email,
-            name=email.split("@")[0],
-            roles=roles,
-            password_hash=passwords.hash_password(PASSWORD),
-            now=datetime.now(UTC),
-        )
-    async with httpx.AsyncClient(transport=app.transport, base_url=SITE) as browser:
-        answer = await browser.post("/auth/login", data={"email": email, "password": PASSWORD, "next": "/"})
-        assert answer.status_code == 303, answer.text
-        yield browser
 
 
 def csrf_of(text: str) -> str:
@@ -476,3 +455,20 @@ async def test_an_open_board_does_not_keep_an_idle_session_alive(settings: Setti
     assert seen <= away + timedelta(seconds=1), (
         f"the board's background refresh counted as activity: last seen moved from {away} to {seen}"
     )
+
+
+async def test_saving_and_deleting_a_view_is_in_the_audit_log_as_the_person(settings: Settings) -> None:
+    """Every action is accountable: saved views are written by the console itself (not through /v1), so the console
+    audits them; deleting a view one does not have records nothing."""
+    async with smits(settings, WITH_CONSOLE) as app, signed_in(app, "ana@corp.example", Role.STRATEGY_MANAGER) as ana:
+        csrf = await token(ana)
+        await ana.post("/board/views", data={"csrf_token": csrf, "name": "Northwind deal", "query": "q=northwind"})
+        await ana.post("/board/views/delete", data={"csrf_token": csrf, "name": "Northwind deal"})
+        await ana.post("/board/views/delete", data={"csrf_token": csrf, "name": "never saved"})
+        found = (await app.api.get("/v1/audit", params={"target": "saved_view:Northwind deal"})).json()["records"]
+        nothing = (await app.api.get("/v1/audit", params={"target": "saved_view:never saved"})).json()["records"]
+    assert [(r["action"], r["principal"], r["method"]) for r in found] == [
+        ("saved_view.delete", "ana@corp.example", "session"),
+        ("saved_view.create", "ana@corp.example", "session"),
+    ]
+    assert nothing == []

@@ -156,6 +156,13 @@ async def test_a_review_runs_the_whole_cycle_and_every_guard_speaks_up(settings:
     assert types.count("review.document_published") == 2
     assert types.count("review.approval_recorded") == 3
     assert [entry["sequence"] for entry in timeline] == list(range(1, len(timeline) + 1))
+    into_approval = [
+        e["data"] for e in timeline if e["type"] == "review.transitioned" and e["data"]["to"] == "approval"
+    ]
+    assert [data["approvers"] for data in into_approval] == [[CIO, CFO, CISO]] * 2  # the notifier asks each of them
+    others = [e["data"] for e in timeline if e["type"] == "review.transitioned" and e["data"]["to"] != "approval"]
+    assert others
+    assert not any("approvers" in data for data in others)
     assert detail["decision"] == "approved"
     assert detail["assessment"]["version"] == 3
     assert detail["closed_at"] is not None

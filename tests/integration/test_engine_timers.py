@@ -12,6 +12,7 @@ from services.core.identity.model import Role
 from services.core.outbox import OutboxRelay
 from services.core.settings import Settings
 from services.strategy_engine.persistence import EngineOutboxRow, TimelineRow
+from services.strategy_engine.policies import load
 from services.strategy_engine.timers import TimerLoop
 from tests.support.events import accepted, feed_engine
 from tests.support.harness import Harness, smits
@@ -50,7 +51,14 @@ async def test_overdue_escalation_and_reminders_fire_once_per_phase(settings: Se
         await api.patch(f"/v1/reviews/{review}", json={"owner": cio})
         clock = {"now": NOW}
         relay = OutboxRelay(uow=app.runtime.uow, row=EngineOutboxRow, producer=app.runtime.producer, settings=settings)
-        timers = TimerLoop(uow=app.runtime.uow, relay=relay, interval_s=1, clock=lambda: clock["now"])
+        timers = TimerLoop(
+            uow=app.runtime.uow,
+            relay=relay,
+            interval_s=1,
+            policies=load(),
+            reminder_offsets=(),  # this test is about the due dates; reminders before them: test_reminders.py
+            clock=lambda: clock["now"],
+        )
 
         assert await timers.tick() == 0  # triage is due in 2 days
         clock["now"] = NOW + timedelta(days=3)
@@ -79,11 +87,11 @@ async def test_overdue_escalation_and_reminders_fire_once_per_phase(settings: Se
         clock["now"] = datetime.now(UTC) + timedelta(days=11)
         assert await timers.tick() == 1  # assess overdue
         clock["now"] = datetime.now(UTC) + timedelta(days=30)
-        assert await timers.tick() == 1  # assess escalated; the reminder is not repeated
+        assert await timers.tick() == 2  # assess escalated to the manager, then the lead; the reminder is not repeated
         types = await _types(app)
         detail = (await api.get(f"/v1/reviews/{review}/timeline")).json()
     assert types["review.overdue"] == 2
-    assert types["review.escalated"] == 2
+    assert types["review.escalated"] == 3  # triage: level 1 (level 2 cancelled by the new phase); assess: levels 1, 2
     assert types["document.acknowledgement_due"] == 1
     reminder = next(e for e in detail if e["type"] == "document.acknowledgement_due")
     assert reminder["data"]["recipient"] == "ciso@example.org"

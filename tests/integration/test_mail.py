@@ -6,6 +6,8 @@ refuses (451, then 550) or is down (connection refused) delays the mails but los
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -27,6 +29,7 @@ from services.notifier.persistence import AttemptRow, Channel, DeliveryRow
 from services.notifier.retries import AttemptResult, DeliveryStatus
 from services.notifier.smtp import MailServer as SmtpServer
 from services.strategy_engine.persistence import ReviewRow
+from tests.support.console import signed_in
 from tests.support.events import accepted, feed_engine, review_event, tuned
 from tests.support.harness import Harness, smits
 from tests.support.smtp import MailServer, Received, mail_server
@@ -40,7 +43,7 @@ NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 
 def mail_settings(settings: Settings, server: MailServer, **more: Any) -> Settings:
-    return tuned(settings, public_url=PUBLIC_URL, **server.settings, **more)
+    return tuned(settings, **{"public_url": PUBLIC_URL, **server.settings, **more})
 
 
 async def open_review(app: Harness, settings: Settings) -> str:
@@ -331,3 +334,39 @@ async def test_an_e_mail_whose_lease_ran_out_is_not_claimed_again_by_its_own_wor
     async with uow.begin() as session:
         rows = (await session.scalars(select(DeliveryRow))).all()
     assert sorted((row.status, row.attempt_count) for row in rows) == [(DeliveryStatus.DELIVERED, 1)] * 3
+
+
+async def test_the_console_lists_failed_mails_with_their_smtp_replies_and_resends_one(settings: Settings) -> None:
+    with mail_server() as server:
+        server.refuse(550, at="data")
+        # Signed in over plain http: a public https address would mark the session cookie Secure.
+        tuned = mail_settings(settings, server, delivery_retry_schedule=(0.0,), public_url="http://127.0.0.1:8000")
+        async with smits(tuned, ["engine", "notifier", "console"]) as app:
+            await publish(app, await open_review(app, settings))
+            failed = await eventually(
+                lambda: email_deliveries(app),
+                lambda rows: len(rows) == 3 and all(r.status == "failed" for r in rows),
+                what="every mail failed (one attempt allowed)",
+            )
+            async with signed_in(app, "ada@corp.example", Role.ADMIN) as browser:
+                listed = html.unescape((await browser.get("/mail?status=failed")).text)
+                shown = await browser.get(f"/mail/{failed[0].id}")
+                csrf = re.search(r'name="csrf_token" value="([^"]+)"', shown.text)
+                assert csrf is not None, (shown.status_code, shown.headers, listed[:2000])
+                server.refuse(None)
+                resent = await browser.post(f"/mail/{failed[0].id}/resend", data={"csrf_token": csrf.group(1)})
+                assert resent.status_code == 303, resent.text
+                after = html.unescape((await browser.get(resent.headers["location"])).text)
+                webhook = await browser.get(f"/mail/{uuid.uuid4()}")
+            await eventually(
+                lambda: email_deliveries(app),
+                lambda rows: sum(r.status == "delivered" for r in rows) == 1,
+                what="the resent mail delivered",
+            )
+    for row in failed:
+        assert row.recipient is not None
+        assert row.recipient in listed
+    assert "550" in html.unescape(shown.text)
+    assert "(refused)" in shown.text
+    assert "Resent:" in after
+    assert webhook.status_code == 404

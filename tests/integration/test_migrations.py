@@ -42,12 +42,15 @@ EXPECTED = {
     "engine_documents",
     "engine_document_versions",
     "engine_acknowledgements",
+    "engine_timers",
     "engine_outbox",
     "engine_review_clearances",
     "notifier_subscriptions",
     "notifier_deliveries",
     "notifier_attempts",
     "notifier_notices",
+    "notifier_preferences",
+    "notifier_digest_items",
 }
 
 

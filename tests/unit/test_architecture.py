@@ -14,7 +14,7 @@ SERVICES = ROOT / "services"
 SLICES = ("trigger_ingest", "strategy_engine", "notifier")
 DOMAIN = {
     "trigger_ingest": ("domain", "dead_letters"),
-    "strategy_engine": ("lifecycle", "policies", "assessments", "documents", "board"),
+    "strategy_engine": ("lifecycle", "policies", "assessments", "documents", "board", "reminders"),
     "notifier": ("matching", "retries", "signing"),
 }
 """Modules of pure domain logic: no I/O, and nothing of their service's flows, persistence or transport."""

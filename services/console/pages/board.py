@@ -9,10 +9,14 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.console import persistence
 from services.console.api import ApiProblem, Viewer
 from services.console.web import Acting, ConsoleRoute, Viewing, done
+from services.core.http import request_id
+from services.core.identity import audit
+from services.core.identity.model import AuthMethod
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -120,20 +124,33 @@ def _owner(viewer: Viewer) -> str:
     return viewer.id
 
 
+async def _audit(
+    session: AsyncSession, action: Acting, what: str, name: str, now: datetime, *, after: object = None
+) -> None:
+    """Saved views are the person's own, written by the console itself: audited here, as the API audits its writes."""
+    await audit.record(
+        session,
+        principal=action.viewer.email or action.viewer.name,
+        method=AuthMethod.SESSION.value,
+        action=what,
+        target=f"saved_view:{name}",
+        now=now,
+        request_id=request_id(action.request),
+        after=after,
+    )
+
+
 @router.post("/board/views")
 async def save_view(action: Acting) -> Response:
     name = action.text("name")[:100]
     query = action.text("query")[:2000]
     if not name:
         raise ApiProblem(status=422, title="Request validation failed", detail="Give the view a name to save it.")
+    now = datetime.now(UTC)
     async with action.request.app.state.runtime.uow.begin() as session:
-        saved = await persistence.save_view(
-            session,
-            principal=_owner(action.viewer),
-            name=name,
-            query=query,
-            now=datetime.now(UTC),
-        )
+        saved = await persistence.save_view(session, principal=_owner(action.viewer), name=name, query=query, now=now)
+        if saved:
+            await _audit(session, action, "saved_view.create", name, now, after={"name": name, "query": query})
     if not saved:
         raise ApiProblem(
             status=409,
@@ -146,6 +163,8 @@ async def save_view(action: Acting) -> Response:
 @router.post("/board/views/delete")
 async def delete_view(action: Acting) -> Response:
     name = action.text("name")[:100]
+    now = datetime.now(UTC)
     async with action.request.app.state.runtime.uow.begin() as session:
-        await persistence.delete_view(session, principal=_owner(action.viewer), name=name)
+        if await persistence.delete_view(session, principal=_owner(action.viewer), name=name):
+            await _audit(session, action, "saved_view.delete", name, now)
     return done("/board", f"Deleted the view “{name}”.")

@@ -21,6 +21,7 @@ from services.notifier.egress import EgressRefused, check_url
 from services.notifier.persistence import Channel, DeliveryRow, SubscriptionRow
 from services.notifier.retries import RATE_MAX_PER_S, RATE_MIN_PER_S, DeliveryStatus
 from services.notifier.signing import generate_secret
+from services.notifier.transport import preferences
 
 EventType = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_.]+(\.\*)?)$")]
 Scope = Annotated[str, Field(min_length=1, max_length=500)]
@@ -350,6 +351,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             )
             return _delivery_out(delivery, [])
 
+    router.include_router(preferences.build_router(runtime))
     return router
 
 

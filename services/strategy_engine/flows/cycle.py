@@ -47,6 +47,15 @@ async def _verdicts(session: AsyncSession, assessment_id: uuid.UUID) -> list[tup
     return [(row.approver, Verdict(row.verdict)) for row in rows.all()]
 
 
+async def _approvers(session: AsyncSession, review_id: uuid.UUID) -> list[str]:
+    """The e-mail addresses the current assessment version names as approvers, in its order."""
+    current = await latest_assessment(session, review_id)
+    if current is None:
+        return []
+    approvers = AssessmentIn.model_validate(current.body).approvers
+    return list(approvers.names) if approvers else []
+
+
 async def facts(session: AsyncSession, review: ReviewRow, *, reason: str | None = None) -> ReviewFacts:
     """The snapshot the lifecycle guards read, from the current assessment version and documents."""
     published = int(
@@ -99,19 +108,16 @@ async def transition(
             review_id=review.id, from_state=current.value, to_state=target.value, at=now, actor=actor, reason=reason
         )
     )
-    record_event(
-        session,
-        review,
-        ReviewEventType.TRANSITIONED,
-        now,
-        {
-            "from": current.value,
-            "to": target.value,
-            "actor": actor,
-            "reason": reason,
-            "due_at": review.due_at.isoformat() if review.due_at else None,
-        },
-    )
+    data: dict[str, Any] = {
+        "from": current.value,
+        "to": target.value,
+        "actor": actor,
+        "reason": reason,
+        "due_at": review.due_at.isoformat() if review.due_at else None,
+    }
+    if target is ReviewState.APPROVAL:  # who is asked for a verdict (the notifier tells them)
+        data["approvers"] = await _approvers(session, review.id)
+    record_event(session, review, ReviewEventType.TRANSITIONED, now, data)
     if target is ReviewState.CLOSED:
         record_event(session, review, ReviewEventType.CLOSED, now, {"actor": actor})
     return review
@@ -143,6 +149,7 @@ def enter(review: ReviewRow, target: ReviewState, policies: PolicySet, now: date
     """Move to `target`: new phase clock and due date; a terminal state frees the correlation key."""
     review.state, review.phase_entered_at = target.value, now
     review.overdue_phase = review.escalated_phase = None
+    review.timers_armed = False  # the timer loop cancels the old phase's unsent timers and plans the new ones
     due = None if target in TERMINAL else policies.get(review.policy_id).due_in(target)
     review.due_at = now + due if due else None
     review.escalate_at = review.due_at + timedelta(seconds=review.escalate_after_s) if review.due_at else None
