@@ -180,7 +180,20 @@ class Published:
     restricted: bool
 
 
-def changes_since(last: int | None, versions: Sequence[Published], *, received_before: bool) -> str:
+CHANGES_BUDGET = 300_000
+"""Characters of change summaries one `review.document_published` event carries in all: a large distribution gets
+shorter summaries each (at least `CHANGES_MIN`), so the event stays well under Kafka's message size."""
+CHANGES_MIN = 120
+
+
+def changes_limit(recipients: int) -> int:
+    """How long each of `recipients` change summaries may be."""
+    return max(CHANGES_MIN, min(CHANGES_MAX, CHANGES_BUDGET // max(recipients, 1)))
+
+
+def changes_since(
+    last: int | None, versions: Sequence[Published], *, received_before: bool, limit: int = CHANGES_MAX
+) -> str:
     """What changed for a recipient since the version they last acknowledged (`last`): the summaries of the
     versions published after it, newest first, bounded; a version of a need-to-know review is named without
     its summary. With no acknowledged version: the first version they receive, or (`received_before`) that
@@ -198,7 +211,7 @@ def changes_since(last: int | None, versions: Sequence[Published], *, received_b
         text = "its summary is need-to-know" if v.restricted else (_one_line(v.summary) or "no summary given")
         lines.append(f"- Version {v.version}{when}: {_bounded(text, CHANGE_LINE_MAX)}")
     out = "\n".join(lines)
-    return out if len(out) <= CHANGES_MAX else _bounded(out, CHANGES_MAX)
+    return out if len(out) <= limit else _bounded(out, limit)
 
 
 def _one_line(text: str) -> str:

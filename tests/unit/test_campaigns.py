@@ -21,11 +21,14 @@ from services.core.identity.model import Role
 from services.core.links import AckLink, LinkRefused, sign, verify
 from services.notifier.mail import MailConfig, compose, document_notice
 from services.strategy_engine.documents import (
+    CHANGES_BUDGET,
     CHANGES_MAX,
+    CHANGES_MIN,
     REASON_MAX,
     Published,
     Recipient,
     RecipientAnswer,
+    changes_limit,
     changes_since,
     merge,
     reason_of,
@@ -133,12 +136,21 @@ def test_changes_since_the_acknowledged_version_newest_first_hiding_need_to_know
     assert [line[:11] for line in unacknowledged[1:]] == ["- Version 3", "- Version 2", "- Version 1"]
 
 
-@given(st.lists(st.text(max_size=3000), min_size=1, max_size=30), st.integers(min_value=0, max_value=40))
-def test_a_change_summary_is_bounded(summaries: list[str], last: int) -> None:
+@given(
+    st.lists(st.text(max_size=3000), min_size=1, max_size=30),
+    st.integers(min_value=0, max_value=40),
+    st.integers(min_value=1, max_value=100_000),
+)
+def test_a_change_summary_is_bounded_and_a_large_distribution_gets_shorter_ones(
+    summaries: list[str], last: int, recipients: int
+) -> None:
     history = [
         Published(version=n + 1, published_at=None, summary=s, restricted=False) for n, s in enumerate(summaries)
     ]
     assert len(changes_since(last or None, history, received_before=True)) <= CHANGES_MAX
+    limit = changes_limit(recipients)
+    assert len(changes_since(last or None, history, received_before=True, limit=limit)) <= limit
+    assert limit * recipients <= max(CHANGES_BUDGET, CHANGES_MIN * recipients)
 
 
 # --- signed links -------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from services.strategy_engine.documents import (
     RecipientAnswer,
     Resolved,
     Status,
+    changes_limit,
     changes_since,
     may_move,
     merge,
@@ -218,11 +219,12 @@ async def _changes(
             version=version.version, published_at=version.published_at, summary=version.summary, restricted=restricted
         ),
     ]
+    limit = changes_limit(len(emails))
     return {
         email: {
             "email": email,
             "last_acknowledged_version": latest.get(email),
-            "changes": changes_since(latest.get(email), history, received_before=email in received),
+            "changes": changes_since(latest.get(email), history, received_before=email in received, limit=limit),
         }
         for email in emails
     }
