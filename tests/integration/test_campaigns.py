@@ -14,9 +14,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
+import yaml
 from sqlalchemy import select
 
 from services.core.identity import passwords, store
@@ -24,12 +27,14 @@ from services.core.identity.audit import AuditRow
 from services.core.identity.model import Role
 from services.core.links import AckLink, sign
 from services.core.settings import Settings
+from services.strategy_engine.persistence import TimelineRow
 from tests.integration.test_mail import PUBLIC_URL, mail_settings, open_review, parts
 from tests.support.harness import ALL, Harness, smits
 from tests.support.smtp import MailServer, Received, mail_server
 from tests.support.waiting import eventually
 
 PASSWORD = "correct horse battery staple"
+ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 OPS = ["ana@example.org", "ben@example.org", "cleo@example.org"]
 ANA, BEN, CLEO = OPS
 DISABLED = "dora@example.org"
@@ -215,6 +220,20 @@ async def test_an_org_unit_campaign_mails_its_members_and_each_answers_their_way
             two = await campaign(app, document, 2)
             lasts = {r["recipient"]: r["last_acknowledged_version"] for r in two["recipients"]}
             assert lasts == {ANA: 1, BEN: 1, CLEO: None}
+            async with app.runtime.uow.begin() as session:
+                published = (
+                    await session.scalars(
+                        select(TimelineRow.data)
+                        .where(TimelineRow.type == "review.document_published")
+                        .order_by(TimelineRow.sequence)
+                    )
+                ).all()
+            schema = yaml.safe_load(ASYNCAPI.read_text())["components"]["schemas"]["ReviewDocumentPublishedData"]
+            for data in published:
+                jsonschema.validate(data, schema)
+            details = {d["email"]: d for d in published[-1]["recipients_detail"]}
+            assert sorted(details) == OPS
+            assert details[ANA]["last_acknowledged_version"] == 1
 
             async with httpx.AsyncClient(transport=app.transport, base_url=PUBLIC_URL) as anyone:
                 replaced = await anyone.post(links[CLEO])  # version 1's link, now that version 2 replaced it
