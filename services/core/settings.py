@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     mail_from: Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN)] | None = None
     """The sender of smits' e-mail (header `From` and the envelope); required with `smtp_host`."""
+    link_signing_key: SecretStr | None = None
+    """Key (at least 32 characters) signing the acknowledgement links in campaign e-mails; None: the e-mails carry
+    only the link that opens the document after sign-in, and no signed link is accepted."""
+    link_grace_s: Seconds = 7 * 86_400.0
+    """A signed acknowledgement link expires this long after the acknowledgement's due date."""
     oidc_issuer: Annotated[str, Field(max_length=2000)] | None = None
     """OpenID Connect provider people sign in at (its issuer URL); none: no sign-in."""
     oidc_client_id: Annotated[str, Field(min_length=1, max_length=500)] | None = None
@@ -151,6 +156,13 @@ class Settings(BaseSettings):
     def _split_cidrs(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("link_signing_key")
+    @classmethod
+    def _check_link_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
         return value
 
     @field_validator("webhook_allow_cidrs")

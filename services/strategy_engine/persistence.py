@@ -200,7 +200,11 @@ class DocumentVersionRow(Base):
 
 class AcknowledgementRow(Base):
     """One recipient (a person, by e-mail) of one published version: due, acknowledged, reminded. An
-    acknowledgement an admin recorded on the recipient's behalf has `recorded_by` (the admin) and `reason`."""
+    acknowledgement an admin recorded on the recipient's behalf has `recorded_by` (the admin) and `reason`;
+    `method` says how it was proven (a session, a key, a signed link). A recipient who has not acknowledged
+    may have declined or asked for an exception (`decision`, `decided_at`, `decision_reason`).
+    `last_acknowledged_version` is the version of the same document they had acknowledged when this one was
+    published (None: none)."""
 
     __tablename__ = "engine_acknowledgements"
     __table_args__ = (UniqueConstraint("version_id", "recipient"),)
@@ -215,6 +219,11 @@ class AcknowledgementRow(Base):
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     recorded_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     reason: Mapped[str | None] = mapped_column(String(1000))
+    method: Mapped[str | None] = mapped_column(String(20))
+    decision: Mapped[str | None] = mapped_column(String(30))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decision_reason: Mapped[str | None] = mapped_column(String(1000))
+    last_acknowledged_version: Mapped[int | None] = mapped_column(Integer)
     timers_armed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
     """Whether the timer loop has planned this recipient's reminders (`TimerRow`)."""
 
@@ -553,10 +562,18 @@ async def awaiting_verdict(
 
 
 async def unacknowledged(
-    session: AsyncSession, *, recipient: str, status: str, grants: Collection[str], now: datetime, limit: int
+    session: AsyncSession,
+    *,
+    recipient: str,
+    status: str,
+    grants: Collection[str],
+    now: datetime,
+    limit: int,
+    declined: str = "declined",
 ) -> tuple[list[tuple[AcknowledgementRow, DocumentVersionRow, DocumentRow, ReviewRow]], int, int]:
-    """Versions in `status` (published) that `recipient` has not acknowledged, from reviews visible to `grants`,
-    soonest due first (at most `limit`), with how many there are and how many of those are overdue."""
+    """Versions in `status` (published) that `recipient` has neither acknowledged nor `declined`, from reviews
+    visible to `grants`, soonest due first (at most `limit`), with how many there are and how many of those
+    are overdue."""
     query = (
         select(AcknowledgementRow, DocumentVersionRow, DocumentRow, ReviewRow)
         .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
@@ -565,6 +582,7 @@ async def unacknowledged(
         .where(
             AcknowledgementRow.recipient == recipient,
             AcknowledgementRow.acknowledged_at.is_(None),
+            or_(AcknowledgementRow.decision.is_(None), AcknowledgementRow.decision != declined),
             DocumentVersionRow.status == status,
             visible_to(grants),
         )
@@ -577,3 +595,125 @@ async def unacknowledged(
         late=AcknowledgementRow.due_at < now,
     )
     return [(ack, version, document, review) for ack, version, document, review in rows], total, overdue
+
+
+# Acknowledgement campaigns: who acknowledged what before, the register of documents.
+
+
+async def last_acknowledged(
+    session: AsyncSession, document_id: uuid.UUID, recipients: Collection[str], *, before: int
+) -> tuple[dict[str, int], set[str]]:
+    """For each of `recipients`: the latest version of the document (older than `before`) they acknowledged,
+    and who of them was a recipient of an older version at all."""
+    if not recipients:
+        return {}, set()
+    query = (
+        select(AcknowledgementRow.recipient, DocumentVersionRow.version, AcknowledgementRow.acknowledged_at)
+        .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
+        .where(
+            DocumentVersionRow.document_id == document_id,
+            DocumentVersionRow.version < before,
+            AcknowledgementRow.recipient.in_(sorted(recipients)),
+        )
+    )
+    latest: dict[str, int] = {}
+    received: set[str] = set()
+    for recipient, version, acknowledged_at in (await session.execute(query)).all():
+        received.add(recipient)
+        if acknowledged_at is not None and version > latest.get(recipient, 0):
+            latest[recipient] = version
+    return latest, received
+
+
+async def published_versions(session: AsyncSession, document_id: uuid.UUID) -> list[tuple[DocumentVersionRow, bool]]:
+    """The document's versions ever published (published or superseded), each with whether its review is
+    restricted, in version order."""
+    query = (
+        select(DocumentVersionRow, ReviewRow.restricted)
+        .join(ReviewRow, ReviewRow.id == DocumentVersionRow.review_id)
+        .where(DocumentVersionRow.document_id == document_id, DocumentVersionRow.published_at.is_not(None))
+        .order_by(DocumentVersionRow.version)
+    )
+    return [(version, bool(restricted)) for version, restricted in (await session.execute(query)).all()]
+
+
+async def acknowledgement_of(
+    session: AsyncSession, document_id: uuid.UUID, version: int, recipient: str, *, lock: bool = False
+) -> AcknowledgementRow | None:
+    """`recipient`'s row of version `version` of the document (locked for the rest of the transaction)."""
+    query = (
+        select(AcknowledgementRow)
+        .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
+        .where(
+            DocumentVersionRow.document_id == document_id,
+            DocumentVersionRow.version == version,
+            AcknowledgementRow.recipient == recipient,
+        )
+    )
+    if lock and is_postgres(session):
+        query = query.with_for_update(of=AcknowledgementRow)
+    return await session.scalar(query)
+
+
+async def register(
+    session: AsyncSession,
+    *,
+    kind: str | None,
+    org_unit: str | None,
+    status: str | None,
+    has_overdue: bool | None,
+    text: str | None,
+    after: tuple[str, uuid.UUID] | None,
+    limit: int,
+    now: datetime,
+    grants: Collection[str],
+) -> list[tuple[DocumentRow, DocumentVersionRow, int]]:
+    """Documents with a version visible to `grants`, by title (ignoring case) then id, each with its latest
+    visible version and how many acknowledgements of its current version are overdue (neither acknowledged
+    nor answered, past due). `status` is the latest visible version's; `text` is searched in the title;
+    `after` is the (title key, id) of the previous page's last document."""
+    newest = (
+        select(DocumentVersionRow.document_id, func.max(DocumentVersionRow.version).label("number"))
+        .where(_version_visible_to(grants))
+        .group_by(DocumentVersionRow.document_id)
+        .subquery()
+    )
+    current = aliased(DocumentVersionRow)
+    late = (
+        select(func.count())
+        .select_from(AcknowledgementRow)
+        .join(current, current.id == AcknowledgementRow.version_id)
+        .where(
+            current.document_id == DocumentRow.id,
+            current.version == DocumentRow.current_version,
+            AcknowledgementRow.acknowledged_at.is_(None),
+            AcknowledgementRow.decision.is_(None),
+            AcknowledgementRow.due_at < now,
+            exists().where(ReviewRow.id == current.review_id, visible_to(grants)),
+        )
+        .scalar_subquery()
+    )
+    key = func.lower(DocumentRow.title)
+    query = (
+        select(DocumentRow, DocumentVersionRow, late)
+        .join(newest, newest.c.document_id == DocumentRow.id)
+        .join(
+            DocumentVersionRow,
+            and_(DocumentVersionRow.document_id == DocumentRow.id, DocumentVersionRow.version == newest.c.number),
+        )
+    )
+    if kind is not None:
+        query = query.where(DocumentRow.kind == kind)
+    if org_unit is not None:
+        query = query.where(DocumentRow.org_unit == org_unit)
+    if status is not None:
+        query = query.where(DocumentVersionRow.status == status)
+    if has_overdue is not None:
+        query = query.where(late > 0 if has_overdue else late == 0)
+    if text is not None:
+        escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        query = query.where(key.like(func.lower(literal(f"%{escaped}%", String())), escape="/"))
+    if after is not None:
+        query = query.where(or_(key > after[0], and_(key == after[0], DocumentRow.id > after[1])))
+    rows = await session.execute(query.order_by(key, DocumentRow.id).limit(limit))
+    return [(document, version, int(overdue)) for document, version, overdue in rows.all()]

@@ -13,7 +13,7 @@ from services.core.runtime import Runtime, ServiceUnit
 from services.strategy_engine.persistence import EngineOutboxRow
 from services.strategy_engine.policies import load
 from services.strategy_engine.timers import TimerLoop
-from services.strategy_engine.transport import cycle, dashboard, documents, pending, policies
+from services.strategy_engine.transport import cycle, dashboard, documents, links, pending, policies
 from services.strategy_engine.transport.consumer import accepted_consumer
 
 log = get_logger(__name__)
@@ -39,6 +39,7 @@ def build(runtime: Runtime) -> ServiceUnit:
     router.include_router(dashboard.build_router(runtime))
     router.include_router(cycle.build_router(runtime, policy_set))
     router.include_router(documents.build_router(runtime))
+    router.include_router(links.build_router(runtime))
     router.include_router(pending.build_router(runtime))
     router.include_router(policies.build_router(runtime, policy_set))
     return ServiceUnit(

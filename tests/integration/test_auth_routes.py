@@ -15,7 +15,8 @@ from services.core.auth import Scope, create_key
 from services.core.settings import Settings
 from tests.support.harness import smits
 
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/auth/login"}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/auth/login", "/v1/acknowledge-link"}
+"""`/v1/acknowledge-link`: its signed token is the credential (tested in both test_campaigns.py)."""
 SIGNED_IN = {"/v1/me", "/auth/logout"}  # any proven caller
 PEOPLE_ONLY = {"/v1/me/preferences"}  # a person's own settings: no API key (a service account) has any
 ADMIN_ONLY = ("/v1/users", "/v1/org-units", "/v1/keys", "/v1/audit", "/v1/dead-letters")

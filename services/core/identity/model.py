@@ -38,6 +38,8 @@ class AuthMethod(StrEnum):
     API_KEY = "api_key"
     CLI = "cli"
     AUTH_DISABLED = "auth_disabled"
+    SIGNED_LINK = "signed_link"
+    """A signed, expiring, single-use link from an e-mail: it acknowledges one document version, nothing else."""
 
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Boolean, ForeignKey, String, UniqueConstraint, delete, select, update
+from sqlalchemy import JSON, Boolean, ForeignKey, String, UniqueConstraint, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -348,8 +348,9 @@ async def add_member(session: AsyncSession, *, email: str, unit: str) -> None:
         await session.flush()
 
 
-async def members_of(session: AsyncSession, unit: str, *, below: bool = True) -> list[str]:
-    """E-mail addresses of the people in `unit` (and, with `below`, in every unit under it)."""
+async def members_of(session: AsyncSession, unit: str, *, below: bool = True, enabled_only: bool = False) -> list[str]:
+    """E-mail addresses of the people in `unit` (and, with `below`, in every unit under it; with
+    `enabled_only`, not those disabled)."""
     rows = (await session.scalars(select(OrgUnitRow))).all()
     children: dict[uuid.UUID | None, list[OrgUnitRow]] = {}
     for row in rows:
@@ -364,10 +365,37 @@ async def members_of(session: AsyncSession, unit: str, *, below: bool = True) ->
     emails = await session.scalars(
         select(PrincipalRow.email)
         .join(MembershipRow, MembershipRow.principal_id == PrincipalRow.id)
-        .where(MembershipRow.org_unit_id.in_(ids), PrincipalRow.email.is_not(None))
+        .where(
+            MembershipRow.org_unit_id.in_(ids),
+            PrincipalRow.email.is_not(None),
+            PrincipalRow.disabled_at.is_(None) if enabled_only else true(),
+        )
         .distinct()
     )
     return sorted(email for email in emails.all() if email)
+
+
+async def holders_of(session: AsyncSession, role: Role) -> list[str]:
+    """E-mail addresses of the enabled people holding `role`."""
+    rows = await session.execute(
+        select(PrincipalRow.email, PrincipalRow.roles).where(
+            PrincipalRow.kind == PrincipalKind.PERSON.value,
+            PrincipalRow.email.is_not(None),
+            PrincipalRow.disabled_at.is_(None),
+        )
+    )
+    return sorted(email for email, roles in rows.all() if email and role.value in (roles or []))
+
+
+async def disabled_among(session: AsyncSession, emails: Iterable[str]) -> set[str]:
+    """Those of `emails` (normalised) that belong to a disabled principal."""
+    wanted = sorted({normal_email(email) for email in emails})
+    if not wanted:
+        return set()
+    rows = await session.scalars(
+        select(PrincipalRow.email).where(PrincipalRow.email.in_(wanted), PrincipalRow.disabled_at.is_not(None))
+    )
+    return {email for email in rows.all() if email}
 
 
 # --- API keys -----------------------------------------------------------------------------------------------

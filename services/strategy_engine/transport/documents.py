@@ -1,26 +1,40 @@
-"""Documents: new versions from a review, status changes, acknowledgements (scope reviews:write)."""
+"""Documents: the register, new versions from a review, status changes, acknowledgements and the other answers
+of a recipient (decline, exception), campaign progress."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from collections import Counter
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+import orjson
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.auth import ReviewsRead, ReviewsWrite
 from services.core.db import get_row
-from services.core.errors import NotFound
+from services.core.errors import Invalid, NotFound
 from services.core.http import ActorField, PositiveInt32, ProblemError, request_id
 from services.core.identity import audit
 from services.core.identity.model import EMAIL_PATTERN
 from services.core.runtime import Runtime
 from services.strategy_engine import persistence
-from services.strategy_engine.documents import AckState, Kind, Recipient, Status, ack_state
+from services.strategy_engine.board import MAX_QUERY_TEXT
+from services.strategy_engine.documents import (
+    REASON_MAX,
+    AckState,
+    Kind,
+    Recipient,
+    RecipientAnswer,
+    Status,
+    ack_state,
+    reason_of,
+)
 from services.strategy_engine.flows import documents
 from services.strategy_engine.flows.events import require_visible
 from services.strategy_engine.persistence import AcknowledgementRow, DocumentRow, DocumentVersionRow
@@ -51,8 +65,15 @@ class AcknowledgementIn(BaseModel):
     on_behalf_of: Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN)] | None = Field(
         default=None, description="admins only: the recipient (e-mail) whose acknowledgement is recorded"
     )
-    reason: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
-        default=None, description="why an admin records it on the recipient's behalf; required with on_behalf_of"
+    decision: RecipientAnswer = Field(
+        default=RecipientAnswer.ACKNOWLEDGE,
+        description="acknowledge (the default), decline, or exception (ask to be excused); the last two as the "
+        "signed-in recipient only, with a reason",
+    )
+    reason: Annotated[str, Field(min_length=1, max_length=REASON_MAX)] | None = Field(
+        default=None,
+        description="why an admin records it on the recipient's behalf (required with on_behalf_of); why the "
+        "recipient declines or asks for an exception (required with those)",
     )
     recipient: ActorField = Field(default=None, exclude=True)
 
@@ -65,6 +86,18 @@ class RecipientOut(BaseModel):
     acknowledged_at: datetime | None
     recorded_by: str | None = Field(description="who recorded the acknowledgement (an admin on the recipient's behalf)")
     reason: str | None = Field(description="why it was recorded on the recipient's behalf")
+    method: str | None = Field(
+        default=None, description="how the acknowledgement was proven: session, api_key, bearer_jwt, signed_link"
+    )
+    decision: str | None = Field(
+        default=None,
+        description="declined or exception_requested, if the recipient answered so (and has not acknowledged)",
+    )
+    decided_at: datetime | None = None
+    decision_reason: str | None = None
+    last_acknowledged_version: int | None = Field(
+        default=None, description="the version of this document the recipient had acknowledged when it was published"
+    )
 
 
 class VersionOut(BaseModel):
@@ -91,9 +124,27 @@ class CampaignOut(BaseModel):
     published_at: datetime | None
     total: int
     acknowledged: int
-    pending: int = Field(description="not acknowledged, not yet due")
-    overdue: int = Field(description="not acknowledged, past the due date")
+    declined: int
+    exception_requested: int
+    pending: int = Field(description="not acknowledged nor answered, not yet due")
+    overdue: int = Field(description="not acknowledged nor answered, past the due date")
     recipients: list[CampaignRecipientOut]
+
+
+class RegisterEntryOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    org_unit: str | None
+    title: str
+    current_version: int | None = Field(description="the published version")
+    latest_version: int = Field(description="the newest version the caller may see")
+    status: str = Field(description="the status of the newest version the caller may see")
+    overdue: int = Field(description="acknowledgements of the current version past due, neither given nor answered")
+
+
+class RegisterPage(BaseModel):
+    items: list[RegisterEntryOut]
+    next_cursor: str | None
 
 
 class DocumentOut(BaseModel):
@@ -107,6 +158,55 @@ class DocumentOut(BaseModel):
 
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["documents"])
+
+    @router.get("/documents", response_model=RegisterPage)
+    async def list_documents(
+        caller: ReviewsRead,
+        kind: Kind | None = None,
+        org_unit: Annotated[str | None, Query(max_length=200)] = None,
+        status: Status | None = None,
+        has_overdue: bool | None = None,
+        q: Annotated[str | None, Query(min_length=1, max_length=MAX_QUERY_TEXT)] = None,
+        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> RegisterPage:
+        """The register: documents with at least one version the caller may see (need-to-know), by title
+        (ignoring case). Filters: `kind`; `org_unit` (`""`: organisation-wide ones); `status` of the newest
+        version the caller may see; `has_overdue` acknowledgements of the current version; `q` in the title.
+        Pass `next_cursor` back as `cursor` for the next page."""
+        now = datetime.now(UTC)
+        async with runtime.uow.begin() as session:
+            rows = await persistence.register(
+                session,
+                kind=kind.value if kind else None,
+                org_unit=org_unit,
+                status=status.value if status else None,
+                has_overdue=has_overdue,
+                text=q,
+                after=_register_after(cursor) if cursor else None,
+                limit=limit + 1,
+                now=now,
+                grants=caller.grants,
+            )
+        page = rows[:limit]
+        items = [
+            RegisterEntryOut(
+                id=document.id,
+                kind=document.kind,
+                org_unit=document.org_unit or None,
+                title=document.title,
+                current_version=document.current_version,
+                latest_version=version.version,
+                status=version.status,
+                overdue=overdue,
+            )
+            for document, version, overdue in page
+        ]
+        last = page[-1][0] if len(rows) > limit else None
+        next_cursor = (
+            base64.urlsafe_b64encode(orjson.dumps([last.title.lower(), str(last.id)])).decode() if last else None
+        )
+        return RegisterPage(items=items, next_cursor=next_cursor)
 
     @router.post("/reviews/{review_id}/documents", status_code=201, response_model=VersionOut)
     async def add_document(
@@ -201,7 +301,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         document_id: uuid.UUID, number: Annotated[int, Path(ge=1, le=2_147_483_647)], caller: ReviewsRead
     ) -> CampaignOut:
         """Acknowledgement progress of one version: counts and each recipient's state (`acknowledged`,
-        `pending`, `overdue`); a version not yet published has no recipients. Need-to-know like the document:
+        `declined`, `exception_requested`, `pending`, `overdue`); a version not yet published has no recipients.
+        Need-to-know like the document:
         a version of a review the caller is not cleared for is 404."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
@@ -212,7 +313,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         recipients = [
             CampaignRecipientOut(
                 **_recipient(row).model_dump(),
-                state=ack_state(acknowledged_at=row.acknowledged_at, due_at=row.due_at, now=now),
+                state=ack_state(acknowledged_at=row.acknowledged_at, due_at=row.due_at, now=now, decision=row.decision),
             )
             for row in acks
         ]
@@ -224,6 +325,8 @@ def build_router(runtime: Runtime) -> APIRouter:
             published_at=version.published_at,
             total=len(recipients),
             acknowledged=counts[AckState.ACKNOWLEDGED],
+            declined=counts[AckState.DECLINED],
+            exception_requested=counts[AckState.EXCEPTION_REQUESTED],
             pending=counts[AckState.PENDING],
             overdue=counts[AckState.OVERDUE],
             recipients=recipients,
@@ -235,7 +338,10 @@ def build_router(runtime: Runtime) -> APIRouter:
     ) -> RecipientOut:
         """The caller, a recipient, now holds this version (the current one by default); repeating it changes
         nothing. Reading is enough: a recipient who may only read (a viewer) still acknowledges their
-        copy. An admin may record it for a recipient with `on_behalf_of` and a `reason` (shown as such)."""
+        copy. An admin may record it for a recipient with `on_behalf_of` and a `reason` (shown as such).
+        With `decision` `decline` or `exception` and a `reason`, the signed-in recipient instead declines the
+        version or asks to be excused from it (their latest answer counts until they acknowledge; an
+        acknowledged version cannot be declined)."""
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
             document, versions = await _visible(session, document_id, caller.grants)
@@ -243,19 +349,34 @@ def build_router(runtime: Runtime) -> APIRouter:
             if number is not None and number not in {v.version for v in versions}:  # as the flow says if missing
                 who = body.on_behalf_of or caller.label
                 raise NotFound(f"{who!r} is not on version {number}'s distribution list")
-            row = await documents.acknowledge(
-                session,
-                document_id=document_id,
-                version=body.version,
-                caller=caller,
-                on_behalf_of=body.on_behalf_of,
-                reason=body.reason,
-                now=now,
-            )
+            if body.decision is not RecipientAnswer.ACKNOWLEDGE:
+                if body.on_behalf_of is not None:
+                    raise Invalid(f"only the recipient may {body.decision.value}", field="on_behalf_of")
+                reason = reason_of(body.decision, body.reason)
+                assert reason is not None
+                row = await documents.decide(
+                    session,
+                    document_id=document_id,
+                    version=body.version,
+                    caller=caller,
+                    decision=body.decision,
+                    reason=reason,
+                    now=now,
+                )
+            else:
+                row = await documents.acknowledge(
+                    session,
+                    document_id=document_id,
+                    version=body.version,
+                    caller=caller,
+                    on_behalf_of=body.on_behalf_of,
+                    reason=body.reason,
+                    now=now,
+                )
             await audit.record_by(
                 session,
                 caller,
-                action="acknowledgement.record",
+                action=ACTIONS[body.decision],
                 target=f"document:{document_id}",
                 now=now,
                 request_id=request_id(request),
@@ -264,6 +385,7 @@ def build_router(runtime: Runtime) -> APIRouter:
                     "recipient": row.recipient,
                     "on_behalf": body.on_behalf_of is not None,
                     "reason": body.reason,
+                    "method": caller.method.value,
                 },
             )
             return _recipient(row)
@@ -282,6 +404,24 @@ async def _visible(
     return document, versions
 
 
+ACTIONS = {
+    RecipientAnswer.ACKNOWLEDGE: "acknowledgement.record",
+    RecipientAnswer.DECLINE: "acknowledgement.decline",
+    RecipientAnswer.EXCEPTION: "acknowledgement.exception",
+}
+
+
+def _register_after(cursor: str) -> tuple[str, uuid.UUID]:
+    """Where the previous page of the register ended; a cursor this API did not return is a 400."""
+    try:
+        key, row = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(key, str) or "\x00" in key:
+            raise ValueError("not a title")
+        return key, uuid.UUID(str(row))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ProblemError(400, "Bad Request", "cursor is not one this API returned", field="cursor") from exc
+
+
 def _recipient(row: AcknowledgementRow) -> RecipientOut:
     return RecipientOut(
         recipient=row.recipient,
@@ -291,6 +431,11 @@ def _recipient(row: AcknowledgementRow) -> RecipientOut:
         acknowledged_at=row.acknowledged_at,
         recorded_by=row.recorded_by,
         reason=row.reason,
+        method=row.method,
+        decision=row.decision,
+        decided_at=row.decided_at,
+        decision_reason=row.decision_reason,
+        last_acknowledged_version=row.last_acknowledged_version,
     )
 
 

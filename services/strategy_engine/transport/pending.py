@@ -46,6 +46,9 @@ class PendingAcknowledgementOut(BaseModel):
     required: bool
     due_at: datetime = Field(description="when the caller's acknowledgement is due")
     overdue: bool
+    exception_requested: bool = Field(
+        description="the caller asked to be excused from this version; it stays here until they acknowledge it"
+    )
 
 
 class PendingTotals(BaseModel):
@@ -93,6 +96,7 @@ def _acknowledgement(
         required=ack.required,
         due_at=ack.due_at,
         overdue=ack.due_at < now,
+        exception_requested=ack.decision == "exception_requested",
     )
 
 
@@ -113,7 +117,8 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def pending(caller: ReviewsRead, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> PendingOut:
         """What waits on the caller, soonest due first: open reviews they own; reviews in approval whose current
         assessment names them as an approver and has no verdict of theirs yet; published (current) document
-        versions they have not acknowledged. Each list shows at most `limit` items; `totals` and `overdue`
+        versions they have neither acknowledged nor declined (one they asked an exception for stays, marked so).
+        Each list shows at most `limit` items; `totals` and `overdue`
         count all of them. Reviews the caller is not cleared for (need-to-know) are left out, with their
         documents. A service account (no person) has nothing pending."""
         if caller.email is None:
