@@ -42,7 +42,11 @@ deploy/postgres/pg.sh status >/dev/null 2>&1 || started+=(postgres)
 pg_url="$(deploy/postgres/pg.sh start)"
 # Each test drops its database; an interrupted run cannot, so what older runs left on a kept cluster goes now.
 .venv/bin/python -m tests.support.infra sweep "$pg_url"
-deploy/kafka/kafka.sh status --port "$kafka_port" --dir "$kafka_dir" >/dev/null 2>&1 || started+=(kafka)
+if ! deploy/kafka/kafka.sh status --port "$kafka_port" --dir "$kafka_dir" >/dev/null 2>&1; then
+  started+=(kafka)
+  # A throwaway test broker: what earlier runs left (thousands of per-test topics) would only slow its start.
+  rm -rf "$kafka_dir/data"
+fi
 kafka="$(deploy/kafka/kafka.sh start --port "$kafka_port" --dir "$kafka_dir")"
 deploy/oidc/oidc.sh status --port "$oidc_port" --dir "$oidc_dir" >/dev/null 2>&1 || started+=(oidc)
 oidc="$(deploy/oidc/oidc.sh start --port "$oidc_port" --dir "$oidc_dir")"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -79,8 +80,8 @@ async def database_url(pg_server: str, pg_template: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def settings(database_url: str, kafka: str) -> Settings:
-    """Settings for one test: its own database and its own topic prefix, topics created."""
+async def settings(database_url: str, kafka: str) -> AsyncIterator[Settings]:
+    """Settings for one test: its own database and its own topic prefix, topics created (and deleted after)."""
     value = Settings(
         database_url=database_url,
         kafka_bootstrap=kafka,
@@ -91,7 +92,9 @@ async def settings(database_url: str, kafka: str) -> Settings:
         shutdown_grace_s=10.0,
     )
     await create_topics(value)
-    return value
+    yield value
+    with contextlib.suppress(Exception):  # a test that stopped the broker on purpose leaves its topics
+        await infra.delete_topics(kafka, value.topic_prefix)
 
 
 @pytest.fixture

@@ -104,6 +104,21 @@ async def sweep(server_url: str, *, older_than_s: float = 6 * 3600) -> int:
     return len(names)
 
 
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    """Delete a test's topics (those named with its own prefix), so a kept broker does not collect thousands of
+    partitions that it then loads one by one at its next start."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="smits-tests")
+    await admin.start()
+    try:
+        mine = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
 async def recreate_template(server_url: str) -> None:
     conn = await asyncpg.connect(_dsn(server_url, "postgres"))
     try:
