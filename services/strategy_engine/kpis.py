@@ -183,7 +183,7 @@ async def _overdue(session: AsyncSession, now: datetime) -> dict[str, int]:
         .where(
             DocumentVersionRow.status == Status.PUBLISHED.value,
             AcknowledgementRow.due_at < now,
-            AcknowledgementRow.acknowledged_at.is_(None),
+            AcknowledgementRow.unanswered(),  # a declined one or an exception asked is answered, not overdue
         )
     )
     return {

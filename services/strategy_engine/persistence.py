@@ -39,6 +39,7 @@ from services.core.db import Base, UTCDateTime, is_postgres, new_id
 from services.core.identity.clearance import ALL
 from services.core.outbox import OutboxMixin
 from services.strategy_engine.board import SEVERITY_RANK, PageEnd, ReviewSort, SortKey, no_due_date
+from services.strategy_engine.documents import DECIDED, RecipientAnswer
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 ACTOR_LENGTH = 320
@@ -226,6 +227,27 @@ class AcknowledgementRow(Base):
     last_acknowledged_version: Mapped[int | None] = mapped_column(Integer)
     timers_armed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
     """Whether the timer loop has planned this recipient's reminders (`TimerRow`)."""
+
+    @property
+    def answered(self) -> bool:
+        """Acknowledged, declined or excused-asked: nothing to remind the recipient of."""
+        return self.acknowledged_at is not None or self.decision is not None
+
+    @classmethod
+    def awaited(cls) -> ColumnElement[bool]:
+        """Still the recipient's to do (My work): neither acknowledged nor declined; one they asked an exception
+        for stays until they acknowledge it."""
+        return and_(cls.acknowledged_at.is_(None), or_(cls.decision.is_(None), cls.decision != DECLINED))
+
+    @classmethod
+    def unanswered(cls) -> ColumnElement[bool]:
+        """No answer yet (not acknowledged, not declined, no exception asked): what reminders, due notices and the
+        overdue counts are about."""
+        return and_(cls.acknowledged_at.is_(None), cls.decision.is_(None))
+
+
+DECLINED = DECIDED[RecipientAnswer.DECLINE]
+"""`AcknowledgementRow.decision` of a recipient who declined the version."""
 
 
 class TimerRow(Base):
@@ -569,9 +591,8 @@ async def unacknowledged(
     grants: Collection[str],
     now: datetime,
     limit: int,
-    declined: str = "declined",
 ) -> tuple[list[tuple[AcknowledgementRow, DocumentVersionRow, DocumentRow, ReviewRow]], int, int]:
-    """Versions in `status` (published) that `recipient` has neither acknowledged nor `declined`, from reviews
+    """Versions in `status` (published) that `recipient` has neither acknowledged nor declined, from reviews
     visible to `grants`, soonest due first (at most `limit`), with how many there are and how many of those
     are overdue."""
     query = (
@@ -581,8 +602,7 @@ async def unacknowledged(
         .join(ReviewRow, ReviewRow.id == DocumentVersionRow.review_id)
         .where(
             AcknowledgementRow.recipient == recipient,
-            AcknowledgementRow.acknowledged_at.is_(None),
-            or_(AcknowledgementRow.decision.is_(None), AcknowledgementRow.decision != declined),
+            AcknowledgementRow.awaited(),
             DocumentVersionRow.status == status,
             visible_to(grants),
         )
@@ -686,8 +706,7 @@ async def register(
         .where(
             current.document_id == DocumentRow.id,
             current.version == DocumentRow.current_version,
-            AcknowledgementRow.acknowledged_at.is_(None),
-            AcknowledgementRow.decision.is_(None),
+            AcknowledgementRow.unanswered(),
             AcknowledgementRow.due_at < now,
             exists().where(ReviewRow.id == current.review_id, visible_to(grants)),
         )

@@ -51,7 +51,7 @@ async def unarmed_acknowledgements(
         select(AcknowledgementRow, DocumentVersionRow, ReviewRow)
         .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
         .join(ReviewRow, ReviewRow.id == DocumentVersionRow.review_id)
-        .where(AcknowledgementRow.timers_armed.is_(False), AcknowledgementRow.acknowledged_at.is_(None))
+        .where(AcknowledgementRow.timers_armed.is_(False), AcknowledgementRow.unanswered())
         .order_by(AcknowledgementRow.id)
         .limit(limit)
     )
@@ -114,12 +114,13 @@ async def past_deadline(
 
 
 async def due_acknowledgements(session: AsyncSession, now: datetime, *, limit: int) -> list[AcknowledgementRow]:
-    """Acknowledgements past their due date, not acknowledged and not yet told so, claimed."""
+    """Acknowledgements past their due date, unanswered (see `AcknowledgementRow.unanswered`) and not yet told so,
+    claimed."""
     query = (
         select(AcknowledgementRow)
         .where(
             AcknowledgementRow.due_at <= now,
-            AcknowledgementRow.acknowledged_at.is_(None),
+            AcknowledgementRow.unanswered(),
             AcknowledgementRow.reminded_at.is_(None),
         )
         .order_by(AcknowledgementRow.due_at)

@@ -231,8 +231,8 @@ async def _acknowledgement_reminder(
     now: datetime,
 ) -> int:
     ack, version, document = subject
-    if ack.acknowledged_at is not None:
-        await session.delete(timer)  # acknowledged meanwhile: nothing to remind of
+    if ack.answered:
+        await session.delete(timer)  # answered meanwhile: nothing to remind of
         return 0
     timer.fired_at = now
     record_event(

@@ -331,3 +331,32 @@ async def test_two_engine_replicas_ticking_together_send_each_notice_once(
     assert len(distinct) == len(events)  # nothing twice
     async with uow.begin() as session:
         assert await session.scalar(select(func.count()).where(TimerRow.fired_at.is_(None))) == 0
+
+
+async def test_an_answered_acknowledgement_gets_no_more_reminders_nor_its_due_notice(
+    uow: UnitOfWork, settings: Settings
+) -> None:
+    """Declining or asking an exception answers the campaign: reminding that person (or counting them overdue) would
+    nag someone who has answered. One who has not answered is still reminded, as a control."""
+    await _people(uow)
+    recipients = ("quiet@example.org", "decliner@example.org", "excused@example.org")
+    review = await _review(uow, recipients=recipients)
+    clock = Clock()
+    loop = _loop(uow, settings, clock)
+    await loop.tick()  # arms: each recipient's reminders planned
+    clock.now = T0 + DAY
+    async with uow.begin() as session:
+        acks = {a.recipient: a for a in (await session.scalars(select(AcknowledgementRow))).all()}
+        acks["decliner@example.org"].decision = "declined"
+        acks["excused@example.org"].decision = "exception_requested"
+        for ack in acks.values():
+            ack.decided_at = clock.now if ack.decision else None
+    due = T0 + 10 * DAY
+    for moment in (due - 7 * DAY, due - DAY, due, due + DAY):
+        await _around(loop, clock, moment)
+    told = Counter(
+        data["recipient"]
+        for type_, data in await _events(uow, review)
+        if type_ in {"review.reminder", "document.acknowledgement_due"} and data.get("about") != "phase"
+    )
+    assert told == {"quiet@example.org": 3}  # 7 days, 1 day, due
