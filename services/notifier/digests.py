@@ -55,17 +55,26 @@ class DigestWorker:
         log.info("digest worker stopped")
 
     async def tick(self) -> int:
-        """Plan every digest that is due now; returns how many were planned."""
+        """Plan every digest that is due now; returns how many were planned. Everyone with waiting items is looked
+        at (in pages of `BATCH`), so people whose hour has not come cannot crowd out those whose hour has; one
+        person whose digest cannot be planned is logged and skipped, never holding up the others."""
         now = self._clock()
-        async with self._uow.begin() as session:
-            people = await waiting_recipients(session, limit=BATCH)
-            chosen = await preferences_for(session, people)
-        planned = 0
-        for person in people:
-            day = chosen[person].digest_date(now)
-            if day is not None:
-                planned += await self._plan(person, f"digest_{day.isoformat()}", now=now, day=day)
-        return planned
+        planned, after = 0, None
+        while True:
+            async with self._uow.begin() as session:
+                people = await waiting_recipients(session, limit=BATCH, after=after)
+                chosen = await preferences_for(session, people)
+            for person in people:
+                day = chosen[person].digest_date(now)
+                if day is None:
+                    continue
+                try:
+                    planned += await self._plan(person, f"digest_{day.isoformat()}", now=now, day=day)
+                except Exception:
+                    log.exception("a digest could not be planned; the others go on", recipient=person)
+            if len(people) < BATCH:
+                return planned
+            after = people[-1]
 
     async def _plan(self, person: str, msg_id: str, *, now: datetime, day: date) -> int:
         async with self._uow.begin() as session:

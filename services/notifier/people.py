@@ -6,6 +6,7 @@ event plans nothing twice."""
 from __future__ import annotations
 
 import uuid
+import zoneinfo
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -33,14 +34,23 @@ log = get_logger(__name__)
 
 
 def preferences(row: PreferenceRow | None) -> Preferences:
-    """The domain view of a stored row (no row, or a value no longer understood: the default)."""
+    """The domain view of a stored row (no row: the defaults). A stored value this notifier cannot use (a time zone
+    its host does not know, a malformed time) gives that person the defaults, logged, never an error: a notice is
+    planned inside the consumer's transaction, where one person's row must not hold up everyone else's."""
     if row is None:
         return Preferences()
     modes: dict[PersonChannel, dict[NoticeKind, Mode]] = {}
     for channel in PersonChannel:
         stored = row.modes.get(channel.value, {}) if isinstance(row.modes, dict) else {}
         modes[channel] = {kind: Mode(stored[kind.value]) for kind in NoticeKind if stored.get(kind.value) in set(Mode)}
-    quiet = (clock(row.quiet_start), clock(row.quiet_end)) if row.quiet_start and row.quiet_end else (None, None)
+    try:
+        quiet = (clock(row.quiet_start), clock(row.quiet_end)) if row.quiet_start and row.quiet_end else (None, None)
+        zoneinfo.ZoneInfo(row.time_zone)  # known to this host's time zone database
+        if not 0 <= row.digest_hour <= 23:
+            raise ValueError(f"digest hour {row.digest_hour}")
+    except Exception:
+        log.warning("stored notice preferences unusable here; the defaults apply", principal_id=str(row.principal_id))
+        return Preferences(modes=modes)
     return Preferences(
         time_zone=row.time_zone, quiet_start=quiet[0], quiet_end=quiet[1], digest_hour=row.digest_hour, modes=modes
     )

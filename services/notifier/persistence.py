@@ -231,15 +231,12 @@ async def planned_items(session: AsyncSession, keys: Collection[tuple[str, str]]
     return {(msg_id, recipient) for msg_id, recipient in (await session.execute(query)).all()}
 
 
-async def waiting_recipients(session: AsyncSession, *, limit: int) -> list[str]:
-    """People with digest items no digest has carried yet."""
-    query = (
-        select(DigestItemRow.recipient)
-        .where(DigestItemRow.digest_id.is_(None))
-        .group_by(DigestItemRow.recipient)
-        .order_by(func.min(DigestItemRow.created_at))
-        .limit(limit)
-    )
+async def waiting_recipients(session: AsyncSession, *, limit: int, after: str | None = None) -> list[str]:
+    """People with digest items no digest has carried yet, by address, from after `after` (a page's last)."""
+    query = select(DigestItemRow.recipient).where(DigestItemRow.digest_id.is_(None))
+    if after is not None:
+        query = query.where(DigestItemRow.recipient > after)
+    query = query.group_by(DigestItemRow.recipient).order_by(DigestItemRow.recipient).limit(limit)
     return list((await session.scalars(query)).all())
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -25,10 +26,12 @@ from services.core.identity.audit import AuditRow
 from services.core.identity.model import Role
 from services.core.kafka import Message
 from services.core.settings import Settings
+from services.notifier import digests
 from services.notifier.digests import DigestWorker
 from services.notifier.flows import plan_deliveries
 from services.notifier.mail import MailConfig
 from services.notifier.mailing import MailWorker
+from services.notifier.notices import compose_digest
 from services.notifier.persistence import DeliveryRow, DigestItemRow, PreferenceRow
 from services.notifier.preferences import time_zones
 from services.notifier.smtp import MailServer as SmtpServer
@@ -382,3 +385,36 @@ async def test_the_console_preferences_page_saves_and_shows_errors_beside_fields
         mine = (await browser.get("/v1/me/preferences")).json()
         assert mine["quiet_hours"] == {"start": "22:00", "end": "07:00"}
         assert mine["channels"]["email"]["document_published"] == "digest"
+
+
+async def test_one_persons_unusable_preferences_or_digest_never_hold_up_the_others(
+    uow: UnitOfWork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No single bad record may stall the flow for others: a stored time zone this host does not know and a malformed
+    quiet hour give that person the defaults (the consumer's batch would otherwise fail and park its partition); a
+    digest that cannot be composed for one person is skipped, logged, and everyone else's goes out; and people whose
+    digest hour has not come cannot crowd out one whose hour has (the worker pages through everyone waiting)."""
+    await person(uow, ANA, time_zone="Mars/Olympus_Mons", quiet_start="25:99", quiet_end="07:00", digest_hour=8)
+    await person(uow, BEN)
+    moved = event(ReviewEventType.TRANSITIONED, {"from": "generate", "to": "approval", "approvers": [ANA, BEN]})
+    assert await plan(uow, moved, at=MORNING) == 2  # both mailed at once, Ana with the defaults
+    assert sorted(m.recipient or "" for m in await mails(uow)) == [ANA, BEN]
+
+    late_risers = [f"a{n}@example.org" for n in range(3)]  # sorted before the others; their digest is at 23:00
+    for address in late_risers:
+        await person(uow, address, digest_hour=23)
+    for address in (*late_risers, ANA, BEN, "zoe@example.org"):
+        assert await plan(uow, reminder(address, 1), at=MORNING) == 1
+    broken = compose_digest
+
+    def compose(lines: Any, **kwargs: Any) -> str:
+        if kwargs["recipient"] == BEN:
+            raise ValueError("this address cannot be written")
+        return broken(lines, **kwargs)
+
+    monkeypatch.setattr(digests, "compose_digest", compose)
+    monkeypatch.setattr(digests, "BATCH", 2)
+    worker = DigestWorker(uow=uow, mail=CONFIG, clock=lambda: MORNING + timedelta(hours=3))
+    assert await worker.tick() == 2  # Ana (defaults: 08:00 UTC) and Zoe; Ben's is logged and skipped
+    planned = {m.recipient for m in await mails(uow) if m.event_type == digests.DIGEST_EVENT}
+    assert planned == {ANA, "zoe@example.org"}
