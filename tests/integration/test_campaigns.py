@@ -275,6 +275,11 @@ async def test_an_org_unit_campaign_mails_its_members_and_each_answers_their_way
             }
             states = {r["recipient"]: r["state"] for r in two["recipients"]}
             assert states == {ANA: "pending", BEN: "declined", CLEO: "exception_requested"}
+            # A forwarded mail's link cannot overturn the answer its recipient gave (signing in can).
+            async with httpx.AsyncClient(transport=app.transport, base_url=PUBLIC_URL) as anyone:
+                overturned = await anyone.post(signed_path(parts(later[CLEO])[0]))
+            assert (overturned.status_code, overturned.json()["link"]) == (409, "answered"), overturned.text
+            assert {r["recipient"]: r["state"] for r in (await campaign(app, document, 2))["recipients"]} == states
 
             # My work: a declined version leaves the list; an exception request stays, marked.
             bens = (await ben.get("/v1/me/pending")).json()["documents_to_acknowledge"]

@@ -247,15 +247,8 @@ async def acknowledge(
     wanted = version if version is not None else document.current_version
     if wanted is None:
         raise GuardRefused("published", "the document has no published version")
-    row = await session.scalar(
-        select(AcknowledgementRow)
-        .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
-        .where(
-            DocumentVersionRow.document_id == document_id,
-            DocumentVersionRow.version == wanted,
-            AcknowledgementRow.recipient == recipient,
-        )
-    )
+    # Locked, as the link and the decline lock it: two answers at once are recorded one after the other.
+    row = await persistence.acknowledgement_of(session, document_id, wanted, recipient, lock=True)
     if row is None:
         raise NotFound(f"{recipient!r} is not on version {wanted}'s distribution list")
     if row.acknowledged_at is None:
@@ -355,5 +348,11 @@ async def acknowledge_by_link(
             f"version {link.version} was already acknowledged by {row.recipient} at "
             f"{row.acknowledged_at:%Y-%m-%d %H:%M UTC}: a link works once",
             link="used",
+        )
+    if row.decision is not None:  # a forwarded mail must not overturn an answer its recipient gave
+        raise Conflict(
+            f"{row.recipient} answered version {link.version} ({row.decision.replace('_', ' ')}) on "
+            f"{row.decided_at or now:%Y-%m-%d}: sign in to change that answer",
+            link="answered",
         )
     return await acknowledge(session, document_id=link.document_id, version=link.version, caller=caller, now=now)
