@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from services.core.db import is_postgres
+from services.strategy_engine.documents import Status
 from services.strategy_engine.persistence import (
     AcknowledgementRow,
     DocumentRow,
@@ -42,6 +43,9 @@ async def cancel_phase_timers(session: AsyncSession, review_id: uuid.UUID) -> No
     )
 
 
+PUBLISHED = Status.PUBLISHED.value
+
+
 async def unarmed_acknowledgements(
     session: AsyncSession, *, limit: int
 ) -> list[tuple[AcknowledgementRow, DocumentVersionRow, ReviewRow]]:
@@ -51,7 +55,11 @@ async def unarmed_acknowledgements(
         select(AcknowledgementRow, DocumentVersionRow, ReviewRow)
         .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
         .join(ReviewRow, ReviewRow.id == DocumentVersionRow.review_id)
-        .where(AcknowledgementRow.timers_armed.is_(False), AcknowledgementRow.unanswered())
+        .where(
+            AcknowledgementRow.timers_armed.is_(False),
+            AcknowledgementRow.unanswered(),
+            DocumentVersionRow.status == PUBLISHED,
+        )
         .order_by(AcknowledgementRow.id)
         .limit(limit)
     )
@@ -114,16 +122,18 @@ async def past_deadline(
 
 
 async def due_acknowledgements(session: AsyncSession, now: datetime, *, limit: int) -> list[AcknowledgementRow]:
-    """Acknowledgements past their due date, unanswered (see `AcknowledgementRow.unanswered`) and not yet told so,
-    claimed."""
+    """Acknowledgements of a published (current) version past their due date, unanswered (see
+    `AcknowledgementRow.unanswered`) and not yet told so, claimed."""
     query = (
         select(AcknowledgementRow)
+        .join(DocumentVersionRow, DocumentVersionRow.id == AcknowledgementRow.version_id)
         .where(
             AcknowledgementRow.due_at <= now,
             AcknowledgementRow.unanswered(),
             AcknowledgementRow.reminded_at.is_(None),
+            DocumentVersionRow.status == PUBLISHED,  # a superseded version is no longer asked for
         )
         .order_by(AcknowledgementRow.due_at)
         .limit(limit)
     )
-    return list((await session.scalars(_claim(session, query))).all())
+    return list((await session.scalars(_claim(session, query, of=AcknowledgementRow))).all())

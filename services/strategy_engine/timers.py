@@ -26,6 +26,7 @@ from services.core.db import UnitOfWork
 from services.core.observability import get_logger
 from services.core.outbox import OutboxRelay
 from services.strategy_engine import persistence_timers as q
+from services.strategy_engine.documents import Status
 from services.strategy_engine.flows.escalation import targets
 from services.strategy_engine.flows.events import record_event
 from services.strategy_engine.lifecycle import TERMINAL
@@ -231,8 +232,8 @@ async def _acknowledgement_reminder(
     now: datetime,
 ) -> int:
     ack, version, document = subject
-    if ack.answered:
-        await session.delete(timer)  # answered meanwhile: nothing to remind of
+    if ack.answered or version.status != Status.PUBLISHED.value:
+        await session.delete(timer)  # answered meanwhile, or a later version replaced it: nothing to remind of
         return 0
     timer.fired_at = now
     record_event(

@@ -360,3 +360,29 @@ async def test_an_answered_acknowledgement_gets_no_more_reminders_nor_its_due_no
         if type_ in {"review.reminder", "document.acknowledgement_due"} and data.get("about") != "phase"
     )
     assert told == {"quiet@example.org": 3}  # 7 days, 1 day, due
+
+
+async def test_a_version_a_later_one_replaced_gets_no_more_reminders_nor_its_due_notice(
+    uow: UnitOfWork, settings: Settings
+) -> None:
+    """Once version 2 is published, version 1 is superseded: reminding its recipients to acknowledge it would send
+    them to a version they can no longer acknowledge (its link is refused, My work no longer lists it)."""
+    await _people(uow)
+    review = await _review(uow, recipients=("cfo@example.org",))
+    clock = Clock()
+    loop = _loop(uow, settings, clock)
+    await loop.tick()  # arms version 1's reminders
+    clock.now = T0 + DAY
+    async with uow.begin() as session:
+        version = await session.scalar(select(DocumentVersionRow))
+        assert version is not None
+        version.status = "superseded"
+    due = T0 + 10 * DAY
+    for moment in (due - 7 * DAY, due - DAY, due, due + DAY):
+        await _around(loop, clock, moment)
+    told = [
+        data
+        for type_, data in await _events(uow, review)
+        if type_ in {"review.reminder", "document.acknowledgement_due"} and data.get("about") != "phase"
+    ]
+    assert told == []
