@@ -184,6 +184,10 @@ CHANGES_BUDGET = 300_000
 """Characters of change summaries one `review.document_published` event carries in all: a large distribution gets
 shorter summaries each (at least `CHANGES_MIN`), so the event stays well under Kafka's message size."""
 CHANGES_MIN = 120
+MAX_RECIPIENTS = 5_000
+"""People one published version may be distributed to: its `review.document_published` event names each with a
+change summary (some 300 bytes a person), and 5,000 keep it near 1.5 MB, well under Kafka's 4 MiB. A larger
+audience is several documents (per org unit), which is how plans are distributed anyway."""
 
 
 def changes_limit(recipients: int) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import jsonschema
+import pytest
 import yaml
 from sqlalchemy import select
 
@@ -27,6 +28,7 @@ from services.core.identity.audit import AuditRow
 from services.core.identity.model import Role
 from services.core.links import AckLink, sign
 from services.core.settings import Settings
+from services.strategy_engine.flows import documents as flows_documents
 from services.strategy_engine.persistence import TimelineRow
 from tests.integration.test_mail import PUBLIC_URL, mail_settings, open_review, parts
 from tests.support.harness import ALL, Harness, smits
@@ -354,3 +356,21 @@ async def test_without_a_signing_key_no_signed_link_is_accepted(settings: Settin
             answer = await app.api.request(method, "/v1/acknowledge-link", params={"token": token})
             assert answer.status_code == 404, answer.text
             assert "signed links are off" in answer.json()["detail"]
+
+
+async def test_a_distribution_too_large_for_one_event_is_refused_in_words(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The published event names every recipient with their change summary; past `MAX_RECIPIENTS` it would outgrow
+    Kafka's message size and park the outbox, so nobody would be told. The limit is lowered here to the unit's size
+    minus one (the real one is 5,000)."""
+    monkeypatch.setattr(flows_documents, "MAX_RECIPIENTS", len(OPS) - 1)
+    async with smits(settings, ["engine"]) as app:
+        await people(app)
+        review = await open_review(app, settings)
+        refused = await publish(app, review, S1, [{"org_unit": "Ops"}])
+        within = await publish(app, review, S1, [{"name": ANA}, {"name": BEN}])
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "distribution"
+    assert f"names {len(OPS)} people" in refused.json()["detail"]
+    assert within.status_code == 201, within.text

@@ -20,6 +20,7 @@ from services.core.links import AckLink, LinkRefused
 from services.strategy_engine import persistence, rights
 from services.strategy_engine.documents import (
     DECIDED,
+    MAX_RECIPIENTS,
     PER_ORG_UNIT,
     Kind,
     Published,
@@ -143,6 +144,12 @@ async def _publish(session: AsyncSession, version: DocumentVersionRow, certified
     document.current_version = version.version
     due = now + timedelta(days=version.ack_due_days)
     people = await resolve(session, [Recipient.model_validate(entry) for entry in version.distribution])
+    if len(people) > MAX_RECIPIENTS:
+        raise Invalid(
+            f"the distribution names {len(people):,} people; one version goes to at most {MAX_RECIPIENTS:,} "
+            "(publish per org unit instead)",
+            field="distribution",
+        )
     review = await lock_review(session, version.review_id)
     details = await _changes(session, document.id, version, people, restricted=review.restricted)
     for person in people:
