@@ -14,12 +14,12 @@ import contextlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
-from services.core.db import UnitOfWork, insert_ignore, new_id, table_of
+from services.core.db import UnitOfWork, new_id
 from services.core.observability import get_logger
 from services.notifier.mail import MailConfig
 from services.notifier.notices import DigestLine, compose_digest
 from services.notifier.people import mail_row, preferences_for
-from services.notifier.persistence import DeliveryRow, claim_items, planned_mail, waiting_recipients
+from services.notifier.persistence import claim_items, insert_digest, planned_mail, waiting_recipients
 
 log = get_logger(__name__)
 
@@ -98,9 +98,7 @@ class DigestWorker:
                 now=now,
                 send_at=chosen.release(now),
             )
-            insert = insert_ignore(session, table_of(DeliveryRow), ["msg_id", "recipient"])
-            stored = (await session.execute(insert.values(**row).returning(table_of(DeliveryRow).c.id))).first()
-            if stored is None:
+            if not await insert_digest(session, row):
                 return 0  # planned meanwhile by another notifier; the items stay for that one's day
             for item in items:
                 item.digest_id = delivery_id

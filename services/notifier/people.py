@@ -14,15 +14,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.reviews import ReviewEventType, ReviewEventV1
-from services.core.db import insert_ignore, new_id, table_of
+from services.core.db import new_id
 from services.core.observability import get_logger
 from services.notifier.mail import MailConfig, document_notice
 from services.notifier.notices import PersonNotice, person_notices
 from services.notifier.persistence import (
     Channel,
-    DeliveryRow,
-    DigestItemRow,
     PreferenceRow,
+    insert_new_items,
+    insert_new_mail,
     planned_items,
     planned_mail,
     preferences_of,
@@ -82,10 +82,8 @@ async def plan_people(
             items.append(_item(event, notice, now=now))
     mails = _new(mails, await planned_mail(session, {(row["msg_id"], row["recipient"]) for row in mails}))
     items = _new(items, await planned_items(session, {(row["msg_id"], row["recipient"]) for row in items}))
-    if mails:
-        await session.execute(insert_ignore(session, table_of(DeliveryRow), ["msg_id", "recipient"]), mails)
-    if items:
-        await session.execute(insert_ignore(session, table_of(DigestItemRow), ["msg_id", "recipient"]), items)
+    await insert_new_mail(session, mails)
+    await insert_new_items(session, items)
     return len(mails) + len(items)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core.db import Base, UTCDateTime, is_postgres, new_id
+from services.core.db import Base, UTCDateTime, insert_ignore, is_postgres, new_id, table_of
 from services.core.identity.store import PrincipalRow
 from services.notifier.retries import DeliveryStatus
 
@@ -413,3 +414,26 @@ async def last_successes(session: AsyncSession, subscription_ids: Collection[uui
     )
     rows = (await session.execute(query)).all()
     return {subscription_id: at for subscription_id, at in rows if subscription_id is not None}
+
+
+async def insert_new_mail(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert e-mail deliveries, skipping any whose (msg_id, recipient) is planned already (a replay)."""
+    if rows:
+        await session.execute(insert_ignore(session, table_of(DeliveryRow), ["msg_id", "recipient"]), list(rows))
+
+
+async def insert_new_items(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert digest items, skipping any whose (msg_id, recipient) is waiting or carried already (a replay)."""
+    if rows:
+        await session.execute(insert_ignore(session, table_of(DigestItemRow), ["msg_id", "recipient"]), list(rows))
+
+
+async def insert_digest(session: AsyncSession, row: Mapping[str, Any]) -> bool:
+    """Insert one digest delivery unless that person's digest of that day is planned already (by another
+    notifier); whether this one was inserted."""
+    insert = insert_ignore(session, table_of(DeliveryRow), ["msg_id", "recipient"])
+    return (await session.execute(insert.values(**row).returning(table_of(DeliveryRow).c.id))).first() is not None
+
+
+async def preference_of(session: AsyncSession, principal_id: uuid.UUID) -> PreferenceRow | None:
+    return await session.get(PreferenceRow, principal_id)

@@ -132,6 +132,10 @@ async def principal_by_email(session: AsyncSession, email: str) -> PrincipalRow 
     return (await session.scalars(select(PrincipalRow).where(PrincipalRow.email == normal_email(email)))).first()
 
 
+async def principal_by_id(session: AsyncSession, principal_id: uuid.UUID) -> PrincipalRow | None:
+    return await session.get(PrincipalRow, principal_id)
+
+
 async def require_person(session: AsyncSession, email: str) -> PrincipalRow:
     row = await principal_by_email(session, email)
     if row is None:

@@ -4,6 +4,7 @@ A write replaces the whole document (a field left out takes its default) and is 
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from services.core.errors import Forbidden
 from services.core.http import request_id
 from services.core.identity import audit
 from services.core.runtime import Runtime
+from services.notifier import persistence
 from services.notifier.persistence import PreferenceRow
 from services.notifier.preferences import (
     CLOCK_PATTERN,
@@ -106,9 +108,11 @@ def _out(row: PreferenceRow | None) -> PreferencesOut:
     )
 
 
-def _person(caller: Caller) -> None:
+def _person(caller: Caller) -> uuid.UUID:
+    """The caller's principal id: only a person has preferences (a service account is refused)."""
     if caller.principal_id is None or caller.email is None:
         raise Forbidden("only a person has notice preferences; sign in as yourself")
+    return caller.principal_id
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -117,21 +121,21 @@ def build_router(runtime: Runtime) -> APIRouter:
     @router.get("/me/preferences", response_model=PreferencesOut)
     async def read(caller: ReviewsRead) -> PreferencesOut:
         """The caller's notice preferences (the defaults until they change them)."""
-        _person(caller)
+        principal_id = _person(caller)
         async with runtime.uow.begin() as session:
-            return _out(await session.get(PreferenceRow, caller.principal_id))
+            return _out(await persistence.preference_of(session, principal_id))
 
     @router.put("/me/preferences", response_model=PreferencesOut)
     async def write(request: Request, body: PreferencesIn, caller: ReviewsRead) -> PreferencesOut:
         """Replace the caller's notice preferences (a field left out takes its default). `off` is refused for
         `approval_needed` and `document_published`: others wait on those."""
-        _person(caller)
+        principal_id = _person(caller)
         now = datetime.now(UTC)
         async with runtime.uow.begin() as session:
-            row = await session.get(PreferenceRow, caller.principal_id)
+            row = await persistence.preference_of(session, principal_id)
             before = _out(row).model_dump(mode="json", exclude={"updated_at"})
             if row is None:
-                row = PreferenceRow(principal_id=caller.principal_id)
+                row = PreferenceRow(principal_id=principal_id)
                 session.add(row)
             row.time_zone = body.time_zone
             row.quiet_start = body.quiet_hours.start if body.quiet_hours else None
@@ -145,7 +149,7 @@ def build_router(runtime: Runtime) -> APIRouter:
                 session,
                 caller,
                 action="preferences.update",
-                target=f"principal:{caller.principal_id}",
+                target=f"principal:{principal_id}",
                 now=now,
                 request_id=request_id(request),
                 before=before,

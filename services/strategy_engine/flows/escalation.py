@@ -50,7 +50,7 @@ async def _manager(session: AsyncSession, owner: str | None) -> Target:
         return _nobody(f"the owner {owner} is not a known person")
     if person.manager_id is None:
         return _nobody(f"the owner {person.email} has no manager")
-    return await _active(session, await session.get(store.PrincipalRow, person.manager_id), "the owner's manager")
+    return await _active(session, await store.principal_by_id(session, person.manager_id), "the owner's manager")
 
 
 async def _lead(session: AsyncSession, unit_name: str | None) -> Target:
@@ -62,7 +62,7 @@ async def _lead(session: AsyncSession, unit_name: str | None) -> Target:
         return _nobody(f"there is no org unit {unit_name!r} (the review's scope)")
     if unit.lead_id is None:
         return _nobody(f"the org unit {unit_name!r} has no lead")
-    return await _active(session, await session.get(store.PrincipalRow, unit.lead_id), f"the lead of {unit_name!r}")
+    return await _active(session, await store.principal_by_id(session, unit.lead_id), f"the lead of {unit_name!r}")
 
 
 async def _named(session: AsyncSession, email: str) -> Target:
