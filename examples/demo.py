@@ -1,8 +1,9 @@
 """`make run` demo: a local webhook subscriber, the example triggers sent over HTTP, and what came of them.
 
-Runs against a `smits serve all` on 127.0.0.1:8000 as the demo's service account (SMITS_DEMO_KEY, created by
-deploy/run-local.sh with triggers:write, subscriptions:admin and reviews:read).
-Stays in the foreground printing webhooks as they arrive until Ctrl-C.
+Runs against a `smits serve all` on 127.0.0.1:8000 (SMITS_DEMO_API) as the demo's service account (SMITS_DEMO_KEY,
+created by deploy/run-local.sh with triggers:write, subscriptions:admin and reviews:read), its webhook receiver on
+port 8900 (SMITS_DEMO_RECEIVER_PORT). Stays in the foreground printing webhooks as they arrive until Ctrl-C, or
+ends once all is shown with SMITS_DEMO_EXIT=1 (the tests run it so).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 
 import httpx
 
-API = "http://127.0.0.1:8000"
-RECEIVER = ("127.0.0.1", 8900)
+API = os.environ.get("SMITS_DEMO_API", "http://127.0.0.1:8000")
+RECEIVER = ("127.0.0.1", int(os.environ.get("SMITS_DEMO_RECEIVER_PORT", "8900")))
 EXAMPLES = Path(__file__).parent / "triggers"
 received: list[dict[str, object]] = []
 printing = threading.Lock()
@@ -95,6 +96,8 @@ def main() -> None:
             f"API docs: {API}/docs   metrics: {API}/metrics   logs: .run/smits.log\nPress Ctrl-C to stop.",
             flush=True,
         )
+    if os.environ.get("SMITS_DEMO_EXIT") == "1":
+        return
     with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
 
@@ -138,8 +141,9 @@ def walk_a_review(reviews: list[dict[str, str]]) -> None:
     """The people run one review through its cycle, so every page of the console has something to show: Sam
     owns and assesses the DORA review, Chris approves, Sam publishes the plan, Pat acknowledges it (Rae and
     Indra have not yet: they see it under My work). A second review waits for Sam in triage."""
-    dora = next((r for r in reviews if "DORA" in r.get("title", "") and r["state"] == "triage"), None)
+    dora = next((r for r in reviews if r["correlation_key"] == "regulation:DORA" and r["state"] == "triage"), None)
     if dora is None:
+        print("\nno DORA review in triage (run `make clean` for a fresh demo database): the review walk is skipped")
         return
     path = f"/v1/reviews/{dora['id']}"
     with closing(signed_in("sam@smits.example")) as sam, closing(signed_in("cfo@smits.example")) as cfo:
