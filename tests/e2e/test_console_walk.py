@@ -218,6 +218,23 @@ async def test_a_review_taken_through_its_cycle_in_the_console_by_its_people(
     assert "Acknowledged version 1" in browser.flash()
     page(browser, browser.url, "document")
     assert "Nothing to acknowledge" in page(browser, "/")
+
+    # Pat sets her quiet hours; a time zone that does not exist is refused beside its field, what she typed kept.
+    browser.click("Preferences")
+    browser.assert_accessible()
+    browser.fill("Time zone", "Europe/Atlantis")
+    browser.fill("From", "22:00")
+    browser.fill("until", "07:00")
+    browser.click("Save preferences")
+    browser.assert_accessible()
+    assert "correct the field marked below" in browser.text()
+    browser.fill("Time zone", "Europe/Berlin")
+    browser.click("Save preferences")
+    assert "Your preferences are saved." in browser.flash()
+    browser.assert_accessible()
+    browser.screenshot("preferences", full_page=True)
+    assert 'value="Europe/Berlin"' in browser.driver.page_source
+    assert 'value="22:00"' in browser.driver.page_source
     sign_out(browser)
 
     # The board shows where the review stands, in Sam's time zone; he saves the view and it stays his.
