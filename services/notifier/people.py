@@ -80,8 +80,11 @@ async def plan_people(
                 mails.append(row)
         elif mode is Mode.DIGEST:
             items.append(_item(event, notice, now=now))
-    mails = _new(mails, await planned_mail(session, {(row["msg_id"], row["recipient"]) for row in mails}))
-    items = _new(items, await planned_items(session, {(row["msg_id"], row["recipient"]) for row in items}))
+    # A notice is planned once, as a mail or as a digest item: a replayed batch after the person switched between
+    # `immediate` and `digest` finds it planned the other way and plans nothing.
+    keys = {(row["msg_id"], row["recipient"]) for row in (*mails, *items)}
+    done = await planned_mail(session, keys) | await planned_items(session, keys)
+    mails, items = _new(mails, done), _new(items, done)
     await insert_new_mail(session, mails)
     await insert_new_items(session, items)
     return len(mails) + len(items)

@@ -418,3 +418,15 @@ async def test_one_persons_unusable_preferences_or_digest_never_hold_up_the_othe
     assert await worker.tick() == 2  # Ana (defaults: 08:00 UTC) and Zoe; Ben's is logged and skipped
     planned = {m.recipient for m in await mails(uow) if m.event_type == digests.DIGEST_EVENT}
     assert planned == {ANA, "zoe@example.org"}
+
+
+async def test_a_replay_after_switching_between_immediate_and_digest_plans_nothing_again(uow: UnitOfWork) -> None:
+    await person(uow, ANA, modes={"reminder": "digest"})
+    once = reminder(ANA, 1)
+    assert await plan(uow, once, at=MORNING) == 1  # a digest item
+    async with uow.begin() as session:
+        row = await session.scalar(select(PreferenceRow))
+        assert row is not None
+        row.modes = {"email": {"reminder": "immediate"}}
+    assert await plan(uow, once, at=MORNING) == 0  # the same batch again: not also mailed
+    assert await mails(uow) == []
