@@ -102,11 +102,14 @@ def _notice(event: ReviewEventV1, *, public_url: str) -> tuple[Notice, list[str]
     data, review_link = event.data, f"{public_url}/reviews/{event.review_id}"
     what = _review(event)
     due = _when(data.get("due_at"))
-    if event.type is ReviewEventType.TRANSITIONED and data.get("to") == APPROVAL:
+    asked_now = event.type is ReviewEventType.TRANSITIONED and data.get("to") == APPROVAL
+    next_in_line = event.type is ReviewEventType.APPROVAL_RECORDED and bool(data.get("approvers"))
+    if asked_now or next_in_line:  # into approval: those asked; in a sequence, the next once the previous approved
         notice = Notice(
             kind=NoticeKind.APPROVAL_NEEDED,
             subject=one_line(f"Your approval is needed: {what}"),
-            lead=f"{_cap(what)} is in approval, and you are named as one of its approvers.",
+            lead=f"{_cap(what)} is in approval, and you are named as one of its approvers"
+            + (" (the approvals before yours are in)." if next_in_line else "."),
             facts=_facts(("Phase due", due)),
             link=review_link,
             restricted=event.restricted,

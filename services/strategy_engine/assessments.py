@@ -159,6 +159,19 @@ def next_in_sequence(approvers: Approvers, approved: Sequence[str]) -> str | Non
     return remaining[0] if remaining else None
 
 
+def asked(approvers: Approvers | None, verdicts: Sequence[tuple[str, Verdict]]) -> list[str]:
+    """Whose verdict is awaited now: in `sequence`, the next in line (one at a time); in `quorum`, every named
+    approver who has given none."""
+    if approvers is None:
+        return []
+    given = {name for name, _ in verdicts}
+    if approvers.mode == "sequence":
+        approved = [name for name, verdict in verdicts if verdict is Verdict.APPROVE]
+        after = next_in_sequence(approvers, approved)
+        return [after] if after is not None and after not in given else []
+    return [name for name in approvers.names if name not in given]
+
+
 def names_approver(assessment: AssessmentIn, email: str) -> bool:
     """Whether the assessment names the person `email` among its approvers (compared as e-mail addresses)."""
     approvers = assessment.approvers.names if assessment.approvers else []

@@ -242,3 +242,26 @@ async def test_tactical_plans_are_per_org_unit_and_counted_as_current(settings: 
     assert missing_unit.json()["field"] == "org_unit"
     assert unpublished.status_code == 422  # publishing needs certified_by
     assert kpis["org_units_with_current_tactical_plan_pct"] == pytest.approx(50.0)
+
+
+async def test_in_a_sequence_each_approver_is_asked_in_turn(settings: Settings) -> None:
+    """The events name whose verdict is awaited (the notifier mails them): entering approval, only the first in the
+    sequence; each approval, the next; the last, nobody."""
+    async with smits(settings, ["engine"]) as app:
+        api = await app.person(OFFICE, Role.STRATEGY_MANAGER)
+        cio, cfo = [await app.person(email, Role.APPROVER) for email in (CIO, CFO)]
+        [review] = await _open_reviews(app, settings, "NIS2")
+        assert (await api.patch(f"/v1/reviews/{review}", json={"owner": OFFICE})).status_code == 200
+        assert (await _move(api, review, "assess")).status_code == 200
+        body = {**COMPLETE, "approvers": {"mode": "sequence", "names": [CIO, CFO]}}
+        version = (await api.post(f"/v1/reviews/{review}/assessments", json=body)).json()["version"]
+        for state in ("generate", "approval"):
+            assert (await _move(api, review, state)).status_code == 200
+        for approver in (cio, cfo):
+            verdict = {"verdict": "approve", "version": version}
+            assert (await approver.post(f"/v1/reviews/{review}/approvals", json=verdict)).status_code in (200, 201)
+        timeline = (await api.get(f"/v1/reviews/{review}/timeline")).json()
+    [into] = [e["data"] for e in timeline if e["type"] == "review.transitioned" and e["data"]["to"] == "approval"]
+    recorded = [e["data"] for e in timeline if e["type"] == "review.approval_recorded"]
+    assert into["approvers"] == [CIO]
+    assert [data.get("approvers") for data in recorded] == [[CFO], None]

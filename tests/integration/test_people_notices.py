@@ -430,3 +430,26 @@ async def test_a_replay_after_switching_between_immediate_and_digest_plans_nothi
         row.modes = {"email": {"reminder": "immediate"}}
     assert await plan(uow, once, at=MORNING) == 0  # the same batch again: not also mailed
     assert await mails(uow) == []
+
+
+async def test_in_a_sequence_the_next_approver_is_asked_once_the_previous_approved(uow: UnitOfWork) -> None:
+    review = uuid.uuid4()
+    into = event(
+        ReviewEventType.TRANSITIONED, {"from": "generate", "to": "approval", "approvers": [ANA]}, review=review
+    )
+    approved = event(
+        ReviewEventType.APPROVAL_RECORDED,
+        {"version": 1, "approver": ANA, "verdict": "approve", "decision": "pending", "approvers": [BEN]},
+        review=review,
+    )
+    last = event(
+        ReviewEventType.APPROVAL_RECORDED,
+        {"version": 1, "approver": BEN, "verdict": "approve", "decision": "approved"},
+        review=review,
+    )
+    assert await plan(uow, into, at=MORNING) == 1
+    assert await plan(uow, approved, last, at=MORNING) == 1  # Ben, now; nobody after the last verdict
+    assert [(m.recipient, m.event_type) for m in await mails(uow)] == [
+        (ANA, "review.transitioned"),
+        (BEN, "review.approval_recorded"),
+    ]

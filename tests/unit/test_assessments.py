@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.strategy_engine.assessments import Approvers, AssessmentIn, Verdict, decision, missing, names_approver
+from services.strategy_engine.assessments import (
+    Approvers,
+    AssessmentIn,
+    Verdict,
+    asked,
+    decision,
+    missing,
+    names_approver,
+)
 from services.strategy_engine.documents import Status, may_move
 
 IMPACT = {"rating": "medium", "statement": "s"}
@@ -106,3 +114,25 @@ def test_an_assessment_names_an_approver_by_e_mail_address_only() -> None:
     assert names_approver(named, "Cfo@Corp.Example")
     assert not names_approver(named, "o@corp.example")  # a part of an address is no address
     assert not names_approver(AssessmentIn(), "cio@corp.example")
+
+
+@pytest.mark.parametrize(
+    ("mode", "verdicts", "expected"),
+    [
+        ("quorum", [], ["a@x.org", "b@x.org", "c@x.org"]),
+        ("quorum", [("b@x.org", Verdict.APPROVE)], ["a@x.org", "c@x.org"]),
+        ("sequence", [], ["a@x.org"]),  # one at a time: the others are asked when their turn comes
+        ("sequence", [("a@x.org", Verdict.APPROVE)], ["b@x.org"]),
+        ("sequence", [("a@x.org", Verdict.APPROVE), ("b@x.org", Verdict.APPROVE)], ["c@x.org"]),
+        ("sequence", [(n, Verdict.APPROVE) for n in ("a@x.org", "b@x.org", "c@x.org")], []),
+    ],
+)
+def test_asked_is_whose_verdict_is_awaited_now(
+    mode: str, verdicts: list[tuple[str, Verdict]], expected: list[str]
+) -> None:
+    approvers = Approvers.model_validate({"mode": mode, "names": ["a@x.org", "b@x.org", "c@x.org"], "required": 2})
+    assert asked(approvers, verdicts) == expected
+
+
+def test_nobody_is_asked_without_approvers() -> None:
+    assert asked(None, []) == []

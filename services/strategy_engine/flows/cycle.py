@@ -13,7 +13,7 @@ from services.contracts.reviews import ReviewEventType
 from services.core.identity import store
 from services.core.identity.model import Caller
 from services.strategy_engine import rights
-from services.strategy_engine.assessments import AssessmentIn, Verdict, decision, missing, next_in_sequence
+from services.strategy_engine.assessments import AssessmentIn, Verdict, asked, decision, missing, next_in_sequence
 from services.strategy_engine.errors import GuardRefused, Invalid
 from services.strategy_engine.flows.access import require_edit, require_steer
 from services.strategy_engine.flows.events import lock_review, record_event, stored_trigger_ref
@@ -48,12 +48,12 @@ async def _verdicts(session: AsyncSession, assessment_id: uuid.UUID) -> list[tup
 
 
 async def _approvers(session: AsyncSession, review_id: uuid.UUID) -> list[str]:
-    """The e-mail addresses the current assessment version names as approvers, in its order."""
+    """Whose verdict on the current assessment version is awaited now (`assessments.asked`): in sequence, the
+    next in line; in a quorum, each named approver who has given none."""
     current = await latest_assessment(session, review_id)
     if current is None:
         return []
-    approvers = AssessmentIn.model_validate(current.body).approvers
-    return list(approvers.names) if approvers else []
+    return asked(AssessmentIn.model_validate(current.body).approvers, await _verdicts(session, current.id))
 
 
 async def facts(session: AsyncSession, review: ReviewRow, *, reason: str | None = None) -> ReviewFacts:
@@ -230,13 +230,10 @@ async def record_approval(
         ApprovalRow(assessment_id=current.id, approver=approver, verdict=verdict.value, comment=comment, at=now)
     )
     outcome, _ = decision(body.approvers, [*given, (approver, verdict)])
-    record_event(
-        session,
-        review,
-        ReviewEventType.APPROVAL_RECORDED,
-        now,
-        {"version": version, "approver": approver, "verdict": verdict.value, "decision": outcome},
-    )
+    data: dict[str, Any] = {"version": version, "approver": approver, "verdict": verdict.value, "decision": outcome}
+    if body.approvers.mode == "sequence" and outcome is ApprovalDecision.PENDING:
+        data["approvers"] = asked(body.approvers, [*given, (approver, verdict)])  # the next in line (the notifier)
+    record_event(session, review, ReviewEventType.APPROVAL_RECORDED, now, data)
     return outcome
 
 
