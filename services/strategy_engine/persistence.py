@@ -472,11 +472,11 @@ async def decision_of(
     return await session.scalar(query)
 
 
-def _version_visible_to(grants: Collection[str]) -> ColumnElement[bool]:
-    """A document version is as visible as the review that produced it."""
+def _version_visible_to(grants: Collection[str], version: Any = DocumentVersionRow) -> ColumnElement[bool]:
+    """A document version (`version`: the entity or an alias of it) is as visible as the review that produced it."""
     if ALL in grants:
         return true()
-    return exists().where(ReviewRow.id == DocumentVersionRow.review_id, visible_to(grants))
+    return exists().where(ReviewRow.id == version.review_id, visible_to(grants))
 
 
 async def document_version(
@@ -687,11 +687,12 @@ async def register(
     limit: int,
     now: datetime,
     grants: Collection[str],
-) -> list[tuple[DocumentRow, DocumentVersionRow, int]]:
+) -> list[tuple[DocumentRow, DocumentVersionRow, int, bool, str]]:
     """Documents with a version visible to `grants`, by title (ignoring case) then id, each with its latest
-    visible version and how many acknowledgements of its current version are overdue (neither acknowledged
-    nor answered, past due). `status` is the latest visible version's; `text` is searched in the title;
-    `after` is the (title key, id) of the previous page's last document."""
+    visible version, how many acknowledgements of its current version are overdue (neither acknowledged
+    nor answered, past due), whether that current version is visible to `grants` too, and its title key (the
+    database's lower case, for the next page's cursor). `status` is the latest visible version's; `text` is
+    searched in the title; `after` is the (title key, id) of the previous page's last document."""
     newest = (
         select(DocumentVersionRow.document_id, func.max(DocumentVersionRow.version).label("number"))
         .where(_version_visible_to(grants))
@@ -712,9 +713,15 @@ async def register(
         )
         .scalar_subquery()
     )
+    shown = aliased(DocumentVersionRow)
+    current_seen = exists().where(
+        shown.document_id == DocumentRow.id,
+        shown.version == DocumentRow.current_version,
+        _version_visible_to(grants, shown),
+    )
     key = func.lower(DocumentRow.title)
     query = (
-        select(DocumentRow, DocumentVersionRow, late)
+        select(DocumentRow, DocumentVersionRow, late, current_seen, key)
         .join(newest, newest.c.document_id == DocumentRow.id)
         .join(
             DocumentVersionRow,
@@ -735,4 +742,4 @@ async def register(
     if after is not None:
         query = query.where(or_(key > after[0], and_(key == after[0], DocumentRow.id > after[1])))
     rows = await session.execute(query.order_by(key, DocumentRow.id).limit(limit))
-    return [(document, version, int(overdue)) for document, version, overdue in rows.all()]
+    return [(document, version, int(overdue), bool(seen), title) for document, version, overdue, seen, title in rows]

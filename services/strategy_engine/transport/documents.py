@@ -195,17 +195,15 @@ def build_router(runtime: Runtime) -> APIRouter:
                 kind=document.kind,
                 org_unit=document.org_unit or None,
                 title=document.title,
-                current_version=document.current_version,
+                current_version=document.current_version if seen else None,  # a hidden one is not named
                 latest_version=version.version,
                 status=version.status,
                 overdue=overdue,
             )
-            for document, version, overdue in page
+            for document, version, overdue, seen, _ in page
         ]
-        last = page[-1][0] if len(rows) > limit else None
-        next_cursor = (
-            base64.urlsafe_b64encode(orjson.dumps([last.title.lower(), str(last.id)])).decode() if last else None
-        )
+        last = page[-1] if len(rows) > limit else None
+        next_cursor = base64.urlsafe_b64encode(orjson.dumps([last[4], str(last[0].id)])).decode() if last else None
         return RegisterPage(items=items, next_cursor=next_cursor)
 
     @router.post("/reviews/{review_id}/documents", status_code=201, response_model=VersionOut)
@@ -292,7 +290,10 @@ def build_router(runtime: Runtime) -> APIRouter:
                 kind=document.kind,
                 org_unit=document.org_unit or None,
                 title=document.title,
-                current_version=document.current_version,
+                # the current version only when the caller may see it (its number alone says a hidden one exists)
+                current_version=document.current_version
+                if any(v.version == document.current_version for v in versions)
+                else None,
                 versions=[_version_view(document, v, recipients[v.id]) for v in versions],
             )
 
