@@ -22,11 +22,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from services.contracts.reviews import ReviewEventType, ReviewEventV1
+from services.notifier.event_data import instant
 from services.notifier.redaction import redacted
 
 HEADLINE_MAX = 150
@@ -171,7 +171,7 @@ def _phase(event_type: ReviewEventType, data: Mapping[str, Any]) -> str | None:
 
 def _due(data: Mapping[str, Any]) -> str | None:
     for name in ("due_at", "acknowledge_by"):
-        when = _when(data.get(name))
+        when = instant(data.get(name))
         if when is not None:
             return when.strftime("%Y-%m-%d %H:%M UTC")
     return None
@@ -184,16 +184,6 @@ def _document(data: Mapping[str, Any]) -> str | None:
         return None
     kind = _one_line(data.get("kind"), 50)
     return _bounded(f"{kind + ' ' if kind else ''}{document_id}, version {version}", FACT_MAX)
-
-
-def _when(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _has_text(value: object) -> bool:

@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -28,6 +28,8 @@ from pydantic import SecretStr
 from services.core.identity.model import EMAIL_PATTERN, normal_email
 from services.core.links import AckLink, sign
 from services.core.settings import Settings
+from services.notifier.event_data import instant
+from services.notifier.event_data import text as text_of
 
 SUBJECT_MAX = 200
 """Characters of a subject kept (a document title may be 500)."""
@@ -116,10 +118,10 @@ def document_notice(data: Mapping[str, Any], *, restricted: bool, public_url: st
     return DocumentNotice(
         document_id=document_id,
         version=version,
-        title=_text(shown.get("title")),
-        kind=_text(shown.get("kind")),
-        summary=_text(shown.get("summary")),
-        due=_when(data.get("acknowledge_by")),
+        title=text_of(shown.get("title")),
+        kind=text_of(shown.get("kind")),
+        summary=text_of(shown.get("summary")),
+        due=instant(data.get("acknowledge_by")),
         link=f"{public_url}/documents/{document_id}",
         restricted=restricted,
         details=_details(data.get("recipients_detail"), restricted=restricted),
@@ -138,7 +140,7 @@ def _details(value: object, *, restricted: bool) -> dict[str, RecipientDetail]:
             continue
         if not isinstance(last, int) or isinstance(last, bool):
             last = None
-        shown = None if restricted else _text(changes)
+        shown = None if restricted else text_of(changes)
         found.setdefault(normal_email(email), RecipientDetail(last, shown[:CHANGES_MAX] if shown else None))
     return found
 
@@ -207,17 +209,3 @@ def signed_link(
     )
     token = sign(link, secret=config.link_key.get_secret_value(), now=now)
     return SignedLink(url=f"{config.public_url}/v1/acknowledge-link?token={token}", expires_at=expires)
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _when(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)

@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -21,6 +21,8 @@ import jinja2
 
 from services.contracts.reviews import ReviewEventType, ReviewEventV1
 from services.core.identity.model import EMAIL_PATTERN, normal_email
+from services.notifier.event_data import instant
+from services.notifier.event_data import text as text_of
 from services.notifier.mail import MailConfig, compose, document_notice, message_id, one_line, recipients_of
 from services.notifier.preferences import NoticeKind
 
@@ -101,7 +103,7 @@ def person_notices(event: ReviewEventV1, *, public_url: str) -> list[PersonNotic
 def _notice(event: ReviewEventV1, *, public_url: str) -> tuple[Notice, list[str]] | None:
     data, review_link = event.data, f"{public_url}/reviews/{event.review_id}"
     what = _review(event)
-    due = _when(data.get("due_at"))
+    due = instant(data.get("due_at"))
     asked_now = event.type is ReviewEventType.TRANSITIONED and data.get("to") == APPROVAL
     next_in_line = event.type is ReviewEventType.APPROVAL_RECORDED and bool(data.get("approvers"))
     if asked_now or next_in_line:  # into approval: those asked; in a sequence, the next once the previous approved
@@ -122,7 +124,7 @@ def _notice(event: ReviewEventV1, *, public_url: str) -> tuple[Notice, list[str]
             kind=NoticeKind.ESCALATION,
             subject=one_line(f"Escalation{_level(level)}: {what} is overdue{_days(days)}"),
             lead=f"The {phase} phase of {what} is overdue, and it is escalated to you{_level(level, ' at level ')}.",
-            facts=_facts(("Phase was due", due), ("Owner", None if event.restricted else _text(data.get("owner")))),
+            facts=_facts(("Phase was due", due), ("Owner", None if event.restricted else text_of(data.get("owner")))),
             link=review_link,
             restricted=event.restricted,
         )
@@ -166,7 +168,7 @@ def _acknowledgement(
         return None
     version = data.get("version")
     version_words = f"version {version}" if isinstance(version, int) and not isinstance(version, bool) else "a version"
-    kind = None if event.restricted else _text(data.get("kind"))
+    kind = None if event.restricted else text_of(data.get("kind"))
     document = f"a {kind.replace('_', ' ')}" if kind else "a document"
     if overdue:
         subject = f"Due now: your acknowledgement of {version_words} of {document}"
@@ -276,7 +278,7 @@ def _facts(*pairs: tuple[str, object]) -> tuple[tuple[str, str], ...]:
 
 
 def _phase(data: Mapping[str, Any]) -> str:
-    phase = _text(data.get("phase"))
+    phase = text_of(data.get("phase"))
     return phase.replace("_", " ") if phase else "current"
 
 
@@ -296,20 +298,6 @@ def _day(due: datetime | None) -> str:
 
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _when(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def recipients(notices: Iterable[PersonNotice]) -> set[str]:
