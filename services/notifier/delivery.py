@@ -20,7 +20,6 @@ waiting for its pace is simply not claimed meanwhile (never slept on).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from services.core.db import UnitOfWork, is_postgres
 from services.core.observability import DELIVERIES, get_logger
 from services.core.settings import Settings
 from services.core.tracing import TRACEPARENT, trace_id_of
+from services.notifier.claiming import claim_until_stopped
 from services.notifier.persistence import (
     CHAT,
     AttemptRow,
@@ -105,16 +105,10 @@ class DeliveryWorker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivery worker started")
         try:
-            while not stop.is_set():
-                self._wake.clear()
-                try:
-                    busy = await self.dispatch()
-                except Exception:
-                    log.exception("claiming deliveries failed; will retry")
-                    busy = False
-                if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._settings.delivery_poll_interval_s)
+            poll_s = self._settings.delivery_poll_interval_s
+            await claim_until_stopped(
+                what="deliveries", dispatch=self.dispatch, wake=self._wake, poll_s=poll_s, stop=stop
+            )
             # Drain: every started POST ends within its deadline and is recorded (no resend after a stop).
             self._stopping = True
             await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -15,7 +15,6 @@ never starts a send its lease could not cover.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from services.core.db import UnitOfWork
 from services.core.observability import MAILS, get_logger
 from services.core.settings import Settings
+from services.notifier.claiming import claim_until_stopped
 from services.notifier.persistence import AttemptRow, due_mail, locked_delivery
 from services.notifier.retries import AttemptResult, DeliveryStatus, next_step
 from services.notifier.smtp import MailServer, send
@@ -70,16 +70,8 @@ class MailWorker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("e-mail worker started", smtp_host=self._server.host, smtp_port=self._server.port)
         try:
-            while not stop.is_set():
-                self._wake.clear()
-                try:
-                    busy = await self.dispatch()
-                except Exception:
-                    log.exception("claiming e-mails failed; will retry")
-                    busy = False
-                if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._settings.delivery_poll_interval_s)
+            poll_s = self._settings.delivery_poll_interval_s
+            await claim_until_stopped(what="e-mails", dispatch=self.dispatch, wake=self._wake, poll_s=poll_s, stop=stop)
             await asyncio.gather(*self._tasks, return_exceptions=True)  # started sends end within their deadline
         finally:
             for task in self._tasks:
