@@ -77,6 +77,8 @@ def main(
     console_reviews: Annotated[int | None, typer.Option(help="reviews in the console stage's database")] = None,
     console_requests: Annotated[int | None, typer.Option(help="timed GETs of each console page")] = None,
     profile: Annotated[bool, typer.Option(help="py-spy profiles of every service into .run/bench/profiles")] = False,
+    kafka_port: Annotated[int, typer.Option(help="the bench's own Kafka broker (and the next port)")] = KAFKA_PORT,
+    pg_port: Annotated[int, typer.Option(help="port of the bench's own PostgreSQL cluster")] = PG_PORT,
 ) -> None:
     base = QUICK if quick else FULL
     plan = Plan(
@@ -92,15 +94,15 @@ def main(
     )
     if profile:
         infra.profile_dir = infra.RUN / "profiles" / time.strftime("%Y%m%d-%H%M%S")
-    kafka = infra.start_kafka(KAFKA_PORT)
-    pg = infra.start_postgres(PG_PORT)
+    kafka = infra.start_kafka(kafka_port)
+    pg = infra.start_postgres(pg_port)
     log(f"kafka {kafka}, postgres {pg}")
     try:
         results = asyncio.run(run(plan, kafka, pg))
     finally:
         if not keep_running:
-            infra.stop_kafka(KAFKA_PORT)
-            infra.stop_postgres(PG_PORT)
+            infra.stop_kafka(kafka_port)
+            infra.stop_postgres(pg_port)
     table = report(results)
     print(table)
     infra.RUN.mkdir(parents=True, exist_ok=True)
