@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
@@ -26,21 +27,53 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 _FILE_SECONDS: dict[str, float] = {}
+_FILE_CPU: dict[str, float] = {}
+_cpu_mark = 0.0
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the child processes it has waited for (`smits` runs, browsers...)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _cpu_mark
+    _cpu_mark = _cpu_seconds()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Each report carries the CPU spent since the previous one (on an xdist worker: that worker's own)."""
+    global _cpu_mark
+    report = yield
+    now = _cpu_seconds()
+    report.cpu_s = now - _cpu_mark  # type: ignore[attr-defined]  # TestReport keeps extra attributes (and xdist too)
+    _cpu_mark = now
+    return report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Time spent per test file (setup, call and teardown; on the xdist controller too), for the summary below."""
+    """Time and CPU spent per test file (setup, call and teardown; on the xdist controller too), for the summary."""
     path = report.nodeid.split("::", 1)[0]
     _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+    _FILE_CPU[path] = _FILE_CPU.get(path, 0.0) + float(getattr(report, "cpu_s", 0.0))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The slowest test files: with `--dist loadfile` a file is the unit a worker takes, so these set the wall time."""
+    """The slowest test files: with `--dist loadfile` a file is the unit a worker takes, so these set the wall time.
+    CPU counts the worker and the processes it waited for (not Kafka, PostgreSQL or the provider); on a machine with
+    few cores it, more than the seconds, is what the whole run's wall time is made of."""
     slowest = sorted(_FILE_SECONDS.items(), key=lambda item: -item[1])[:15]
     if len(_FILE_SECONDS) > 1:
-        terminalreporter.write_sep("-", "slowest test files (seconds)")
+        terminalreporter.write_sep("-", "slowest test files (seconds, CPU seconds)")
         for path, seconds in slowest:
-            terminalreporter.write_line(f"{seconds:8.1f}  {path}")
+            terminalreporter.write_line(f"{seconds:8.1f} {_FILE_CPU.get(path, 0.0):8.1f}  {path}")
+        terminalreporter.write_line(
+            f"{sum(_FILE_SECONDS.values()):8.1f} {sum(_FILE_CPU.values()):8.1f}  all {len(_FILE_SECONDS)} files"
+        )
 
 
 @pytest.fixture(scope="session")
