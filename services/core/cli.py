@@ -9,19 +9,21 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-import uvicorn
-from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.identity.cli import audit_app, audited, keys_app, org_units_app, users_app
 from services.core.observability import configure_logging, get_logger
-from services.core.positions import Position
-from services.core.runtime import Builder, StartupAborted, build_app, running
 from services.core.settings import ConfigurationError, Settings, load_settings
-from services.core.tracing import configure_otel, shutdown_otel
+
+if TYPE_CHECKING:  # what only `serve`, `migrate` or `consumer` needs is imported there: a command starts in a blink
+    import uvicorn
+    from alembic.config import Config
+
+    from services.core.positions import Position
+    from services.core.runtime import Builder
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="smits: strategy review triggers")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics")
@@ -50,6 +52,8 @@ def settings_of(**overrides: object) -> Settings:
 
 
 def alembic_config(database_url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_url"] = database_url
@@ -68,6 +72,9 @@ def migrate() -> None:
 
 async def serve_services(settings: Settings, services: Mapping[str, Builder]) -> int:
     """Run `services` (name → build function) with their HTTP API until SIGTERM/SIGINT; the exit code."""
+    from services.core.runtime import StartupAborted
+    from services.core.tracing import configure_otel, shutdown_otel
+
     names = list(services)
 
     if settings.auth_disabled:
@@ -89,6 +96,10 @@ async def serve_services(settings: Settings, services: Mapping[str, Builder]) ->
 
 
 async def _serve_until_stopped(settings: Settings, services: Mapping[str, Builder], stop: asyncio.Event) -> int:
+    import uvicorn
+
+    from services.core.runtime import build_app, running
+
     async with running(settings, services, stop=stop) as (runtime, units):
         config = uvicorn.Config(
             build_app(runtime, units),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -9,7 +11,12 @@ _HASHER = PasswordHasher()
 MIN_LENGTH = 12
 MAX_LENGTH = 1024
 """Longer input is refused before hashing (argon2 would accept it, at a cost an attacker chooses)."""
-_DECOY = _HASHER.hash("not a password anyone has")
+
+
+@cache
+def _decoy() -> str:
+    """Hashed on first use, not at import (argon2 is slow on purpose; most processes never check a password)."""
+    return _HASHER.hash("not a password anyone has")
 
 
 def check_strength(password: str) -> None:
@@ -31,7 +38,7 @@ def verify(stored: str | None, password: str) -> bool:
     if len(password) > MAX_LENGTH:
         return False
     try:
-        return _HASHER.verify(stored or _DECOY, password) and stored is not None
+        return _HASHER.verify(stored or _decoy(), password) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
