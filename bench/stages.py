@@ -89,9 +89,34 @@ class StageResult:
         return self.items / self.seconds
 
 
-async def ingest(env: dict[str, str], db: Database, workload: Workload, *, timeout_s: float) -> StageResult:
-    service = Service(name="ingest", env=env, tag="throughput")
-    service.start()
+def _services(name: str, env: dict[str, str], tag: str, processes: int) -> list[Service]:
+    """`processes` `smits serve NAME` processes (one consumer group: Kafka shares the partitions out)."""
+    if processes == 1:
+        return [Service(name=name, env=env, tag=tag)]
+    return [Service(name=name, env=env, tag=f"{tag}{n}") for n in range(1, processes + 1)]
+
+
+def _start(services: list[Service]) -> None:
+    for service in services:
+        service.start()
+
+
+def _stop(services: list[Service]) -> None:
+    for service in services:
+        service.stop()
+
+
+async def ingest(
+    env: dict[str, str],
+    db: Database,
+    workload: Workload,
+    *,
+    timeout_s: float,
+    processes: int = 1,
+    tag: str = "throughput",
+) -> StageResult:
+    services = _services("ingest", env, tag, processes)
+    _start(services)
     total = len(workload.records)
 
     async def done() -> bool:
@@ -103,24 +128,33 @@ async def ingest(env: dict[str, str], db: Database, workload: Workload, *, timeo
         )
 
     try:
-        ended = await watched([service], done, what="ingest of the pre-filled topic", timeout_s=timeout_s)
+        ended = await watched(services, done, what="ingest of the pre-filled topic", timeout_s=timeout_s)
     finally:
-        service.stop()
+        _stop(services)
     started = await db.first("ingest_triggers", "received_at")
-    return StageResult(name="ingest", items=total, seconds=ended - started, peak_rss_mib=service.peak_kib / 1024)
+    peak = max(service.peak_kib for service in services) / 1024
+    return StageResult(name="ingest", items=total, seconds=ended - started, peak_rss_mib=peak)
 
 
-async def engine(env: dict[str, str], db: Database, accepted: int, *, timeout_s: float) -> StageResult:
-    service = Service(name="engine", env=env, tag="throughput")
-    service.start()
+async def engine(
+    env: dict[str, str],
+    db: Database,
+    accepted: int,
+    *,
+    timeout_s: float,
+    processes: int = 1,
+    tag: str = "throughput",
+) -> StageResult:
+    services = _services("engine", env, tag, processes)
+    _start(services)
 
     async def done() -> bool:
         return await db.count("engine_triggers") == accepted and await db.count("engine_outbox") == 0
 
     try:
-        ended = await watched([service], done, what="engine on triggers.accepted", timeout_s=timeout_s)
+        ended = await watched(services, done, what="engine on triggers.accepted", timeout_s=timeout_s)
     finally:
-        service.stop()
+        _stop(services)
     started = await db.first("engine_triggers", "decided_at")
     events = await db.count("engine_timeline")
     reviews = await db.count("engine_reviews")
@@ -128,7 +162,7 @@ async def engine(env: dict[str, str], db: Database, accepted: int, *, timeout_s:
         name="engine",
         items=accepted,
         seconds=ended - started,
-        peak_rss_mib=service.peak_kib / 1024,
+        peak_rss_mib=max(service.peak_kib for service in services) / 1024,
         extra={"events": events, "reviews": reviews},
     )
 
@@ -154,14 +188,21 @@ async def ready(base: str, service: Service, *, timeout_s: float = 60) -> None:
 
 
 async def notifier(
-    env: dict[str, str], kafka: str, db: Database, receiver: Receiver, *, events: int, timeout_s: float
+    env: dict[str, str],
+    kafka: str,
+    db: Database,
+    receiver: Receiver,
+    *,
+    events: int,
+    timeout_s: float,
+    tag: str = "throughput",
 ) -> StageResult:
     """Deliver `events` pre-produced review events (five per review, in order) to one subscription made
     before the notifier starts (written to its table)."""
     await receiver.reset()
     await raw.produce_events(kafka, env["SMITS_TOPIC_PREFIX"] + "reviews.events", review_events(events))
     await _subscribe_directly(db, receiver.url + "/webhooks", ["review.*"])
-    service = Service(name="notifier", env=env, tag="throughput")
+    service = Service(name="notifier", env=env, tag=tag)
     service.start()
 
     async def done() -> bool:
