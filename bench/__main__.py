@@ -142,7 +142,7 @@ async def run(plan: Plan, stack: infra.Stack, *, keep: bool) -> dict[str, Any]:
         if plan.scale_out:
             results["scale_out"] = await scale_out(plan, stack, name=f"{run_id}s", keep=keep)
             _save(results, "partial")
-        await once(plan, stack, receiver, run_id=run_id, results=results)
+        await once(plan, stack, receiver, run_id=run_id, results=results, keep=keep)
     finally:
         receiver.stop()
     return results
@@ -264,7 +264,7 @@ async def scale_out(plan: Plan, stack: infra.Stack, *, name: str, keep: bool) ->
 
 
 async def once(
-    plan: Plan, stack: infra.Stack, receiver: infra.Receiver, *, run_id: str, results: dict[str, Any]
+    plan: Plan, stack: infra.Stack, receiver: infra.Receiver, *, run_id: str, results: dict[str, Any], keep: bool
 ) -> None:
     """The console and the soak, measured once whatever `--runs` says."""
     if plan.console_reviews:
@@ -279,6 +279,8 @@ async def once(
         log(f"console: p50 {pages.extra['p50']:.0f} ms, p95 {pages.extra['p95']:.0f} ms over every page")
         results["once"]["console"] = {**_stage(pages), **pages.extra}
         _save(results, "partial")
+        if not keep:
+            await infra.drop_database(stack.pg, f"bench_{run_id}_console")
 
     if plan.soak:
         prefix = f"bench-{run_id}-soak."
@@ -298,6 +300,8 @@ async def once(
         )
         results["once"]["soak"] = _stage(soaked)
         _save(results, "partial")
+        if not keep:
+            await infra.drop_database(stack.pg, f"bench_{run_id}_soak")
 
 
 def _save(results: dict[str, Any], name: str) -> None:
