@@ -46,10 +46,11 @@ test-faults: $(INSTALLED)
 	  $(BIN)/pytest tests/faults -s -p no:cacheprovider
 
 # Benchmarks (BENCHMARKS.md): own Kafka (29392) and Postgres (25435); figures printed, never asserted.
+# Three runs of the throughput and latency stages (medians reported), scale-out once, console and soak once.
 bench: $(INSTALLED)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --runs 3 --scale-out
 
-# The same stages at small sizes (< 2 min), to catch a collapse; counts are still checked exactly.
+# One run of the same stages at small sizes (a few minutes), to catch a collapse; counts are still checked exactly.
 bench-quick: $(INSTALLED)
 	$(BIN)/python -m bench --quick
 

@@ -1,9 +1,10 @@
-"""`python -m bench [--quick]`: raw limits and smits figures from one run, printed as a Markdown table.
+"""`python -m bench [--quick] [--runs N] [--scale-out]`: raw limits and smits figures, printed as a Markdown table.
 
 Starts its own Kafka broker and PostgreSQL cluster (ports 29392/29393 and 25435, below the ephemeral range),
 runs every stage on fresh topics (a per-run prefix) and fresh databases, and writes the table and the raw
-numbers to `.run/bench/`. Timings are reported, never asserted; counts are checked exactly, so a stage that
-loses or duplicates anything fails the run.
+numbers to `.run/bench/`. With `--runs N` the throughput and latency stages, each with the raw limits it is
+compared against, are repeated N times and medians reported. Timings are reported, never asserted; counts are
+checked exactly, so a stage that loses or duplicates anything fails the run.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from bench import infra, raw, stages
+from bench import engine_limit, infra, raw, stages
 from bench.console import console as console_stage
 from bench.infra import log
+from bench.report import report
 from bench.stages import Database, StageResult
 from bench.workload import build
 from services.core.settings import Settings
@@ -39,13 +41,16 @@ class Plan:
     console_reviews: int
     console_requests: int
     latency: bool = True
+    runs: int = 1
+    scale_out: bool = False
+    batch: int = 500  # smits' consumer_max_records, the raw limits' batch too
 
 
 FULL = Plan(
     triggers=200_000,
     posts=10_000,
     webhooks=30_000,
-    latencies=((1000, 60), (200, 30)),
+    latencies=((500, 60),),
     soak=1_000_000,
     soak_rate=1000,
     console_reviews=10_000,
@@ -55,7 +60,7 @@ QUICK = Plan(
     triggers=5_000,
     posts=1_000,
     webhooks=2_000,
-    latencies=((100, 10),),
+    latencies=((500, 2),),  # 1,000 webhooks: enough to see every hop, short enough for CI
     soak=10_000,
     soak_rate=1000,
     console_reviews=1_000,
@@ -67,12 +72,18 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def main(
-    quick: Annotated[bool, typer.Option(help="small sizes (< 2 min), to catch a collapse")] = False,
+    quick: Annotated[bool, typer.Option(help="small sizes (a few minutes), to catch a collapse")] = False,
     triggers: Annotated[int | None, typer.Option(help="records pre-produced for ingest")] = None,
+    runs: Annotated[int, typer.Option(min=1, help="repeat the throughput and latency stages; medians reported")] = 1,
+    scale_out: Annotated[
+        bool, typer.Option(help="also measure two ingest, then two engine processes on the 3 partitions (once)")
+    ] = False,
     soak: Annotated[int | None, typer.Option(help="triggers in the soak (0 skips it)")] = None,
     soak_rate: Annotated[int | None, typer.Option(help="soak production rate per second")] = None,
-    keep_running: Annotated[bool, typer.Option(help="leave Kafka and Postgres up afterwards")] = False,
+    keep_running: Annotated[bool, typer.Option(help="leave Kafka, Postgres and the runs' databases")] = False,
     latency: Annotated[bool, typer.Option(help="run the end-to-end latency stage")] = True,
+    latency_rate: Annotated[int | None, typer.Option(help="triggers per second of the latency stage")] = None,
+    latency_seconds: Annotated[float | None, typer.Option(help="how long the latency stage produces")] = None,
     console: Annotated[bool, typer.Option(help="run the console stage (pages over 10,000 reviews)")] = True,
     console_reviews: Annotated[int | None, typer.Option(help="reviews in the console stage's database")] = None,
     console_requests: Annotated[int | None, typer.Option(help="timed GETs of each console page")] = None,
@@ -81,24 +92,29 @@ def main(
     pg_port: Annotated[int, typer.Option(help="port of the bench's own PostgreSQL cluster")] = PG_PORT,
 ) -> None:
     base = QUICK if quick else FULL
+    (base_rate, base_seconds), *_ = base.latencies
     plan = Plan(
         triggers=triggers or base.triggers,
         posts=base.posts,
         webhooks=base.webhooks,
-        latencies=base.latencies,
+        latencies=((latency_rate or base_rate, latency_seconds or base_seconds),),
         soak=base.soak if soak is None else soak,
         soak_rate=soak_rate or base.soak_rate,
         console_reviews=(console_reviews or base.console_reviews) if console else 0,
         console_requests=console_requests or base.console_requests,
         latency=latency,
+        runs=runs,
+        scale_out=scale_out,
+        batch=Settings().consumer_max_records,
     )
     if profile:
         infra.profile_dir = infra.RUN / "profiles" / time.strftime("%Y%m%d-%H%M%S")
-    kafka = infra.start_kafka(kafka_port)
-    pg = infra.start_postgres(pg_port)
-    log(f"kafka {kafka}, postgres {pg}")
+    stack = infra.Stack(
+        kafka=infra.start_kafka(kafka_port), pg=infra.start_postgres(pg_port), kafka_port=kafka_port, pg_port=pg_port
+    )
+    log(f"kafka {stack.kafka}, postgres {stack.pg}")
     try:
-        results = asyncio.run(run(plan, kafka, pg))
+        results = asyncio.run(run(plan, stack, keep=keep_running))
     finally:
         if not keep_running:
             infra.stop_kafka(kafka_port)
@@ -112,98 +128,180 @@ def main(
     log(f"written to .run/bench/results-{stamp}.md and .json")
 
 
-async def run(plan: Plan, kafka: str, pg: str) -> dict[str, Any]:
+async def run(plan: Plan, stack: infra.Stack, *, keep: bool) -> dict[str, Any]:
     run_id = time.strftime("r%H%M%S")
-    settings = Settings()
-    results: dict[str, Any] = {"machine": infra.machine(), "plan": plan.__dict__}
-    results["postgres"] = await Database(pg).value("SELECT version()")
-
-    # Throughput: ingest on a pre-filled topic, then the engine on what ingest published, then the notifier
-    # on what the engine published; each service alone, on one database.
-    prefix = f"bench-{run_id}."
-    url = await infra.fresh_database(pg, f"bench_{run_id}")
-    env = infra.smits_env(url, kafka, prefix)
-    infra.prepare(env)
-    db = Database(url)
-    workload = build(plan.triggers, run=run_id)
-    log(f"pre-filling {prefix}triggers with {len(workload.records):,} records")
-    results["producer_rate"] = await raw.produce(kafka, prefix + "triggers", workload)
-    batch = settings.consumer_max_records
-    results["raw_consume"] = await raw.consume(kafka, prefix + "triggers", len(workload.records), batch=batch)
-    results["raw_copy"] = await raw.copy(url, workload, batch=batch)
-    log(f"raw: consume {results['raw_consume']:,.0f}/s, COPY {results['raw_copy']:,.0f} rows/s")
-
+    results: dict[str, Any] = {"machine": infra.machine(), "plan": plan.__dict__, "runs": [], "once": {}}
+    results["postgres"] = await Database(stack.pg).value("SELECT version()")
     receiver = infra.Receiver(stages.free_port())
     try:
-        body = orjson.dumps(_sample_webhook())
-        # The raw limit is the loop's best over a few concurrencies (one httpx client slows down past ~10).
-        by_concurrency = {
-            n: await raw.post_loop(receiver.url + "/raw", body, plan.posts, concurrency=n) for n in (1, 10, 50)
-        }
-        results["raw_post_by_concurrency"] = by_concurrency
-        results["raw_post_concurrency"], results["raw_post"] = max(by_concurrency.items(), key=lambda item: item[1])
-        log(f"raw: POST loop {by_concurrency}")
-
-        timeout = max(300.0, plan.triggers / 500)
-        ingest = await stages.ingest(env, db, workload, timeout_s=timeout)
-        log(f"ingest: {ingest.rate:,.0f} records/s")
-        engine = await stages.engine(env, db, workload.unique, timeout_s=timeout)
-        log(f"engine: {engine.rate:,.0f} triggers/s, {engine.extra['events']:,} review events")
-        env = infra.smits_env(await infra.fresh_database(pg, f"bench_{run_id}_notify"), kafka, f"bench-{run_id}-n.")
-        infra.prepare(env)
-        notifier = await stages.notifier(
-            env, kafka, Database(env["SMITS_DATABASE_URL"]), receiver, events=plan.webhooks, timeout_s=timeout
-        )
-        log(f"notifier: {notifier.rate:,.0f} deliveries/s")
-        results["stages"] = {s.name: _stage(s) for s in (ingest, engine, notifier)}
-        _save(results, "partial")
-
-        # Latency: all three services at once on fresh topics and database, at a steady rate.
-        for rate, seconds in plan.latencies if plan.latency else ():
-            prefix = f"bench-{run_id}-lat{rate}."
-            env = infra.smits_env(await infra.fresh_database(pg, f"bench_{run_id}_lat{rate}"), kafka, prefix)
-            infra.prepare(env)
-            latency = await stages.latency(
-                env, kafka, receiver, rate=rate, seconds=seconds, run=f"{run_id}-{rate}", timeout_s=900
-            )
-            log(f"latency at {rate}/s: p50 {latency.extra['p50']:.0f} ms, p99 {latency.extra['p99']:.0f} ms")
-            results["stages"][f"latency_{rate}"] = {**_stage(latency), "rate_per_s": rate, "for_s": seconds}
+        for number in range(1, plan.runs + 1):
+            name = run_id if plan.runs == 1 else f"{run_id}n{number}"
+            log(f"run {number} of {plan.runs}" if plan.runs > 1 else f"run {name}")
+            results["runs"].append(await one_run(plan, stack, receiver, name=name, results=results, keep=keep))
             _save(results, "partial")
-
-        if plan.console_reviews:
-            prefix = f"bench-{run_id}-console."
-            url = await infra.fresh_database(pg, f"bench_{run_id}_console")
-            env = infra.smits_env(url, kafka, prefix)
-            infra.prepare(env)
-            log(f"console: {plan.console_reviews:,} reviews, then every page {plan.console_requests} times")
-            pages = await console_stage(
-                env, kafka, Database(url), reviews=plan.console_reviews, requests=plan.console_requests
-            )
-            log(f"console: p50 {pages.extra['p50']:.0f} ms, p95 {pages.extra['p95']:.0f} ms over every page")
-            results["stages"]["console"] = {**_stage(pages), **pages.extra}
+        if plan.scale_out:
+            results["scale_out"] = await scale_out(plan, stack, name=f"{run_id}s", keep=keep)
             _save(results, "partial")
-
-        if plan.soak:
-            prefix = f"bench-{run_id}-soak."
-            url = await infra.fresh_database(pg, f"bench_{run_id}_soak")
-            env = infra.smits_env(url, kafka, prefix)
-            infra.prepare(env)
-            log(f"soak: {plan.soak:,} triggers at {plan.soak_rate:,}/s")
-            soaked = await stages.soak(
-                env,
-                kafka,
-                Database(url),
-                receiver,
-                total=plan.soak,
-                rate=plan.soak_rate,
-                run=run_id,
-                timeout_s=max(600.0, plan.soak / 1000),
-            )
-            results["stages"]["soak"] = _stage(soaked)
-            _save(results, "partial")
+        await once(plan, stack, receiver, run_id=run_id, results=results, keep=keep)
     finally:
         receiver.stop()
     return results
+
+
+async def one_run(
+    plan: Plan, stack: infra.Stack, receiver: infra.Receiver, *, name: str, results: dict[str, Any], keep: bool
+) -> dict[str, Any]:
+    """Raw limits and the three services' throughput, each service alone on one database (ingest on a pre-filled
+    topic, the engine on what ingest published, the notifier on pre-produced review events), then the latency
+    stage; every raw limit is measured in the same run as the figure it is the denominator of."""
+    one: dict[str, Any] = {"name": name, "stages": {}}
+    results["runs_in_progress"] = one
+    batch = plan.batch
+    prefix = f"bench-{name}."
+    databases = [f"bench_{name}", f"bench_{name}_notify"]
+    url = await infra.fresh_database(stack.pg, databases[0])
+    env = infra.smits_env(url, stack.kafka, prefix)
+    infra.prepare(env)
+    db = Database(url)
+    workload = build(plan.triggers, run=name)
+    log(f"pre-filling {prefix}triggers with {len(workload.records):,} records")
+    one["producer_rate"] = await raw.produce(stack.kafka, prefix + "triggers", workload)
+    one["raw_consume"] = await raw.consume(stack.kafka, prefix + "triggers", len(workload.records), batch=batch)
+    one["raw_copy"] = await raw.copy(url, workload, batch=batch)
+    log(f"raw: consume {one['raw_consume']:,.0f}/s, COPY {one['raw_copy']:,.0f} rows/s")
+
+    body = orjson.dumps(_sample_webhook())
+    # The notifier's limit is the best raw loop of either client at a few concurrencies, so that changing clients
+    # cannot beat 100% of a slower loop (one httpx client slows down past ~10 in flight).
+    loops = {}
+    for client in raw.CLIENTS:
+        for n in raw.CONCURRENCIES:
+            await receiver.reset()
+            loops[f"{client}:{n}"] = await raw.post_loop(
+                receiver.url + "/raw", body, plan.posts, concurrency=n, client=client
+            )
+            received = int((await receiver.stats())["count"])
+            if received != plan.posts:
+                raise RuntimeError(f"{client} loop at {n} in flight: {plan.posts} POSTs sent, {received} received")
+    one["raw_post_by_loop"] = loops
+    one["raw_post_best"], one["raw_post"] = max(loops.items(), key=lambda item: item[1])
+    log(f"raw: POST loops {', '.join(f'{k} {v:,.0f}/s' for k, v in loops.items())}")
+
+    timeout = max(300.0, plan.triggers / 500)
+    ingest = await stages.ingest(env, db, workload, timeout_s=timeout, tag=f"{name}-throughput")
+    log(f"ingest: {ingest.rate:,.0f} records/s")
+    limit = await engine_limit.measure(stack.kafka, prefix + "triggers.accepted", url, workload, batch=batch)
+    one["raw_engine"] = limit.__dict__
+    log(f"raw: engine-shaped {limit.rate:,.0f} triggers/s (writes alone {limit.write_rate:,.0f}/s)")
+    engine = await stages.engine(env, db, workload.unique, timeout_s=timeout, tag=f"{name}-throughput")
+    log(f"engine: {engine.rate:,.0f} triggers/s, {engine.extra['events']:,} review events")
+    env = infra.smits_env(await infra.fresh_database(stack.pg, databases[1]), stack.kafka, f"bench-{name}-n.")
+    infra.prepare(env)
+    notifier = await stages.notifier(
+        env,
+        stack.kafka,
+        Database(env["SMITS_DATABASE_URL"]),
+        receiver,
+        events=plan.webhooks,
+        timeout_s=timeout,
+        tag=f"{name}-throughput",
+    )
+    log(f"notifier: {notifier.rate:,.0f} deliveries/s")
+    one["stages"] = {s.name: _stage(s) for s in (ingest, engine, notifier)}
+    _save(results, "partial")
+
+    # Latency: all three services at once on fresh topics and database, at a steady rate.
+    for rate, seconds in plan.latencies if plan.latency else ():
+        prefix = f"bench-{name}-lat{rate}."
+        databases.append(f"bench_{name}_lat{rate}")
+        url = await infra.fresh_database(stack.pg, databases[-1])
+        env = infra.smits_env(url, stack.kafka, prefix)
+        infra.prepare(env)
+        latency = await stages.latency(
+            env,
+            stack,
+            Database(url),
+            receiver,
+            rate=rate,
+            seconds=seconds,
+            run=f"{name}-{rate}",
+            timeout_s=900,
+            tag=f"{name}-latency",
+        )
+        cpu = latency.extra["cpu_ms_per_trigger"]
+        log(
+            f"latency at {rate}/s: p50 {latency.extra['p50']:.0f} ms, p99 {latency.extra['p99']:.0f} ms; "
+            f"CPU {cpu['total']:.2f} ms per trigger"
+        )
+        one["stages"][f"latency_{rate}"] = {**_stage(latency), "rate_per_s": rate, "for_s": seconds}
+    del results["runs_in_progress"]
+    if not keep:
+        for database in databases:
+            await infra.drop_database(stack.pg, database)
+    return one
+
+
+async def scale_out(plan: Plan, stack: infra.Stack, *, name: str, keep: bool) -> dict[str, Any]:
+    """Two ingest processes on a pre-filled topic, then two engine processes on what they published: one consumer
+    group each, so Kafka shares the 3 partitions out between them (measured once)."""
+    prefix = f"bench-{name}."
+    database = f"bench_{name}"
+    url = await infra.fresh_database(stack.pg, database)
+    env = infra.smits_env(url, stack.kafka, prefix)
+    infra.prepare(env)
+    db = Database(url)
+    workload = build(plan.triggers, run=name)
+    log(f"scale-out: pre-filling {prefix}triggers with {len(workload.records):,} records")
+    await raw.produce(stack.kafka, prefix + "triggers", workload)
+    timeout = max(300.0, plan.triggers / 500)
+    ingest = await stages.ingest(env, db, workload, timeout_s=timeout, processes=2, tag=f"{name}-scaleout")
+    log(f"scale-out: two ingest processes {ingest.rate:,.0f} records/s")
+    engine = await stages.engine(env, db, workload.unique, timeout_s=timeout, processes=2, tag=f"{name}-scaleout")
+    log(f"scale-out: two engine processes {engine.rate:,.0f} triggers/s")
+    if not keep:
+        await infra.drop_database(stack.pg, database)
+    return {"processes": 2, "partitions": 3, "ingest": _stage(ingest), "engine": _stage(engine)}
+
+
+async def once(
+    plan: Plan, stack: infra.Stack, receiver: infra.Receiver, *, run_id: str, results: dict[str, Any], keep: bool
+) -> None:
+    """The console and the soak, measured once whatever `--runs` says."""
+    if plan.console_reviews:
+        prefix = f"bench-{run_id}-console."
+        url = await infra.fresh_database(stack.pg, f"bench_{run_id}_console")
+        env = infra.smits_env(url, stack.kafka, prefix)
+        infra.prepare(env)
+        log(f"console: {plan.console_reviews:,} reviews, then every page {plan.console_requests} times")
+        pages = await console_stage(
+            env, stack.kafka, Database(url), reviews=plan.console_reviews, requests=plan.console_requests
+        )
+        log(f"console: p50 {pages.extra['p50']:.0f} ms, p95 {pages.extra['p95']:.0f} ms over every page")
+        results["once"]["console"] = {**_stage(pages), **pages.extra}
+        _save(results, "partial")
+        if not keep:
+            await infra.drop_database(stack.pg, f"bench_{run_id}_console")
+
+    if plan.soak:
+        prefix = f"bench-{run_id}-soak."
+        url = await infra.fresh_database(stack.pg, f"bench_{run_id}_soak")
+        env = infra.smits_env(url, stack.kafka, prefix)
+        infra.prepare(env)
+        log(f"soak: {plan.soak:,} triggers at {plan.soak_rate:,}/s")
+        soaked = await stages.soak(
+            env,
+            stack.kafka,
+            Database(url),
+            receiver,
+            total=plan.soak,
+            rate=plan.soak_rate,
+            run=run_id,
+            timeout_s=max(600.0, plan.soak / 1000),
+        )
+        results["once"]["soak"] = _stage(soaked)
+        _save(results, "partial")
+        if not keep:
+            await infra.drop_database(stack.pg, f"bench_{run_id}_soak")
 
 
 def _save(results: dict[str, Any], name: str) -> None:
@@ -238,64 +336,6 @@ def _sample_webhook() -> dict[str, Any]:
             },
         },
     }
-
-
-def report(results: dict[str, Any]) -> str:
-    s = results["stages"]
-    consume, copy = results["raw_consume"], results["raw_copy"]
-    limit = 1 / (1 / consume + 1 / copy)  # consume every record, then COPY it: the two in series
-    post = results["raw_post"]
-    ingest, engine, notifier = s["ingest"], s["engine"], s["notifier"]
-
-    def ratio(value: float, of: float) -> str:
-        return f"{value / of:.0%}"
-
-    lines = [
-        f"Machine: {results['machine']}; {results['postgres'].split(',')[0]}",
-        "",
-        "| Figure | smits | Raw limit (same run) | Ratio | Target |",
-        "|---|---|---|---|---|",
-        f"| Ingest, {ingest['items']:,} records (5% dup, 1% invalid) | {ingest['rate']:,.0f}/s "
-        f"| {limit:,.0f}/s (consume {consume:,.0f}/s + COPY {copy:,.0f}/s) | {ratio(ingest['rate'], limit)} "
-        "| >= 15,000/s and >= 50% |",
-        f"| Engine, {engine['items']:,} triggers.accepted ({engine['events']:,} review events) "
-        f"| {engine['rate']:,.0f}/s | {limit:,.0f}/s (consume + COPY) | {ratio(engine['rate'], limit)} | >= 8,000/s |",
-        f"| Notifier, {notifier['items']:,} signed webhooks (five events per review, in order) "
-        f"| {notifier['rate']:,.0f}/s "
-        f"| {post:,.0f}/s (httpx POST loop, {results['raw_post_concurrency']} at a time, same receiver) "
-        f"| {ratio(notifier['rate'], post)} | >= 70% |",
-        f"| Peak RSS under throughput load | ingest {ingest['peak_rss_mib']:.0f} MiB, engine "
-        f"{engine['peak_rss_mib']:.0f} MiB, notifier {notifier['peak_rss_mib']:.0f} MiB | | | |",
-    ]
-    for name, latency in s.items():
-        if name.startswith("latency_"):
-            lines.append(
-                f"| End-to-end latency at {latency['rate_per_s']:,}/s for {latency['for_s']:.0f} s "
-                f"({latency['items']:,} webhooks) | p50 {latency['p50']:,.0f} ms, p95 {latency['p95']:,.0f} ms, "
-                f"p99 {latency['p99']:,.0f} ms (max {latency['max']:,.0f} ms) | | | p99 <= 250 ms at 1,000/s |"
-            )
-    if "soak" in s:
-        soak = s["soak"]
-        samples = soak["samples"]
-        marks = [samples[0], samples[len(samples) // 2], samples[-1]]
-        cells = []
-        for name in ("ingest", "engine", "notifier"):
-            cells.append(f"{name} " + " → ".join(f"{mark[name] / 1024:.0f}" for mark in marks) + " MiB")
-        lines.append(
-            f"| Soak, {soak['items']:,} triggers in {soak['seconds']:.0f} s: RSS at start → middle → end "
-            f"| {'; '.join(cells)} | | | flat |"
-        )
-    if "console" in s:
-        pages = s["console"]
-        slowest = max(pages["pages"].items(), key=lambda item: item[1]["p95"])
-        lines.append(
-            f"| Console pages over {pages['reviews']:,} reviews ({pages['items']:,} signed-in GETs) "
-            f"| p50 {pages['p50']:,.0f} ms, p95 {pages['p95']:,.0f} ms (slowest: {slowest[0]} p95 "
-            f"{slowest[1]['p95']:,.0f} ms) | | | p95 < 300 ms |"
-        )
-    lines.append("")
-    lines.append(f"Prefill producer: {results['producer_rate']:,.0f} records/s (not a smits figure).")
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from bench import cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".run" / "bench"
 SMITS = str(Path(sys.executable).with_name("smits"))
@@ -34,20 +36,44 @@ def _script(*args: str) -> str:
     ).stdout.strip()
 
 
+def postgres_dir(port: int) -> Path:
+    return Path(f"/var/tmp/smits-pg-bench-{port}")
+
+
+def kafka_dir(port: int) -> Path:
+    return RUN / f"kafka-{port}"
+
+
 def start_postgres(port: int) -> str:
-    return _script("postgres/pg.sh", "start", "--port", str(port), "--dir", f"/var/tmp/smits-pg-bench-{port}")
+    return _script("postgres/pg.sh", "start", "--port", str(port), "--dir", str(postgres_dir(port)))
 
 
 def stop_postgres(port: int) -> None:
-    _script("postgres/pg.sh", "stop", "--port", str(port), "--dir", f"/var/tmp/smits-pg-bench-{port}")
+    _script("postgres/pg.sh", "stop", "--port", str(port), "--dir", str(postgres_dir(port)))
 
 
 def start_kafka(port: int) -> str:
-    return _script("kafka/kafka.sh", "start", "--port", str(port), "--dir", str(RUN / f"kafka-{port}"))
+    return _script("kafka/kafka.sh", "start", "--port", str(port), "--dir", str(kafka_dir(port)))
 
 
 def stop_kafka(port: int) -> None:
-    _script("kafka/kafka.sh", "stop", "--port", str(port), "--dir", str(RUN / f"kafka-{port}"))
+    _script("kafka/kafka.sh", "stop", "--port", str(port), "--dir", str(kafka_dir(port)))
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The bench's broker and cluster: addresses, and where their process ids are (for CPU time)."""
+
+    kafka: str
+    pg: str
+    kafka_port: int
+    pg_port: int
+
+    def kafka_pid(self) -> int | None:
+        return cpu.pid_file(kafka_dir(self.kafka_port) / "kafka.pid")
+
+    def postgres_pid(self) -> int | None:
+        return cpu.postgres_pid(postgres_dir(self.pg_port))
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -63,6 +89,15 @@ async def fresh_database(server_url: str, name: str) -> str:
     finally:
         await connection.close()
     return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    """Drop a run's database once its figures are taken (a full run of three leaves gigabytes otherwise)."""
+    connection = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
 
 
 def smits_env(database_url: str, kafka: str, prefix: str, **extra: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
+import aiohttp
 import asyncpg
 import httpx
 import orjson
@@ -123,8 +124,19 @@ async def copy(database_url: str, workload: Workload, *, batch: int) -> float:
         await connection.close()
 
 
-async def post_loop(url: str, body: bytes, total: int, *, concurrency: int) -> float:
-    """`concurrency` httpx loops POSTing `body` to the receiver, `total` requests in all; requests/s."""
+CLIENTS = ("httpx", "aiohttp")
+CONCURRENCIES = (1, 10, 50)
+
+
+async def post_loop(url: str, body: bytes, total: int, *, concurrency: int, client: str = "httpx") -> float:
+    """`concurrency` loops of one HTTP client POSTing `body` to the receiver, `total` requests in all, each
+    response read to its end and its status checked; requests/s."""
+    if client == "aiohttp":
+        return await _aiohttp_loop(url, body, total, concurrency=concurrency)
+    return await _httpx_loop(url, body, total, concurrency=concurrency)
+
+
+async def _httpx_loop(url: str, body: bytes, total: int, *, concurrency: int) -> float:
     remaining = total
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -138,4 +150,23 @@ async def post_loop(url: str, body: bytes, total: int, *, concurrency: int) -> f
     async with httpx.AsyncClient(limits=limits) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return total / (time.perf_counter() - started)
+
+
+async def _aiohttp_loop(url: str, body: bytes, total: int, *, concurrency: int) -> float:
+    remaining = total
+    headers = {"content-type": "application/json"}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                await response.read()
+                response.raise_for_status()
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         return total / (time.perf_counter() - started)

@@ -8,11 +8,14 @@ start-up is not counted; the end is when every effect is stored *and* published 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -21,8 +24,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from standardwebhooks.webhooks import Webhook
 
-from bench import raw
-from bench.infra import Receiver, Service, asyncpg_dsn, log, wait_for
+from bench import cpu, raw
+from bench.infra import Receiver, Service, Stack, asyncpg_dsn, log, wait_for
 from bench.workload import STRUCTURED, Workload, regulation, regulation_in_fives, review_events
 from services.notifier.signing import generate_secret
 
@@ -49,6 +52,13 @@ class Database:
 
     async def count(self, table: str) -> int:
         return int(await self.value(f"SELECT count(*) FROM {table}"))
+
+    async def rows(self, query: str) -> list[tuple[Any, ...]]:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            return [tuple(record) for record in await connection.fetch(query)]
+        finally:
+            await connection.close()
 
     async def first(self, table: str, column: str) -> float:
         at: datetime = await self.value(f"SELECT min({column}) FROM {table}")
@@ -79,9 +89,34 @@ class StageResult:
         return self.items / self.seconds
 
 
-async def ingest(env: dict[str, str], db: Database, workload: Workload, *, timeout_s: float) -> StageResult:
-    service = Service(name="ingest", env=env, tag="throughput")
-    service.start()
+def _services(name: str, env: dict[str, str], tag: str, processes: int) -> list[Service]:
+    """`processes` `smits serve NAME` processes (one consumer group: Kafka shares the partitions out)."""
+    if processes == 1:
+        return [Service(name=name, env=env, tag=tag)]
+    return [Service(name=name, env=env, tag=f"{tag}{n}") for n in range(1, processes + 1)]
+
+
+def _start(services: list[Service]) -> None:
+    for service in services:
+        service.start()
+
+
+def _stop(services: list[Service]) -> None:
+    for service in services:
+        service.stop()
+
+
+async def ingest(
+    env: dict[str, str],
+    db: Database,
+    workload: Workload,
+    *,
+    timeout_s: float,
+    processes: int = 1,
+    tag: str = "throughput",
+) -> StageResult:
+    services = _services("ingest", env, tag, processes)
+    _start(services)
     total = len(workload.records)
 
     async def done() -> bool:
@@ -93,24 +128,33 @@ async def ingest(env: dict[str, str], db: Database, workload: Workload, *, timeo
         )
 
     try:
-        ended = await watched([service], done, what="ingest of the pre-filled topic", timeout_s=timeout_s)
+        ended = await watched(services, done, what="ingest of the pre-filled topic", timeout_s=timeout_s)
     finally:
-        service.stop()
+        _stop(services)
     started = await db.first("ingest_triggers", "received_at")
-    return StageResult(name="ingest", items=total, seconds=ended - started, peak_rss_mib=service.peak_kib / 1024)
+    peak = max(service.peak_kib for service in services) / 1024
+    return StageResult(name="ingest", items=total, seconds=ended - started, peak_rss_mib=peak)
 
 
-async def engine(env: dict[str, str], db: Database, accepted: int, *, timeout_s: float) -> StageResult:
-    service = Service(name="engine", env=env, tag="throughput")
-    service.start()
+async def engine(
+    env: dict[str, str],
+    db: Database,
+    accepted: int,
+    *,
+    timeout_s: float,
+    processes: int = 1,
+    tag: str = "throughput",
+) -> StageResult:
+    services = _services("engine", env, tag, processes)
+    _start(services)
 
     async def done() -> bool:
         return await db.count("engine_triggers") == accepted and await db.count("engine_outbox") == 0
 
     try:
-        ended = await watched([service], done, what="engine on triggers.accepted", timeout_s=timeout_s)
+        ended = await watched(services, done, what="engine on triggers.accepted", timeout_s=timeout_s)
     finally:
-        service.stop()
+        _stop(services)
     started = await db.first("engine_triggers", "decided_at")
     events = await db.count("engine_timeline")
     reviews = await db.count("engine_reviews")
@@ -118,7 +162,7 @@ async def engine(env: dict[str, str], db: Database, accepted: int, *, timeout_s:
         name="engine",
         items=accepted,
         seconds=ended - started,
-        peak_rss_mib=service.peak_kib / 1024,
+        peak_rss_mib=max(service.peak_kib for service in services) / 1024,
         extra={"events": events, "reviews": reviews},
     )
 
@@ -144,14 +188,21 @@ async def ready(base: str, service: Service, *, timeout_s: float = 60) -> None:
 
 
 async def notifier(
-    env: dict[str, str], kafka: str, db: Database, receiver: Receiver, *, events: int, timeout_s: float
+    env: dict[str, str],
+    kafka: str,
+    db: Database,
+    receiver: Receiver,
+    *,
+    events: int,
+    timeout_s: float,
+    tag: str = "throughput",
 ) -> StageResult:
     """Deliver `events` pre-produced review events (five per review, in order) to one subscription made
     before the notifier starts (written to its table)."""
     await receiver.reset()
     await raw.produce_events(kafka, env["SMITS_TOPIC_PREFIX"] + "reviews.events", review_events(events))
     await _subscribe_directly(db, receiver.url + "/webhooks", ["review.*"])
-    service = Service(name="notifier", env=env, tag="throughput")
+    service = Service(name="notifier", env=env, tag=tag)
     service.start()
 
     async def done() -> bool:
@@ -249,37 +300,81 @@ def percentile(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[round(p * 10) - 1] if len(values) > 1 else values[0]
 
 
+HOPS = (
+    ("produce → ingest", "sent", "ingested"),
+    ("ingest → engine", "ingested", "decided"),
+    ("engine → notifier", "decided", "planned"),
+    ("notifier → receiver", "planned", "arrived"),
+)
+"""Per-hop latency: from the producer's send, through the times smits stores (ingest's `received_at`, the
+engine's `decided_at`, the notifier's delivery `created_at`), to the receiver's arrival time."""
+COUNTED = ("ingest", "engine", "notifier", "postgres", "kafka", "receiver")
+"""The processes CPU per trigger counts; the bench's own process (the producer) is reported beside them."""
+
+
+def cpu_meter(pipeline: Pipeline, stack: Stack, receiver: Receiver) -> cpu.Meter:
+    groups: dict[str, Callable[[], float]] = {
+        name: partial(cpu.process, service.pid) for name, service in pipeline.services.items()
+    }
+    postgres, kafka = stack.postgres_pid(), stack.kafka_pid()
+    if postgres is None or kafka is None:
+        log(f"CPU per trigger: postmaster pid {postgres}, Kafka pid {kafka}; a missing one is left out")
+    if postgres is not None:
+        groups["postgres"] = partial(cpu.tree, postgres)
+    if kafka is not None:
+        groups["kafka"] = partial(cpu.process, kafka)
+    groups["receiver"] = partial(cpu.process, receiver.process.pid)
+    groups["bench"] = partial(cpu.process, os.getpid(), children=False)
+    return cpu.Meter(groups)
+
+
 async def latency(
-    env: dict[str, str], kafka: str, receiver: Receiver, *, rate: int, seconds: float, run: str, timeout_s: float
+    env: dict[str, str],
+    stack: Stack,
+    db: Database,
+    receiver: Receiver,
+    *,
+    rate: int,
+    seconds: float,
+    run: str,
+    timeout_s: float,
+    tag: str = "latency",
 ) -> StageResult:
-    """Produce → signed webhook received, at a steady rate, all three services running."""
-    pipeline = await Pipeline.start(env, tag="latency")
+    """Produce → signed webhook received, at a steady rate, all three services running; per-hop latency from
+    the stored timestamps, and the CPU time every process spent from the first send to the last webhook."""
+    pipeline = await Pipeline.start(env, tag=tag)
     try:
         secret = await subscribe(pipeline.bases["notifier"], receiver.url + "/webhooks", ["review.*"])
         await receiver.reset(record=True)
         topic = env["SMITS_TOPIC_PREFIX"] + "triggers"
+        meter = cpu_meter(pipeline, stack, receiver)
         log(f"latency: producing {rate}/s for {seconds:.0f} s")
-        sent = await steady(kafka, topic, rate=rate, seconds=seconds, run=run, regulations=max(1, rate * 2))
+        meter.start()
+        producing = time.monotonic()
+        sent = await steady(stack.kafka, topic, rate=rate, seconds=seconds, run=run, regulations=max(1, rate * 2))
+        produced_per_s = len(sent) / (time.monotonic() - producing)
 
         async def done() -> bool:
             pipeline.sample()
             return (await receiver.stats())["count"] >= len(sent)
 
         await wait_for(done, what="every latency webhook", timeout_s=timeout_s)
+        spent = meter.delta()
         records = await receiver.dump()
     finally:
         pipeline.stop()
     verifier = Webhook(secret)
-    latencies = []
+    arrivals: list[tuple[str, str, float]] = []  # (trigger id, webhook id, arrival)
     for record in records:
         headers: dict[str, str] = record["headers"]  # type: ignore[assignment]
         body: str = record["body"]  # type: ignore[assignment]
         payload = verifier.verify(body, headers)  # raises on a bad signature
-        trigger_id = payload["data"]["trigger"]["id"]
-        latencies.append((float(record["at"]) - sent[trigger_id]) * 1000)  # type: ignore[arg-type]
-    if len(latencies) != len(sent):
-        raise RuntimeError(f"{len(sent)} triggers produced, {len(latencies)} webhooks received")
+        arrivals.append((payload["data"]["trigger"]["id"], headers["webhook-id"], float(record["at"])))  # type: ignore[arg-type]
+    if len(arrivals) != len(sent) or {trigger for trigger, _, _ in arrivals} != set(sent):
+        raise RuntimeError(f"{len(sent)} triggers produced, {len(arrivals)} webhooks received (one each expected)")
+    latencies = [(at - sent[trigger]) * 1000 for trigger, _, at in arrivals]
     peak = {name: service.peak_kib / 1024 for name, service in pipeline.services.items()}
+    counted = [name for name in COUNTED if name in spent]
     return StageResult(
         name="latency",
         items=len(sent),
@@ -290,9 +385,50 @@ async def latency(
             "p95": percentile(latencies, 95),
             "p99": percentile(latencies, 99),
             "max": max(latencies),
+            "produced_per_s": produced_per_s,
+            "hops": await hops(db, sent, arrivals),
+            "cpu_s": spent,
+            "cpu_ms_per_trigger": cpu.per_item_ms(spent, len(sent), counted=counted),
+            "cpu_counted": counted,
             "peak_by_service": peak,
         },
     )
+
+
+async def hops(db: Database, sent: dict[str, float], arrivals: list[tuple[str, str, float]]) -> dict[str, Any]:
+    """p50 and p99 of each hop in `HOPS`, in ms, over every trigger; a timestamp that cannot be read (a
+    column smits no longer stores) leaves its hops out, with the reason, instead of failing the run."""
+    times: dict[str, dict[str, float]] = {
+        "sent": sent,
+        "arrived": {trigger: at for trigger, _, at in arrivals},
+    }
+    queries = {
+        "ingested": "SELECT event_id, received_at FROM ingest_triggers",
+        "decided": "SELECT event_id, decided_at FROM engine_triggers",
+        "planned": "SELECT msg_id, created_at FROM notifier_deliveries",
+    }
+    missing: dict[str, str] = {}
+    for point, query in queries.items():
+        try:
+            stored = {key: at.timestamp() for key, at in await db.rows(query)}
+        except asyncpg.PostgresError as exc:
+            missing[point] = str(exc)
+            continue
+        if point == "planned":  # keyed by the webhook id (msg_id): back to the trigger it carries
+            stored = {trigger: stored[msg_id] for trigger, msg_id, _ in arrivals if msg_id in stored}
+        times[point] = stored
+    result: dict[str, Any] = {}
+    for name, start, end in HOPS:
+        if start not in times or end not in times:
+            continue
+        ms = [(times[end][t] - times[start][t]) * 1000 for t in sent if t in times[start] and t in times[end]]
+        if len(ms) != len(sent):
+            missing[name] = f"{len(sent) - len(ms)} of {len(sent)} triggers without both timestamps"
+        if ms:
+            result[name] = {"p50": percentile(ms, 50), "p99": percentile(ms, 99)}
+    if missing:
+        result["missing"] = missing
+    return result
 
 
 async def soak(

@@ -12,6 +12,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,10 @@ class Workload:
     invalid: int
 
 
+@cache
 def _templates() -> list[tuple[dict[str, Any], str, str]]:
+    """The example triggers, read once (the latency and soak producers build every trigger from them; `trigger`
+    copies what it changes)."""
     return [(orjson.loads((EXAMPLES / name).read_bytes()), *where) for name, where in TEMPLATES.items()]
 
 
