@@ -5,8 +5,10 @@ runs larger)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -29,7 +31,7 @@ KAFKA_DIR = str(ROOT / ".run" / "kafka-faults")
 
 
 def _script(*args: str) -> str:
-    return subprocess.run(args, cwd=ROOT, check=True, capture_output=True, text=True, timeout=300).stdout.strip()
+    return infra.script_output(*args, timeout=300)
 
 
 @dataclass
@@ -55,6 +57,13 @@ class Infra:
 @pytest.fixture(scope="module")
 def dedicated() -> Iterator[Infra]:
     pg_url = _script("deploy/postgres/pg.sh", "start", "--port", PG_PORT, "--dir", PG_DIR).splitlines()[-1]
+    asyncio.run(infra.sweep(pg_url, older_than_s=0))  # what earlier runs left: this cluster is the scenarios' alone
+    status = subprocess.run(
+        ["deploy/kafka/kafka.sh", "status", "--port", KAFKA_PORT, "--dir", KAFKA_DIR], cwd=ROOT, capture_output=True
+    )
+    if status.returncode != 0:
+        # A throwaway broker: earlier runs' topics would only lengthen every restart's log recovery.
+        shutil.rmtree(Path(KAFKA_DIR, "data"), ignore_errors=True)
     kafka = _script("deploy/kafka/kafka.sh", "start", "--port", KAFKA_PORT, "--dir", KAFKA_DIR).splitlines()[-1]
     yield Infra(pg_url=pg_url, kafka=kafka)
     subprocess.run(["deploy/kafka/kafka.sh", "stop", "--port", KAFKA_PORT, "--dir", KAFKA_DIR], cwd=ROOT, check=False)

@@ -18,9 +18,19 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_DB = f"smits_template_{int(time.time())}_{os.getpid()}"
 
 
+def script_output(*args: str, timeout: float = 600) -> str:
+    """Run one of deploy/'s scripts; its output. A failure carries what the script said (a broker that did not
+    start in time, a port in use) as a note, which CalledProcessError alone would not show."""
+    result = subprocess.run(args, cwd=ROOT, check=False, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        error = subprocess.CalledProcessError(result.returncode, args, result.stdout, result.stderr)
+        error.add_note("\n".join((result.stderr or result.stdout).strip().splitlines()[-20:]))
+        raise error
+    return result.stdout.strip()
+
+
 def _script(*args: str) -> str:
-    result = subprocess.run(args, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
-    return result.stdout.strip().splitlines()[-1]
+    return script_output(*args).splitlines()[-1]
 
 
 def postgres_url() -> str:
