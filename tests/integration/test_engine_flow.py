@@ -107,6 +107,42 @@ async def test_feedback_opens_a_review_only_at_the_third_in_thirty_days(uow: Uni
     assert timeline == ["review.opened", *["review.trigger_attached"] * 3]
 
 
+@pytest.mark.parametrize("per_batch", [1, 6], ids=["one-per-batch", "one-batch"])
+async def test_a_waiting_trigger_goes_to_the_first_review_that_takes_it(uow: UnitOfWork, per_batch: int) -> None:
+    # `w` waits (recorded, below the threshold). The third of a1..a3 opens review A, which takes `w` (the waiting
+    # triggers from its window's start on, later ones included). A is stale for b1..b3 (more than 30 days after
+    # its last trigger), so b3 opens review B, whose window also reaches `w`: `w` stays A's, whether A and B
+    # open in one batch or in two.
+    def feedback(name: str, day: int) -> dict[str, Any]:
+        at = T0 + timedelta(days=day)
+        return accepted("customer_feedback", name, at=at, subject="svc-mail", severity="low", **FEEDBACK)
+
+    await run(uow, [feedback("w", 200)])
+    later = [feedback(name, day) for name, day in (("a1", 100), ("a2", 101), ("a3", 102))]
+    later += [feedback(name, day) for name, day in (("b1", 180), ("b2", 181), ("b3", 182))]
+    await run(uow, later, per_batch=per_batch)
+    decided = await decisions(uow)
+    assert [decided[name].outcome for name in ("a3", "b3")] == ["opened", "opened"]
+    first, second = decided["a3"].review_id, decided["b3"].review_id
+    assert decided["w"].review_id == decided["a1"].review_id == decided["a2"].review_id == first
+    assert decided["b1"].review_id == decided["b2"].review_id == second != first
+    async with uow.begin() as session:
+        attached = (
+            await session.execute(
+                select(TimelineRow.review_id, TimelineRow.data["trigger"]["id"].as_string()).where(
+                    TimelineRow.type == "review.trigger_attached"
+                )
+            )
+        ).all()
+    assert sorted((review == first, name) for review, name in attached) == [
+        (False, "b1"),
+        (False, "b2"),
+        (True, "a1"),
+        (True, "a2"),
+        (True, "w"),
+    ]
+
+
 async def test_a_replayed_batch_and_a_repeat_within_a_batch_change_nothing(uow: UnitOfWork) -> None:
     await run(uow, REGULATION[:2])
     before = await counts(uow)
