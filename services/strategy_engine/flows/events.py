@@ -117,7 +117,8 @@ def event_rows(
     caused the event (e.g. the trigger)."""
     review.event_sequence += 1
     event_id = uuid.uuid4()
-    encoded = orjson.Fragment(_json(_body(review, data)))
+    review_id = str(review.id)
+    encoded = orjson.Fragment(_json({"review_id": review_id, **data}))
     event = {
         "id": event_id,
         "type": type_.value,
@@ -140,7 +141,7 @@ def event_rows(
     }
     outbox = outbox_values(
         topic=topics.REVIEWS_EVENTS,
-        key=str(review.id).encode(),
+        key=review_id.encode(),
         value=_json(event),
         headers=[*_HEADERS, (TRACEPARENT, child_of(traceparent).encode())],
         now=now,
