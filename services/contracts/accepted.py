@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.contracts.triggers import Category, Severity
@@ -23,6 +24,16 @@ def _no_nul(value: str) -> str:
 
 
 def _no_nul_inside(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        encoded = orjson.dumps(value)  # fast, and refuses what the slow way below tells apart
+    except orjson.JSONEncodeError:  # an integer over 64 bits, or a lone surrogate
+        return _no_nul_inside_slowly(value)
+    if b"\\u0000" in encoded:  # JSON escapes NUL
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _no_nul_inside_slowly(value: dict[str, Any]) -> dict[str, Any]:
     text = json.dumps(value, ensure_ascii=False)  # stdlib json: integers of any size
     if "\\u0000" in text:  # json escapes NUL even with ensure_ascii=False
         raise ValueError("must not contain NUL characters")
