@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts import topics
-from services.contracts.accepted import TriggerAcceptedV1
+from services.contracts.accepted import accepted_json
 from services.core.db import insert_rows
 from services.core.kafka import MAX_MESSAGE_BYTES, Message
 from services.core.outbox import outbox_values
@@ -130,7 +129,7 @@ def _rejection_row(message: Message, rejection: Rejection, now: datetime) -> dic
 
 
 def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str) -> dict[str, Any]:
-    event = TriggerAcceptedV1(
+    value = accepted_json(
         source=trigger.source,
         id=trigger.id,
         type=trigger.type,
@@ -139,13 +138,13 @@ def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str
         subject=trigger.scope,
         occurred_at=trigger.occurred_at,
         received_at=received_at,
-        data=trigger.data,
+        data_json=trigger.data_json,
         trace_id=trace_id_of(traceparent),
     )
     return outbox_values(
         topic=topics.TRIGGERS_ACCEPTED,
         key=trigger.scope.encode(),
-        value=orjson.dumps(event.model_dump(mode="json")),
+        value=value,
         headers=[
             ("content-type", b"application/json"),
             ("smits-schema", b"TriggerAccepted.v1"),
