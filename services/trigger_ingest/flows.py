@@ -22,7 +22,7 @@ from services.core.tracing import TRACEPARENT, child_of, from_headers, trace_id_
 from services.trigger_ingest import persistence
 from services.trigger_ingest.dead_letters import dead_letter
 from services.trigger_ingest.domain import Rejection, Trigger, parse_kafka
-from services.trigger_ingest.persistence import IngestOutboxRow
+from services.trigger_ingest.persistence import IngestOutboxRow, NewTrigger
 
 
 @dataclass
@@ -51,7 +51,7 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
             candidates[(parsed.source, parsed.id)] = (message, parsed)
 
     new_keys = await persistence.insert_triggers(
-        session, [_trigger_row(message, trigger, now) for message, trigger in candidates.values()]
+        session, [_new_trigger(message, trigger) for message, trigger in candidates.values()], received_at=now
     )
     outcome = IngestedBatch()
     # A (source, id) stored before is a repeat. Our own batch replayed after a crash never gets here: the
@@ -86,20 +86,20 @@ async def dead_letter_skipped(session: AsyncSession, message: Message, reason: s
     await insert_rows(session, IngestOutboxRow, [_dead_letter(message, rejection, now)])
 
 
-def _trigger_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:
-    return {
-        "source": trigger.source,
-        "event_id": trigger.id,
-        "type": trigger.type,
-        "category": trigger.category.value,
-        "severity": trigger.severity.value,
-        "subject": trigger.scope,
-        "occurred_at": trigger.occurred_at,
-        "received_at": now,
-        "data": trigger.data,
-        "kafka_partition": message.partition,
-        "kafka_offset": message.offset,
-    }
+def _new_trigger(message: Message, trigger: Trigger) -> NewTrigger:
+    return NewTrigger(
+        source=trigger.source,
+        event_id=trigger.id,
+        type=trigger.type,
+        category=trigger.category.value,
+        severity=trigger.severity.value,
+        subject=trigger.scope,
+        occurred_at=trigger.occurred_at,
+        data=trigger.data,
+        data_json=trigger.data_json,
+        kafka_partition=message.partition,
+        kafka_offset=message.offset,
+    )
 
 
 def _duplicate_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:
