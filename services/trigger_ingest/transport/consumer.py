@@ -35,7 +35,7 @@ def trigger_consumer(
         topic=topics.TRIGGERS,
         group="ingest",
         flow=flow,
-        hooks=[lambda _: relay.wake(), count],
+        hooks=[lambda outcome: relay.hand_over(outcome.outbox), count],
         on_skip=dead_letter_skipped,
         after_handle=after_handle,
         deliver_unreadable=True,  # dead-lettered like any other bad record
