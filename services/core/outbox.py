@@ -32,12 +32,16 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core import parking
 from services.core.db import UnitOfWork, UTCDateTime, after_commit, is_postgres, table_of
+from services.core.kafka import MAX_MESSAGE_BYTES
 from services.core.observability import OUTBOX_BACKLOG, OUTBOX_PARKED, OUTBOX_PUBLISHED, get_logger
 from services.core.settings import Settings
 
@@ -45,6 +49,10 @@ log = get_logger(__name__)
 
 Headers = list[tuple[str, bytes]]
 BACKLOG_EVERY_S = 5.0
+_PARTITIONER = DefaultPartitioner()
+"""The producer's default partitioner (`create_producer` sets no other), for the batches the relay builds."""
+SMALL_RECORD_BYTES = 64 * 1024
+"""Below this (value, key and headers together) a record surely fits a request; above, its size is computed."""
 HANDED_MAX_RECORDS = 20_000
 """Records a relay keeps in memory from `hand_over`; past it the oldest handed batches are forgotten (their
 rows are in the table, which the relay reads when memory has nothing)."""
@@ -288,22 +296,48 @@ class OutboxRelay:
     async def _publish(self, rows: Sequence[StoredRecord]) -> list[tuple[StoredRecord, BaseException]]:
         """Send `rows` in order and wait for every ack; returns the rows refused for good, with the error.
 
-        A retriable error is raised (the caller's transaction rolls back and the batch is tried again). The
-        broker refuses a whole record batch when one record in it is too large, so then the rows are sent
-        again one at a time, each acked before the next: only the culprit is parked and order holds (rows
-        that had gone out are published twice; consumers dedup)."""
-        pending: list[tuple[StoredRecord, asyncio.Future[Any]]] = []
-        refused: list[tuple[StoredRecord, BaseException]] = []
-        for row in rows:
-            try:
-                pending.append((row, await self._send(row)))
-            except Exception as exc:  # refused before it left the process (e.g. over max_request_size)
-                refused.append((row, _permanent_or_raise(exc)))
-        outcomes = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
+        The rows go out as record batches built here, one run per partition in id order (`send_batch`: far
+        less work per record than `send`). A retriable error is raised (the caller's transaction rolls back
+        and the batch is tried again). The broker refuses a whole record batch when one record in it is too
+        large, so then the rows are sent again one at a time, each acked before the next: only the culprit is
+        parked and order holds (rows that had gone out are published twice; consumers dedup)."""
+        try:
+            futures = await self._send_batches(rows)
+        except Exception as exc:  # refused before it left the process
+            _permanent_or_raise(exc)
+            futures = []
+            outcomes: list[Any] = [exc]
+        else:
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
         if any(isinstance(outcome, BaseException) and _permanent_or_raise(outcome) for outcome in outcomes):
             log.warning("Kafka refused a record batch; sending one record at a time", outbox=self._name)
             return await self._publish_one_by_one(rows)
-        return refused
+        return []
+
+    async def _send_batches(self, rows: Sequence[StoredRecord]) -> list[asyncio.Future[Any]]:
+        """Hand `rows` to the producer as record batches (per partition, in order); the futures of their acks.
+
+        Partitions are chosen as `send` chooses them (the producer's default partitioner: by key hash, a
+        random one without a key), so a record lands where `_publish_one_by_one` would put it."""
+        runs: dict[tuple[str, int], list[StoredRecord]] = {}
+        partitions: dict[str, list[int]] = {}
+        for row in rows:
+            _check_size(row)  # before any batch leaves: a refused batch would spend the producer's sequence
+            topic = self._settings.topic(row.topic)
+            if topic not in partitions:
+                partitions[topic] = sorted(await self._producer.partitions_for(topic))
+            partition = int(_PARTITIONER(row.key, partitions[topic], partitions[topic]))
+            runs.setdefault((topic, partition), []).append(row)
+        futures: list[asyncio.Future[Any]] = []
+        for (topic, partition), run in runs.items():
+            batch = self._producer.create_batch()
+            for row in run:
+                if batch.append(key=row.key, value=row.value, timestamp=None, headers=row.sent_headers) is None:
+                    futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+                    batch = self._producer.create_batch()
+                    batch.append(key=row.key, value=row.value, timestamp=None, headers=row.sent_headers)
+            futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     async def _publish_one_by_one(self, rows: Sequence[StoredRecord]) -> list[tuple[StoredRecord, BaseException]]:
         refused: list[tuple[StoredRecord, BaseException]] = []
@@ -319,6 +353,15 @@ class OutboxRelay:
             self._settings.topic(row.topic), value=row.value, key=row.key, headers=row.sent_headers
         )
         return future
+
+
+def _check_size(row: StoredRecord) -> None:
+    """Refuse a record over the producer's `max_request_size` as `send` does, before it goes into a batch."""
+    rough = len(row.value) + len(row.key or b"") + sum(len(name) + len(value) for name, value in row.sent_headers)
+    if rough > SMALL_RECORD_BYTES:
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(row.key, row.value, row.sent_headers)
+        if size > MAX_MESSAGE_BYTES:
+            raise MessageSizeTooLargeError(f"the record is {size} bytes; max_request_size is {MAX_MESSAGE_BYTES}")
 
 
 def _permanent_or_raise(exc: BaseException) -> BaseException:
