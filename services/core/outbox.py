@@ -53,6 +53,8 @@ _PARTITIONER = DefaultPartitioner()
 """The producer's default partitioner (`create_producer` sets no other), for the batches the relay builds."""
 SMALL_RECORD_BYTES = 64 * 1024
 """Below this (value, key and headers together) a record surely fits a request; above, its size is computed."""
+KEYED_PARTITIONS_MAX = 10_000
+"""Keys whose partition a relay remembers (per partition list); past it, it starts again."""
 HANDED_MAX_RECORDS = 20_000
 """Records a relay keeps in memory from `hand_over`; past it the oldest handed batches are forgotten (their
 rows are in the table, which the relay reads when memory has nothing)."""
@@ -193,6 +195,8 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._handed: deque[list[StoredRecord]] = deque()
         self._handed_records = 0
+        self._keyed: dict[tuple[int, ...], dict[bytes, int]] = {}
+        """Partition of each key seen, per partition list (the partitioner hashes in pure Python)."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -320,13 +324,22 @@ class OutboxRelay:
         Partitions are chosen as `send` chooses them (the producer's default partitioner: by key hash, a
         random one without a key), so a record lands where `_publish_one_by_one` would put it."""
         runs: dict[tuple[str, int], list[StoredRecord]] = {}
-        partitions: dict[str, list[int]] = {}
+        targets: dict[str, tuple[str, dict[bytes, int], list[int]]] = {}  # outbox topic → Kafka topic, partitions
         for row in rows:
             _check_size(row)  # before any batch leaves: a refused batch would spend the producer's sequence
-            topic = self._settings.topic(row.topic)
-            if topic not in partitions:
-                partitions[topic] = sorted(await self._producer.partitions_for(topic))
-            partition = int(_PARTITIONER(row.key, partitions[topic], partitions[topic]))
+            target = targets.get(row.topic)
+            if target is None:
+                topic = self._settings.topic(row.topic)
+                partitions = sorted(await self._producer.partitions_for(topic))
+                target = targets[row.topic] = (topic, self._keyed.setdefault(tuple(partitions), {}), partitions)
+            topic, keyed, partitions = target
+            partition = keyed.get(row.key) if row.key is not None else None
+            if partition is None:
+                partition = int(_PARTITIONER(row.key, partitions, partitions))
+                if row.key is not None:
+                    if len(keyed) >= KEYED_PARTITIONS_MAX:
+                        keyed.clear()
+                    keyed[row.key] = partition
             runs.setdefault((topic, partition), []).append(row)
         futures: list[asyncio.Future[Any]] = []
         for (topic, partition), run in runs.items():
@@ -357,7 +370,7 @@ class OutboxRelay:
 
 def _check_size(row: StoredRecord) -> None:
     """Refuse a record over the producer's `max_request_size` as `send` does, before it goes into a batch."""
-    rough = len(row.value) + len(row.key or b"") + sum(len(name) + len(value) for name, value in row.sent_headers)
+    rough = len(row.value) + len(row.key or b"") + len(row.headers)  # stored headers: base64, so longer than sent
     if rough > SMALL_RECORD_BYTES:
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(row.key, row.value, row.sent_headers)
         if size > MAX_MESSAGE_BYTES:
