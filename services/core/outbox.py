@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, delete, func, insert, select
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -192,6 +192,11 @@ class OutboxRelay:
         self._settings = settings
         self._name = row.__tablename__  # type: ignore[attr-defined]
         self._lock_key = zlib.crc32(self._name.encode())
+        table = table_of(row)  # type: ignore[arg-type]
+        self._lock_statement = select(func.pg_try_advisory_xact_lock(self._lock_key))
+        self._read_statement = select(table).order_by(table.c.id).limit(settings.outbox_batch_size)
+        self._older_statement = select(table.c.id).where(table.c.id < bindparam("first")).limit(1)
+        self._delete_any = f"DELETE FROM {table.name} WHERE id = ANY($1::bigint[]) RETURNING id"  # noqa: S608
         self._wake = asyncio.Event()
         self._handed: deque[list[StoredRecord]] = deque()
         self._handed_records = 0
@@ -250,17 +255,11 @@ class OutboxRelay:
     async def publish_once(self) -> int:
         """Publish one batch in id order (a handed one when no older row waits); returns how many rows went out."""
         async with self._uow.begin() as session:
-            if is_postgres(session):
-                locked = await session.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key)))
-                if not locked:
-                    return 0
-            table = table_of(self._row)
-            handed = await self._take_handed(session, table)
+            if is_postgres(session) and not await session.scalar(self._lock_statement):
+                return 0
+            handed = await self._take_handed(session)
             if handed is None:
-                rows = (
-                    await session.execute(select(table).order_by(table.c.id).limit(self._settings.outbox_batch_size))
-                ).all()
-                records = [_stored(row) for row in rows]
+                records = [_stored(row) for row in (await session.execute(self._read_statement)).all()]
             else:
                 records = handed
             if not records:
@@ -269,7 +268,7 @@ class OutboxRelay:
             if refused:
                 await parking.park(session, self._name, refused)
             if handed is None:
-                await session.execute(delete(table).where(table.c.id.in_([record.id for record in records])))
+                await self._delete(session, [record.id for record in records])
         if refused:
             for record, exc in refused:
                 log.error("outbox record refused by Kafka; parked", outbox=self._name, id=record.id, error=str(exc))
@@ -278,24 +277,27 @@ class OutboxRelay:
         OUTBOX_PUBLISHED.labels(self._name).inc(len(records) - len(refused))
         return len(records)
 
-    async def _take_handed(self, session: AsyncSession, table: Any) -> list[StoredRecord] | None:
+    async def _take_handed(self, session: AsyncSession) -> list[StoredRecord] | None:
         """The first handed batch's rows still in the table, deleted in this transaction (so published once);
         None when there is no handed batch or an older row waits in the table (it goes first, read back)."""
         if not self._handed:
             return None
         batch = self._handed[0]
-        if await session.scalar(select(table.c.id).where(table.c.id < batch[0].id).limit(1)) is not None:
+        if await session.scalar(self._older_statement, {"first": batch[0].id}) is not None:
             return None
         self._handed.popleft()
         self._handed_records -= len(batch)
-        ids = [record.id for record in batch]
-        if is_postgres(session):  # one statement text whatever the batch size
-            statement = f"DELETE FROM {table.name} WHERE id = ANY($1::bigint[]) RETURNING id"  # noqa: S608
-            deleted = (await (await session.connection()).exec_driver_sql(statement, (ids,))).all()
-        else:
-            deleted = (await session.execute(delete(table).where(table.c.id.in_(ids)).returning(table.c.id))).all()
-        present = {id_ for (id_,) in deleted}
+        present = await self._delete(session, [record.id for record in batch])
         return [record for record in batch if record.id in present]
+
+    async def _delete(self, session: AsyncSession, ids: list[int]) -> set[int]:
+        """Delete the rows `ids`; the ids that were there. PostgreSQL: one statement text whatever their number."""
+        if is_postgres(session):
+            deleted = (await (await session.connection()).exec_driver_sql(self._delete_any, (ids,))).all()
+        else:
+            table = table_of(self._row)
+            deleted = (await session.execute(delete(table).where(table.c.id.in_(ids)).returning(table.c.id))).all()
+        return {id_ for (id_,) in deleted}
 
     async def _publish(self, rows: Sequence[StoredRecord]) -> list[tuple[StoredRecord, BaseException]]:
         """Send `rows` in order and wait for every ack; returns the rows refused for good, with the error.
