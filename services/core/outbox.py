@@ -229,14 +229,14 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):  # a metric must never stop the relay
                     OUTBOX_BACKLOG.labels(self._name).set(await self.backlog())
                     await self.count_parked()
+            self._wake.clear()  # before publishing: a wake-up meanwhile is not lost
             try:
                 published = await self.publish_once()
             except Exception:
                 log.exception("outbox publish failed; will retry", outbox=self._name)
                 published = 0
                 await asyncio.sleep(1.0)
-            if published == 0 and not self._handed:
-                self._wake.clear()
+            if published == 0:  # nothing to publish, or another relay holds the lock: wait, never spin
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.outbox_poll_interval_s)
         log.info("outbox relay stopped", outbox=self._name)
@@ -279,16 +279,18 @@ class OutboxRelay:
 
     async def _take_handed(self, session: AsyncSession) -> list[StoredRecord] | None:
         """The first handed batch's rows still in the table, deleted in this transaction (so published once);
-        None when there is no handed batch or an older row waits in the table (it goes first, read back)."""
-        if not self._handed:
-            return None
-        batch = self._handed[0]
-        if await session.scalar(self._older_statement, {"first": batch[0].id}) is not None:
-            return None
-        self._handed.popleft()
-        self._handed_records -= len(batch)
-        present = await self._delete(session, [record.id for record in batch])
-        return [record for record in batch if record.id in present]
+        None when no handed batch is left or an older row waits in the table (it goes first, read back). A
+        batch whose rows are all gone (another relay published them) is passed over."""
+        while self._handed:
+            batch = self._handed[0]
+            if await session.scalar(self._older_statement, {"first": batch[0].id}) is not None:
+                return None
+            self._handed.popleft()
+            self._handed_records -= len(batch)
+            present = await self._delete(session, [record.id for record in batch])
+            if present:
+                return [record for record in batch if record.id in present]
+        return None
 
     async def _delete(self, session: AsyncSession, ids: list[int]) -> set[int]:
         """Delete the rows `ids`; the ids that were there. PostgreSQL: one statement text whatever their number."""

@@ -7,12 +7,14 @@ Real Kafka, both databases.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
+from sqlalchemy import func, select
 
 from services.contracts import topics
 from services.core.db import UnitOfWork
@@ -20,6 +22,7 @@ from services.core.outbox import OutboxRecord, OutboxRelay, StoredRecord, add_to
 from services.core.settings import Settings
 from services.trigger_ingest.persistence import IngestOutboxRow
 from tests.integration.test_outbox_parking import db_settings, producer, publish_all, uow
+from tests.support.events import tuned
 from tests.support.kafka import read_topic
 
 __all__ = ["db_settings", "producer", "uow"]  # fixtures
@@ -84,11 +87,41 @@ async def test_a_handed_batch_another_relay_published_is_not_sent_again(
     db_settings: Settings, uow: UnitOfWork, producer: AIOKafkaProducer
 ) -> None:
     mine = OutboxRelay(uow=uow, row=IngestOutboxRow, producer=producer, settings=db_settings)
-    other = OutboxRelay(uow=uow, row=IngestOutboxRow, producer=producer, settings=db_settings)  # a replica
+    small = tuned(db_settings, outbox_batch_size=2)
+    other = OutboxRelay(uow=uow, row=IngestOutboxRow, producer=producer, settings=small)  # a replica
     mine.hand_over(await store(uow, "a", "b"))
-    assert await asyncio.wait_for(other.publish_once(), 60) == 2  # read back from the table
-    assert await asyncio.wait_for(mine.publish_once(), 60) == 0
-    assert await published(db_settings) == [b"a", b"b"]
+    mine.hand_over(await store(uow, "c"))
+    assert await asyncio.wait_for(other.publish_once(), 60) == 2  # a and b, read back from the table
+    assert await asyncio.wait_for(mine.publish_once(), 60) == 1  # the first batch is passed over, c goes out
+    assert await mine.publish_once() == 0
+    assert await published(db_settings) == [b"a", b"b", b"c"]
+
+
+async def test_a_relay_another_one_locks_out_waits_instead_of_spinning(
+    db_settings: Settings, uow: UnitOfWork, producer: AIOKafkaProducer
+) -> None:
+    if not db_settings.database_url.get_secret_value().startswith("postgresql"):
+        pytest.skip("the advisory lock is PostgreSQL's")
+    relay = OutboxRelay(uow=uow, row=IngestOutboxRow, producer=producer, settings=db_settings)
+    calls = 0
+    publish_once = relay.publish_once
+
+    async def counted() -> int:
+        nonlocal calls
+        calls += 1
+        return await publish_once()
+
+    relay.publish_once = counted  # type: ignore[method-assign]
+    relay.hand_over(await store(uow, "a"))
+    stop = asyncio.Event()
+    async with uow.begin() as session:  # another relay's transaction, holding the lock
+        await session.execute(select(func.pg_advisory_xact_lock(zlib.crc32(b"ingest_outbox"))))
+        running = asyncio.create_task(relay.run(stop))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await running
+    assert calls <= 2 + 1.0 / db_settings.outbox_poll_interval_s  # one attempt per poll interval, not a busy loop
+    assert await relay.backlog() == 1  # still there, for whoever holds the lock (or this relay, later)
 
 
 class FailingOnce:
