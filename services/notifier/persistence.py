@@ -20,6 +20,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    and_,
+    bindparam,
     false,
     func,
     or_,
@@ -29,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from services.core.db import Base, UTCDateTime, insert_ignore, is_postgres, new_id, table_of
 from services.core.identity.store import PrincipalRow
@@ -305,6 +308,59 @@ async def promote_next(session: AsyncSession, pairs: Collection[Pair]) -> None:
             .values(ready=True)
             .execution_options(synchronize_session=False)
         )
+
+
+async def lock_for_record(
+    session: AsyncSession, delivery_ids: Collection[uuid.UUID], pairs: Collection[Pair]
+) -> dict[uuid.UUID, int]:
+    """Lock the deliveries whose attempts are being recorded together with the other pending deliveries of their
+    (subscription, review) pairs (the successors `promote_next` may make ready), all at once in id order, as
+    planning locks them (`pending_pairs`): the two cannot deadlock. Returns each recorded delivery's attempt count
+    so far; a delivery that no longer exists is absent."""
+    if not delivery_ids:
+        return {}
+    wanted: ColumnElement[bool] = DeliveryRow.id.in_(list(delivery_ids))
+    if pairs:
+        wanted = or_(
+            wanted,
+            and_(
+                DeliveryRow.status == DeliveryStatus.PENDING,
+                tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(list(pairs)),
+            ),
+        )
+    query = select(DeliveryRow.id, DeliveryRow.attempt_count).where(wanted)
+    if is_postgres(session):
+        query = query.order_by(DeliveryRow.id).with_for_update()
+    ids = set(delivery_ids)
+    return {row_id: count for row_id, count in (await session.execute(query)).all() if row_id in ids}
+
+
+async def subscriptions_by_id(session: AsyncSession, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, SubscriptionRow]:
+    if not ids:
+        return {}
+    query = select(SubscriptionRow).where(SubscriptionRow.id.in_(list(ids)))
+    return {row.id: row for row in await session.scalars(query)}
+
+
+async def update_attempted(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write each attempted delivery's new state (`id`, `attempt_count`, `last_status_code`, `status`,
+    `next_attempt_at`) and end its lease: one statement for them all."""
+    if rows:
+        await session.execute(update(DeliveryRow), [{**row, "locked_until": None} for row in rows])
+
+
+async def release_leases(session: AsyncSession, leases: Collection[tuple[uuid.UUID, datetime]]) -> None:
+    """End leases taken but not used (claimed, never sent), each only if it is still the one taken (a lease that
+    ran out may have been taken again elsewhere)."""
+    if not leases:
+        return
+    table = table_of(DeliveryRow)
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("leased_id"), table.c.locked_until == bindparam("leased_until"))
+        .values(locked_until=None)
+    )
+    await session.execute(statement, [{"leased_id": i, "leased_until": until} for i, until in leases])
 
 
 async def next_due(session: AsyncSession, pair: Pair, *, now: datetime) -> DeliveryRow | None:
