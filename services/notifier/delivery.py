@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-import httpx
 from sqlalchemy import and_, or_, select
 
 from services.core.db import UnitOfWork, is_postgres
@@ -41,7 +40,7 @@ from services.notifier.persistence import CHAT, DeliveryRow, SubscriptionRow
 from services.notifier.recording import CHAT_PERMANENT, Finished, Recorder
 from services.notifier.redaction import hidden
 from services.notifier.retries import AttemptResult, DeliveryStatus, SubscriptionPace
-from services.notifier.sending import RESPONSE_KEEP, Request, post
+from services.notifier.sending import RESPONSE_KEEP, Client, Request, close, post
 from services.notifier.signing import signature_header
 from services.notifier.slots import SendSlots
 
@@ -68,9 +67,7 @@ class Claim:
 
 
 class DeliveryWorker:
-    def __init__(
-        self, *, uow: UnitOfWork, settings: Settings, client: httpx.AsyncClient, clock: Clock | None = None
-    ) -> None:
+    def __init__(self, *, uow: UnitOfWork, settings: Settings, client: Client, clock: Clock | None = None) -> None:
         self._uow = uow
         self._settings = settings
         self._client = client
@@ -115,7 +112,7 @@ class DeliveryWorker:
             for task in self._tasks:  # cancelled mid-loop (past the grace period): their leases expire
                 task.cancel()
             recorder.cancel()
-            await self._client.aclose()
+            await close(self._client)
             log.info("delivery worker stopped")
 
     async def dispatch(self) -> bool:
