@@ -29,17 +29,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, or_, select
-
-from services.core.db import UnitOfWork, is_postgres
+from services.core.db import UnitOfWork
 from services.core.observability import get_logger
 from services.core.settings import Settings
 from services.core.tracing import TRACEPARENT
 from services.notifier.claiming import claim_until_stopped
-from services.notifier.persistence import CHAT, DeliveryRow, SubscriptionRow
+from services.notifier.persistence import CHAT, DueWebhook, due_webhooks, lease
 from services.notifier.recording import CHAT_PERMANENT, Finished, Recorder
 from services.notifier.redaction import hidden
-from services.notifier.retries import AttemptResult, DeliveryStatus, SubscriptionPace
+from services.notifier.retries import AttemptResult, SubscriptionPace
 from services.notifier.sending import RESPONSE_KEEP, Client, Request, close, post
 from services.notifier.signing import signature_header
 from services.notifier.slots import SendSlots
@@ -51,19 +49,24 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 
 
-@dataclass(kw_only=True, frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Claim:
-    delivery_id: uuid.UUID
-    subscription_id: uuid.UUID
-    msg_id: str
-    channel: str
-    url: str
-    secrets: tuple[str, ...]
-    body: str
-    rate_limit_per_s: float | None
-    traceparent: str | None
-    review_id: str | None
+    """A due webhook this worker leased until `leased_until`."""
+
+    webhook: DueWebhook
     leased_until: datetime
+
+    @property
+    def delivery_id(self) -> uuid.UUID:
+        return self.webhook.delivery_id
+
+    @property
+    def subscription_id(self) -> uuid.UUID:
+        return self.webhook.subscription_id
+
+    @property
+    def rate_limit_per_s(self) -> float | None:
+        return self.webhook.rate_limit_per_s
 
 
 class DeliveryWorker:
@@ -129,52 +132,39 @@ class DeliveryWorker:
         wait, and queue them for a slot; also whether any due delivery was seen."""
         now, moment = self._clock(), time.monotonic()
         self._paces = {sid: pace for sid, pace in self._paces.items() if pace.wait() > 0}  # forget idle ones
-        full = self._slots.full(moment) | set(self._paces)
-        query = (
-            select(DeliveryRow, SubscriptionRow)
-            .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
-            .where(
-                DeliveryRow.status == DeliveryStatus.PENDING,
-                DeliveryRow.ready,
-                DeliveryRow.next_attempt_at <= now,
-                or_(DeliveryRow.locked_until.is_(None), DeliveryRow.locked_until < now),
-                and_(SubscriptionRow.enabled, SubscriptionRow.deleted_at.is_(None)),
-            )
-            .order_by(DeliveryRow.next_attempt_at, DeliveryRow.sequence)
-            .limit(min(limit, self._settings.delivery_batch_size))
-        )
-        if full:
-            query = query.where(DeliveryRow.subscription_id.not_in(full))
-        if self._held:  # a lease that ran out while its claim is still waiting, sending or recording is still ours
-            query = query.where(DeliveryRow.id.not_in(self._held))
+        leased_until = now + timedelta(seconds=self._settings.delivery_lease_s)
         room: dict[uuid.UUID, int] = {}
         claims: list[Claim] = []
         async with self._uow.begin() as session:
-            if is_postgres(session):
-                query = query.with_for_update(of=DeliveryRow, skip_locked=True)
-            rows = (await session.execute(query)).all()
-            for delivery, subscription in rows:
+            due = await due_webhooks(
+                session,
+                now=now,
+                limit=min(limit, self._settings.delivery_batch_size),
+                skip_subscriptions=self._slots.full(moment) | set(self._paces),
+                # a lease that ran out while its claim is still waiting, sending or recording is still ours
+                skip_deliveries=self._held,
+            )
+            for webhook in due:
                 if len(claims) >= limit:
                     break
-                left = room.setdefault(subscription.id, self._slots.room(subscription.id, moment))
-                if left <= 0 or not self._paced(subscription):
+                left = room.setdefault(webhook.subscription_id, self._slots.room(webhook.subscription_id, moment))
+                if left <= 0 or not self._paced(webhook.subscription_id, webhook.rate_limit_per_s):
                     continue
-                room[subscription.id] = left - 1
-                delivery.locked_until = now + timedelta(seconds=self._settings.delivery_lease_s)
-                claims.append(_claim_of(delivery, subscription, now))
+                room[webhook.subscription_id] = left - 1
+                claims.append(Claim(webhook=webhook, leased_until=leased_until))
+            await lease(session, [claim.delivery_id for claim in claims], leased_until)
         for claim in claims:
             self._held.add(claim.delivery_id)
             self._slots.add(claim.subscription_id, claim.delivery_id, claim, paced=bool(claim.rate_limit_per_s))
-        return claims, bool(rows)
+        return claims, bool(due)
 
-    def _paced(self, subscription: SubscriptionRow) -> bool:
+    def _paced(self, subscription_id: uuid.UUID, rate: float | None) -> bool:
         """Whether the subscription's rate limit allows a send now (and if so, count it)."""
-        rate = subscription.rate_limit_per_s
         if not rate:
             return True
-        pace = self._paces.get(subscription.id)
+        pace = self._paces.get(subscription_id)
         if pace is None or pace.rate != rate:
-            pace = self._paces[subscription.id] = SubscriptionPace(rate)
+            pace = self._paces[subscription_id] = SubscriptionPace(rate)
         if pace.wait() > 0:
             return False
         pace.take()
@@ -189,7 +179,7 @@ class DeliveryWorker:
 
     async def _send(self, claim: Claim) -> None:
         """POST one claim and hand its outcome to the recorder; nothing here can disturb another delivery."""
-        sent = False
+        sent, webhook = False, claim.webhook
         try:
             now = self._clock()
             if now + timedelta(seconds=self._settings.delivery_timeout_s) >= claim.leased_until:
@@ -199,18 +189,18 @@ class DeliveryWorker:
                 self._recorder.give_back(claim.delivery_id, claim.leased_until)
                 return
             outcome = await post(
-                self._client, _request(claim, int(now.timestamp())), deadline_s=self._settings.delivery_timeout_s
+                self._client, _request(webhook, int(now.timestamp())), deadline_s=self._settings.delivery_timeout_s
             )
             sent = True
-            if claim.channel in CHAT:
-                outcome = _without_url(outcome, claim.url)
+            if webhook.channel in CHAT:
+                outcome = _without_url(outcome, webhook.url)
             self._recorder.add(
                 Finished(
-                    delivery_id=claim.delivery_id,
-                    subscription_id=claim.subscription_id,
-                    review_id=claim.review_id,
-                    msg_id=claim.msg_id,
-                    traceparent=claim.traceparent,
+                    delivery_id=webhook.delivery_id,
+                    subscription_id=webhook.subscription_id,
+                    review_id=webhook.review_id,
+                    msg_id=webhook.msg_id,
+                    traceparent=webhook.traceparent,
                     outcome=outcome,
                     at=self._clock(),
                 )
@@ -229,37 +219,21 @@ class DeliveryWorker:
         self._wake.set()
 
 
-def _claim_of(delivery: DeliveryRow, subscription: SubscriptionRow, now: datetime) -> Claim:
-    if delivery.locked_until is None:
-        raise ValueError("a claim is taken on a leased delivery")
-    return Claim(
-        delivery_id=delivery.id,
-        subscription_id=subscription.id,
-        msg_id=delivery.msg_id,
-        channel=subscription.channel,
-        url=subscription.url,
-        secrets=tuple(subscription.signing_secrets(now)),
-        body=delivery.body,
-        rate_limit_per_s=subscription.rate_limit_per_s,
-        traceparent=delivery.traceparent,
-        review_id=delivery.review_id,
-        leased_until=delivery.locked_until,
-    )
-
-
-def _request(claim: Claim, timestamp: int) -> Request:
-    body = claim.body.encode()
-    if claim.channel in CHAT:  # Slack and Teams take a plain JSON POST: the URL is the credential
-        return Request(claim.url, body, {"content-type": "application/json", "user-agent": "smits-chat/1"})
+def _request(webhook: DueWebhook, timestamp: int) -> Request:
+    body = webhook.body.encode()
+    if webhook.channel in CHAT:  # Slack and Teams take a plain JSON POST: the URL is the credential
+        return Request(webhook.url, body, {"content-type": "application/json", "user-agent": "smits-chat/1"})
     headers = {
         "content-type": "application/json",
         "user-agent": "smits-webhooks/1",
-        "webhook-id": claim.msg_id,
+        "webhook-id": webhook.msg_id,
         "webhook-timestamp": str(timestamp),
-        **({TRACEPARENT: claim.traceparent} if claim.traceparent else {}),
-        "webhook-signature": signature_header(list(claim.secrets), msg_id=claim.msg_id, timestamp=timestamp, body=body),
+        **({TRACEPARENT: webhook.traceparent} if webhook.traceparent else {}),
+        "webhook-signature": signature_header(
+            list(webhook.secrets), msg_id=webhook.msg_id, timestamp=timestamp, body=body
+        ),
     }
-    return Request(claim.url, body, headers)
+    return Request(webhook.url, body, headers)
 
 
 def _without_url(outcome: AttemptResult, url: str) -> AttemptResult:

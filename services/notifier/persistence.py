@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -21,14 +22,17 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     and_,
+    any_,
     bindparam,
     false,
     func,
+    not_,
     or_,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
@@ -36,6 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from services.core.db import Base, UTCDateTime, insert_ignore, is_postgres, new_id, table_of
 from services.core.identity.store import PrincipalRow
 from services.notifier.retries import DeliveryStatus
+from services.notifier.signing import active_secrets
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -82,10 +87,7 @@ class SubscriptionRow(Base):
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The current secret, plus the previous one while its rotation grace period lasts."""
-        expires = self.previous_secret_expires_at
-        if self.previous_secret and expires is not None and expires > now:
-            return [self.secret, self.previous_secret]
-        return [self.secret]
+        return active_secrets(self.secret, self.previous_secret, self.previous_secret_expires_at, now)
 
 
 class DeliveryRow(Base):
@@ -308,6 +310,103 @@ async def promote_next(session: AsyncSession, pairs: Collection[Pair]) -> None:
             .values(ready=True)
             .execution_options(synchronize_session=False)
         )
+
+
+def _among(session: AsyncSession, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL one array parameter, so the statement's text (and its prepared plan) does not
+    change with the number of values."""
+    if is_postgres(session):
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class DueWebhook:
+    """A due delivery to a subscription (webhook or chat), with what sending it takes."""
+
+    delivery_id: uuid.UUID
+    msg_id: str
+    body: str
+    traceparent: str | None
+    review_id: str | None
+    subscription_id: uuid.UUID
+    channel: str
+    url: str
+    secrets: tuple[str, ...]
+    rate_limit_per_s: float | None
+
+
+async def due_webhooks(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    limit: int,
+    skip_subscriptions: Collection[uuid.UUID] = (),
+    skip_deliveries: Collection[uuid.UUID] = (),
+) -> list[DueWebhook]:
+    """Up to `limit` deliveries to live subscriptions that are ready, due and not leased, oldest due first, none of
+    `skip_subscriptions` nor `skip_deliveries`; on Postgres locked (the caller leases those it takes, `lease`), and
+    those another notifier is claiming skipped."""
+    d, s = table_of(DeliveryRow).c, table_of(SubscriptionRow).c
+    query = (
+        select(
+            d.id,
+            d.msg_id,
+            d.body,
+            d.traceparent,
+            d.review_id,
+            s.id,
+            s.channel,
+            s.url,
+            s.secret,
+            s.previous_secret,
+            s.previous_secret_expires_at,
+            s.rate_limit_per_s,
+        )
+        .join_from(table_of(DeliveryRow), table_of(SubscriptionRow), s.id == d.subscription_id)
+        .where(
+            d.status == DeliveryStatus.PENDING,
+            d.ready,
+            d.next_attempt_at <= now,
+            or_(d.locked_until.is_(None), d.locked_until < now),
+            s.enabled,
+            s.deleted_at.is_(None),
+        )
+        .order_by(d.next_attempt_at, d.sequence)
+        .limit(limit)
+    )
+    if skip_subscriptions:
+        query = query.where(not_(_among(session, d.subscription_id, skip_subscriptions)))
+    if skip_deliveries:
+        query = query.where(not_(_among(session, d.id, skip_deliveries)))
+    if is_postgres(session):
+        query = query.with_for_update(of=table_of(DeliveryRow), skip_locked=True)
+    due: list[DueWebhook] = []
+    for row in (await session.execute(query)).all():
+        (delivery_id, msg_id, body, traceparent, review_id) = row[:5]
+        (subscription_id, channel, url, secret, previous, previous_expires_at, rate) = row[5:]
+        due.append(
+            DueWebhook(
+                delivery_id=delivery_id,
+                msg_id=msg_id,
+                body=body,
+                traceparent=traceparent,
+                review_id=review_id,
+                subscription_id=subscription_id,
+                channel=channel,
+                url=url,
+                secrets=tuple(active_secrets(secret, previous, previous_expires_at, now)),
+                rate_limit_per_s=rate,
+            )
+        )
+    return due
+
+
+async def lease(session: AsyncSession, delivery_ids: Collection[uuid.UUID], until: datetime) -> None:
+    """Lease these deliveries until `until`: one statement."""
+    if delivery_ids:
+        table = table_of(DeliveryRow)
+        await session.execute(update(table).where(_among(session, table.c.id, delivery_ids)).values(locked_until=until))
 
 
 async def lock_for_record(
