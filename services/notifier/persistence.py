@@ -30,12 +30,14 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import CompoundSelect, Select
 
 from services.core.db import Base, UTCDateTime, insert_ignore, is_postgres, new_id, table_of
 from services.core.identity.store import PrincipalRow
@@ -418,20 +420,51 @@ async def lock_for_record(
     so far; a delivery that no longer exists is absent."""
     if not delivery_ids:
         return {}
-    wanted: ColumnElement[bool] = DeliveryRow.id.in_(list(delivery_ids))
-    if pairs:
-        wanted = or_(
-            wanted,
-            and_(
-                DeliveryRow.status == DeliveryStatus.PENDING,
-                tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(list(pairs)),
-            ),
-        )
-    query = select(DeliveryRow.id, DeliveryRow.attempt_count).where(wanted)
     if is_postgres(session):
-        query = query.order_by(DeliveryRow.id).with_for_update()
+        query = _lock_for_record_postgres(delivery_ids, pairs)
+    else:
+        wanted: ColumnElement[bool] = DeliveryRow.id.in_(list(delivery_ids))
+        if pairs:
+            wanted = or_(
+                wanted,
+                and_(
+                    DeliveryRow.status == DeliveryStatus.PENDING,
+                    tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(list(pairs)),
+                ),
+            )
+        query = select(DeliveryRow.id, DeliveryRow.attempt_count).where(wanted)
     ids = set(delivery_ids)
     return {row_id: count for row_id, count in (await session.execute(query)).all() if row_id in ids}
+
+
+def _lock_for_record_postgres(delivery_ids: Collection[uuid.UUID], pairs: Collection[Pair]) -> Select[uuid.UUID, int]:
+    """`lock_for_record`'s query with three array parameters whatever the group's size (a list of values would be
+    a new statement for every size, and its OR of pairs a long plan): the recorded ids, and the pairs' pending
+    deliveries found through a join on (subscription, review)."""
+    d = table_of(DeliveryRow).c
+    recorded = select(func.unnest(bindparam(None, list(delivery_ids), type_=ARRAY(Uuid()))))
+    wanted: Select[Any] | CompoundSelect[Any] = recorded
+    if pairs:
+        subscriptions, reviews = zip(*pairs, strict=True)
+        pair = (
+            func.unnest(
+                bindparam(None, list(subscriptions), type_=ARRAY(Uuid())),
+                bindparam(None, list(reviews), type_=ARRAY(String())),
+            )
+            .table_valued("subscription_id", "review_id")
+            .render_derived()
+        )
+        successors = (
+            select(d.id)
+            .join_from(
+                table_of(DeliveryRow),
+                pair,
+                and_(d.subscription_id == pair.c.subscription_id, d.review_id == pair.c.review_id),
+            )
+            .where(d.status == DeliveryStatus.PENDING)
+        )
+        wanted = union_all(recorded, successors)
+    return select(d.id, d.attempt_count).where(d.id.in_(wanted)).order_by(d.id).with_for_update()
 
 
 async def subscriptions_by_id(session: AsyncSession, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, SubscriptionRow]:
