@@ -4,9 +4,13 @@ Only global unicast addresses are permitted, unless inside `SMITS_WEBHOOK_ALLOW_
 embed an IPv4 address (IPv4-mapped `::ffff:0:0/96`, IPv4-compatible `::/96` (deprecated), IPv4-translated
 `::ffff:0:0:0/96`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`) are judged by the embedded
 address; `fec0::/10` (site-local), `3fff::/20`, `5f00::/16` and `192.88.99.0/24` are refused on every Python version.
-`PinnedBackend` resolves the host itself and hands httpcore a connection to the
-address it checked, so a DNS answer cannot change between the check and the connect (no rebinding); the
-Host header and TLS SNI still carry the hostname because only the TCP connect target is replaced.
+Two clients keep that rule. The webhook worker's, `webhook_session` (aiohttp, the leaner one on the hot path):
+its `PinnedResolver` resolves the host, checks every address and hands the connector only the checked ones, and
+since aiohttp connects to an IP-literal host without asking its resolver, such a host is checked before each
+request (`literal_check`). The httpx one, `webhook_client`: `PinnedBackend` resolves the host itself and hands
+httpcore a connection to the address it checked. Either way a DNS answer cannot change between the check and
+the connect (no rebinding); the Host header and TLS SNI still carry the hostname because only the TCP connect
+target is replaced. Neither reads proxies from the environment; callers never follow redirects.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -79,13 +85,18 @@ def is_permitted(ip: IPAddress, allow: Sequence[Network]) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def ip_literal(host: str) -> IPAddress | None:
+    """The address `host` names literally (`10.0.0.1`, `[::1]`), None for a hostname."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
 async def checked_addresses(host: str, port: int, allow: Sequence[Network], resolver: Resolver) -> list[str]:
     """Resolve `host` once; refuse it unless every address it resolves to is permitted."""
     host = host.strip("[]")
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
+    literal = ip_literal(host)
     addresses = [str(literal)] if literal is not None else await resolver(host, port)
     refused = [a for a in addresses if not is_permitted(ipaddress.ip_address(a), allow)]
     if refused or not addresses:
@@ -150,3 +161,60 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
 
 def webhook_client(allow: Sequence[Network], resolver: Resolver = system_resolver) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=PinnedTransport(allow, resolver), follow_redirects=False, trust_env=False)
+
+
+class PinnedResolver(AbstractResolver):
+    """aiohttp's resolver for webhook hosts: refuses a host unless every address it resolves to is permitted, and
+    gives the connector only the addresses it checked (numeric, so nothing resolves them again)."""
+
+    def __init__(self, allow: Sequence[Network], resolver: Resolver = system_resolver) -> None:
+        self._allow = tuple(allow)
+        self._resolver = resolver
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await checked_addresses(host, port, self._allow, self._resolver)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+def literal_check(allow: Sequence[Network]) -> aiohttp.ClientMiddlewareType:
+    """A middleware refusing a request to an IP-literal host that is not permitted (aiohttp connects to those
+    without its resolver)."""
+    permitted = tuple(allow)
+
+    async def middleware(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+        literal = ip_literal(request.url.raw_host or "")
+        if literal is not None and not is_permitted(literal, permitted):
+            raise EgressRefused(f"{str(literal)!r} is a non-global address")
+        return await handler(request)
+
+    return middleware
+
+
+def webhook_session(allow: Sequence[Network], resolver: Resolver = system_resolver) -> aiohttp.ClientSession:
+    """The webhook worker's client (create it in a running event loop): pinned, checked egress; no proxies from
+    the environment, no cookies, answers not decompressed, and no timeout of its own (`sending.post` has the
+    deadline). Requests must pass `allow_redirects=False`."""
+    connector = aiohttp.TCPConnector(resolver=PinnedResolver(allow, resolver), limit=100, keepalive_timeout=5.0)
+    return aiohttp.ClientSession(
+        connector=connector,
+        middlewares=(literal_check(allow),),
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
