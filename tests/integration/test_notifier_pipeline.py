@@ -151,7 +151,7 @@ async def test_a_group_the_database_refuses_is_recorded_one_attempt_at_a_time(se
         for finished in group:
             recorder.add(finished)
         recorder.close()
-        await asyncio.wait_for(recorder.run(), 20)
+        await asyncio.wait_for(recorder.run(), 120)  # a hang guard, not a timing: a loaded machine took 20 s
         async with uow.begin() as session:
             attempts = {a.delivery_id: a for a in (await session.scalars(select(AttemptRow))).all()}
         after = {row.id: row for row in await _deliveries(uow)}
@@ -184,7 +184,7 @@ async def test_a_lease_given_back_is_ended_only_if_it_is_still_the_one_taken(set
         recorder.give_back(mine.id, ours)
         recorder.give_back(taken.id, ours)
         recorder.close()
-        await asyncio.wait_for(recorder.run(), 20)
+        await asyncio.wait_for(recorder.run(), 120)  # a hang guard, not a timing: a loaded machine took 20 s
         after = {row.id: row.locked_until for row in await _deliveries(uow)}
     finally:
         await engine.dispose()
