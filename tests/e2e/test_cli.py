@@ -134,7 +134,7 @@ def test_api_keys_and_webhook_secrets_never_reach_a_log_line(settings: Settings)
         assert secret not in logs
 
 
-def test_opentelemetry_spans_when_switched_on_by_otel_variables(settings: Settings) -> None:
+def test_opentelemetry_spans_when_switched_on_by_otel_variables(settings: Settings, tmp_path: Path) -> None:
     trace = "0af7651916cd43dd8448eb211c80319c"
     env = {
         **_env(settings),
@@ -146,9 +146,13 @@ def test_opentelemetry_spans_when_switched_on_by_otel_variables(settings: Settin
     _run(env, "topics", "create")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [SMITS, "serve", "all", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    # Files, not pipes: the console exporter writes every span to stdout, and a pipe nobody reads until the end
+    # fills up (64 KiB) and blocks the process before it is ready when start-up is slow.
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("wb") as stdout_file, err.open("wb") as stderr_file:
+        process = subprocess.Popen(
+            [SMITS, "serve", "all", "--port", str(port)], env=env, stdout=stdout_file, stderr=stderr_file
+        )
     try:
         wait_ready(base)
         event = (Path(__file__).resolve().parents[2] / "examples/triggers/goal_change.json").read_bytes()
@@ -163,10 +167,10 @@ def test_opentelemetry_spans_when_switched_on_by_otel_variables(settings: Settin
             time.sleep(0.2)
     finally:
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=30)
-    spans = stdout.decode()
-    assert process.returncode == 0, stderr.decode()[-2000:]
-    assert "OpenTelemetry tracing on" in stderr.decode()
+        process.wait(timeout=30)
+    spans, logged = out.read_text(), err.read_text()
+    assert process.returncode == 0, logged[-2000:]
+    assert "OpenTelemetry tracing on" in logged
     assert f'"trace_id": "0x{trace}"' in spans  # the HTTP span joined the caller's trace
     assert '"name": "engine.decide"' in spans
     assert '"service.name": "smits-test"' in spans
