@@ -197,7 +197,11 @@ def literal_check(allow: Sequence[Network]) -> aiohttp.ClientMiddlewareType:
     permitted = tuple(allow)
 
     async def middleware(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
-        literal = ip_literal(request.url.raw_host or "")
+        host = request.url.raw_host or ""
+        literal = ip_literal(host)
+        if literal is None and (":" in host or host.replace(".", "").isdigit()):
+            # aiohttp takes such hosts as addresses too (`2130706433`, `127.1`, `0177.0.0.1` on older versions)
+            raise EgressRefused(f"{host!r} is not a canonical address")
         if literal is not None and not is_permitted(literal, permitted):
             raise EgressRefused(f"{str(literal)!r} is a non-global address")
         return await handler(request)
