@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-import httpx
 from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +34,7 @@ from services.core.observability import DELIVERIES, get_logger
 from services.core.settings import Settings
 from services.core.tracing import TRACEPARENT, trace_id_of
 from services.notifier.claiming import claim_until_stopped
+from services.notifier.egress import WebhookClient
 from services.notifier.persistence import (
     CHAT,
     AttemptRow,
@@ -85,7 +85,7 @@ def reserved_slots(concurrency: int) -> int:
 
 class DeliveryWorker:
     def __init__(
-        self, *, uow: UnitOfWork, settings: Settings, client: httpx.AsyncClient, clock: Clock | None = None
+        self, *, uow: UnitOfWork, settings: Settings, client: WebhookClient, clock: Clock | None = None
     ) -> None:
         self._uow = uow
         self._settings = settings

@@ -1,9 +1,10 @@
 """One webhook POST under a total deadline, reading at most `RESPONSE_KEEP` bytes of the answer.
 
 Everything the receiver controls is bounded here before it reaches memory, a column or a log line:
-- time: one deadline for connect + send + headers + body (httpx's timeout bounds each read, so a
-  receiver answering a byte at a time could otherwise hold a slot for ever);
-- size: the body is streamed raw (no decompression, so no gzip bomb) and only its first bytes are kept;
+- time: one deadline for connect + send + headers + body (a timeout per read would let a receiver answering a
+  byte at a time hold a slot for ever);
+- size: the body is read raw (no decompression, so no gzip bomb) and only its first bytes are read at all;
+  aiohttp refuses a head of more than 128 header lines or a line over 8 KiB (a failed attempt);
 - text: kept bytes are decoded leniently and NUL is replaced (PostgreSQL text refuses it), as are errors;
 - `Retry-After` is kept only if short; `retries.retry_after` parses it defensively.
 """
@@ -14,17 +15,17 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from services.core.observability import get_logger
-from services.notifier.egress import EgressRefused
+from services.notifier.egress import EgressRefused, WebhookClient
 from services.notifier.retries import RETRY_AFTER_MAX_CHARS, AttemptResult
 
 log = get_logger(__name__)
 
 RESPONSE_KEEP = 1000
 """Bytes of a receiver's answer kept (and characters stored) per attempt; beyond them the answer is not read
-(at most one more network read of up to 64 KiB is discarded)."""
+(aiohttp stops reading the socket once about 128 KiB of it are buffered; the connection is then closed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +42,16 @@ def safe_text(raw: bytes | str, limit: int = RESPONSE_KEEP) -> str:
     return text.replace("\x00", "\ufffd")[:limit]
 
 
-async def post(client: httpx.AsyncClient, request: Request, *, deadline_s: float) -> AttemptResult:
+async def post(client: WebhookClient, request: Request, *, deadline_s: float) -> AttemptResult:
     """POST `request`; the outcome of the attempt. Never raises for anything the receiver does."""
     started = time.perf_counter()
     answer = _Answer()
     try:
         async with asyncio.timeout(deadline_s):
-            await _exchange(client, request, answer, per_read_s=deadline_s)
+            await _exchange(client, request, answer)
     except TimeoutError:
         answer.error = f"no complete answer within {deadline_s:g} s"
-    except (httpx.HTTPError, EgressRefused, OSError, ValueError) as exc:  # ValueError: a malformed answer
+    except (aiohttp.ClientError, EgressRefused, OSError, ValueError) as exc:  # ValueError: a malformed answer
         answer.error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a client or transport bug: the attempt is still recorded, never lost or resent
         log.exception("webhook POST failed unexpectedly")
@@ -74,13 +75,14 @@ class _Answer:
         self.error: str | None = None
 
 
-async def _exchange(client: httpx.AsyncClient, request: Request, answer: _Answer, *, per_read_s: float) -> None:
+async def _exchange(client: WebhookClient, request: Request, answer: _Answer) -> None:
     headers = {**request.headers, "accept-encoding": "identity"}
-    async with client.stream("POST", request.url, content=request.body, headers=headers, timeout=per_read_s) as r:
+    async with client.post(request.url, request.body, headers) as r:
         retry_after = r.headers.get("retry-after")
         answer.retry_after = retry_after if retry_after and len(retry_after) <= RETRY_AFTER_MAX_CHARS else None
-        answer.status_code = r.status_code
-        async for chunk in r.aiter_raw():  # at most one network read (64 KiB) beyond what is kept
-            answer.body += chunk[: RESPONSE_KEEP - len(answer.body)]
-            if len(answer.body) >= RESPONSE_KEEP:
+        answer.status_code = r.status
+        while len(answer.body) < RESPONSE_KEEP:  # never more than is kept: an unread rest closes the connection
+            chunk = await r.content.read(RESPONSE_KEEP - len(answer.body))
+            if not chunk:
                 break
+            answer.body += chunk

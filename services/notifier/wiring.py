@@ -18,7 +18,7 @@ log = get_logger(__name__)
 
 
 def build(runtime: Runtime) -> ServiceUnit:
-    client = webhook_client(runtime.settings.allow_networks)
+    client = webhook_client(runtime.settings.allow_networks, connections=runtime.settings.delivery_concurrency)
     worker = DeliveryWorker(uow=runtime.uow, settings=runtime.settings, client=client)
     workers: list[Worker] = [worker.run]
     wakes = [worker.wake]

@@ -1,4 +1,4 @@
-"""The pinned transport resolves once, refuses non-global answers, and connects to the address it checked."""
+"""The webhook client resolves once, refuses non-global answers, and connects to the address it checked."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ class FakeDns:
         return [self.answer]
 
 
+def _port(receiver: Receiver) -> str:
+    return receiver.url.split(":")[2].split("/")[0]
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -42,16 +46,17 @@ async def test_a_hostname_resolving_to_a_private_address_is_refused(answer: str)
         await check_url("https://hooks.customer.example/x", [], FakeDns(answer))
     async with webhook_client([], FakeDns(answer)) as client:
         with pytest.raises(EgressRefused):
-            await client.post("https://hooks.customer.example/x", content=b"{}")
+            async with client.post("https://hooks.customer.example/x", b"{}", {}):
+                pass
 
 
 async def test_the_connection_goes_to_the_checked_address_with_the_hostname_kept() -> None:
     with Receiver() as receiver:
-        port = receiver.url.split(":")[2].split("/")[0]
+        port = _port(receiver)
         fake = FakeDns("127.0.0.1")
-        async with webhook_client(LOOPBACK, fake) as client:
-            response = await client.post(f"http://hooks.customer.example:{port}/hooks", content=b"{}")
-    assert response.status_code == 204
+        url = f"http://hooks.customer.example:{port}/hooks"
+        async with webhook_client(LOOPBACK, fake) as client, client.post(url, b"{}", {}) as response:
+            assert response.status == 204
     assert fake.calls == ["hooks.customer.example"]  # resolved once
     assert receiver.received[0].headers["host"] == f"hooks.customer.example:{port}"
 
