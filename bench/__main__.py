@@ -189,12 +189,15 @@ async def one_run(
 
     timeout = max(300.0, plan.triggers / 500)
     ingest = await stages.ingest(env, db, workload, timeout_s=timeout, tag=f"{name}-throughput")
-    log(f"ingest: {ingest.rate:,.0f} records/s")
+    log(f"ingest: {ingest.rate:,.0f} records/s, {_cpu_ms(ingest):.2f} ms of its CPU per record (start-up included)")
     limit = await engine_limit.measure(stack.kafka, prefix + "triggers.accepted", url, workload, batch=batch)
     one["raw_engine"] = limit.__dict__
     log(f"raw: engine-shaped {limit.rate:,.0f} triggers/s (writes alone {limit.write_rate:,.0f}/s)")
     engine = await stages.engine(env, db, workload.unique, timeout_s=timeout, tag=f"{name}-throughput")
-    log(f"engine: {engine.rate:,.0f} triggers/s, {engine.extra['events']:,} review events")
+    log(
+        f"engine: {engine.rate:,.0f} triggers/s, {engine.extra['events']:,} review events, "
+        f"{_cpu_ms(engine):.2f} ms of its CPU per trigger (start-up included)"
+    )
     env = infra.smits_env(await infra.fresh_database(stack.pg, databases[1]), stack.kafka, f"bench-{name}-n.")
     infra.prepare(env)
     notifier = await stages.notifier(
@@ -206,7 +209,7 @@ async def one_run(
         timeout_s=timeout,
         tag=f"{name}-throughput",
     )
-    log(f"notifier: {notifier.rate:,.0f} deliveries/s")
+    log(f"notifier: {notifier.rate:,.0f} deliveries/s, {_cpu_ms(notifier):.2f} ms CPU per webhook (with start-up)")
     one["stages"] = {s.name: _stage(s) for s in (ingest, engine, notifier)}
     _save(results, "partial")
 
@@ -302,6 +305,11 @@ async def once(
         _save(results, "partial")
         if not keep:
             await infra.drop_database(stack.pg, f"bench_{run_id}_soak")
+
+
+def _cpu_ms(result: StageResult) -> float:
+    """The service processes' CPU per item, in milliseconds: robust to a busy machine, unlike the rate."""
+    return float(result.extra["cpu_s"]) * 1000 / result.items
 
 
 def _save(results: dict[str, Any], name: str) -> None:

@@ -79,7 +79,7 @@ UPDATE = (
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Review:
     id: uuid.UUID
     key: str
@@ -119,7 +119,7 @@ class _Review:
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Batch:
     """One transaction's rows: COPY of each table, then the UPDATE of reviews opened in earlier batches."""
 
@@ -241,7 +241,7 @@ def build_batches(workload: Workload, *, batch: int, now: datetime | None = None
     return batches
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EngineLimit:
     rate: float
     """Triggers per second, consume and write in series."""

@@ -101,9 +101,12 @@ def _start(services: list[Service]) -> None:
         service.start()
 
 
-def _stop(services: list[Service]) -> None:
+def _stop(services: list[Service]) -> float:
+    """Stop the services; the CPU seconds they spent, start-up included (read just before stopping)."""
+    spent = sum(cpu.process(service.pid) for service in services)
     for service in services:
         service.stop()
+    return spent
 
 
 async def ingest(
@@ -130,10 +133,10 @@ async def ingest(
     try:
         ended = await watched(services, done, what="ingest of the pre-filled topic", timeout_s=timeout_s)
     finally:
-        _stop(services)
+        spent = _stop(services)
     started = await db.first("ingest_triggers", "received_at")
     peak = max(service.peak_kib for service in services) / 1024
-    return StageResult(name="ingest", items=total, seconds=ended - started, peak_rss_mib=peak)
+    return StageResult(name="ingest", items=total, seconds=ended - started, peak_rss_mib=peak, extra={"cpu_s": spent})
 
 
 async def engine(
@@ -154,7 +157,7 @@ async def engine(
     try:
         ended = await watched(services, done, what="engine on triggers.accepted", timeout_s=timeout_s)
     finally:
-        _stop(services)
+        spent = _stop(services)
     started = await db.first("engine_triggers", "decided_at")
     events = await db.count("engine_timeline")
     reviews = await db.count("engine_reviews")
@@ -163,7 +166,7 @@ async def engine(
         items=accepted,
         seconds=ended - started,
         peak_rss_mib=max(service.peak_kib for service in services) / 1024,
-        extra={"events": events, "reviews": reviews},
+        extra={"events": events, "reviews": reviews, "cpu_s": spent},
     )
 
 
@@ -211,14 +214,18 @@ async def notifier(
     try:
         await watched([service], done, what="notifier delivering every review event", timeout_s=timeout_s)
     finally:
-        service.stop()
+        spent = _stop([service])
     stats = await receiver.stats()
     started = await db.first("notifier_deliveries", "created_at")
     delivered = int(await db.value("SELECT count(*) FROM notifier_deliveries WHERE status = 'delivered'"))
     if int(stats["count"]) != events or delivered != events:
         raise RuntimeError(f"expected {events} webhooks, receiver got {stats['count']}, {delivered} delivered")
     return StageResult(
-        name="notifier", items=events, seconds=stats["last"] - started, peak_rss_mib=service.peak_kib / 1024
+        name="notifier",
+        items=events,
+        seconds=stats["last"] - started,
+        peak_rss_mib=service.peak_kib / 1024,
+        extra={"cpu_s": spent},
     )
 
 

@@ -183,12 +183,9 @@ MODELS_BY_CATEGORY: dict[Category, type[_Data]] = {
 }
 
 
+_CATEGORY_OF_TYPE = {event_type(category): category for category in Category}
+
+
 def category_of(type_: str) -> Category | None:
     """The category named by a CloudEvent `type`, or None when the type is not a v1 trigger."""
-    if not (type_.startswith(TYPE_PREFIX) and type_.endswith(TYPE_SUFFIX)):
-        return None
-    name = type_[len(TYPE_PREFIX) : -len(TYPE_SUFFIX)]
-    try:
-        return Category(name)
-    except ValueError:
-        return None
+    return _CATEGORY_OF_TYPE.get(type_)

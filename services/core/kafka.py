@@ -38,6 +38,10 @@ from services.core.settings import Settings
 log = get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+PRODUCER_BATCH_BYTES = 256 * 1024
+"""Largest record batch the producer builds per partition. aiokafka's default (16 KiB) holds about twenty
+`TriggerAccepted` records, so a relay publishing 500 at once handed over some 25 batches, each waiting for
+the one before it to drain."""
 
 
 R = TypeVar("R")
@@ -54,6 +58,7 @@ def create_producer(settings: Settings) -> AIOKafkaProducer:
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        max_batch_size=PRODUCER_BATCH_BYTES,
         max_request_size=MAX_MESSAGE_BYTES,
         request_timeout_ms=30_000,
         client_id="smits",

@@ -96,9 +96,12 @@ class Settings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1, le=100_000)
     outbox_poll_interval_s: Seconds = 0.05
     delivery_poll_interval_s: Seconds = 0.1
-    delivery_batch_size: int = Field(default=50, ge=1, le=10_000)
+    delivery_batch_size: int = Field(default=200, ge=1, le=10_000)
+    """Webhook deliveries claimed per query; also how many of one subscription may wait claimed beyond its slots
+    (while its sends are fast: see `notifier.slots`). A claim round trip refills a fast receiver's queue, so the
+    larger the batch, the fewer claims per webhook."""
     delivery_concurrency: int = Field(default=10, ge=1, le=10_000)
-    """Webhook POSTs in flight at once per notifier (httpx's pool slows down past about ten)."""
+    """Webhook POSTs in flight at once per notifier."""
     delivery_subscription_concurrency: int = Field(default=4, ge=1, le=10_000)
     """Of those, at most this many to one subscription, so a slow endpoint cannot take every slot."""
     delivery_timeout_s: float = Field(default=15.0, gt=0, le=300)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -20,19 +21,28 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    and_,
+    any_,
+    bindparam,
     false,
     func,
+    not_,
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import CompoundSelect, Select
 
 from services.core.db import Base, UTCDateTime, insert_ignore, is_postgres, new_id, table_of
 from services.core.identity.store import PrincipalRow
 from services.notifier.retries import DeliveryStatus
+from services.notifier.signing import active_secrets
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -79,10 +89,7 @@ class SubscriptionRow(Base):
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The current secret, plus the previous one while its rotation grace period lasts."""
-        expires = self.previous_secret_expires_at
-        if self.previous_secret and expires is not None and expires > now:
-            return [self.secret, self.previous_secret]
-        return [self.secret]
+        return active_secrets(self.secret, self.previous_secret, self.previous_secret_expires_at, now)
 
 
 class DeliveryRow(Base):
@@ -185,6 +192,8 @@ class AttemptRow(Base):
     error: Mapped[str | None] = mapped_column(String(1000))
 
 
+_deliveries = table_of(DeliveryRow).c
+
 Pair = tuple[uuid.UUID, str | None]
 """(subscription id, review id): the unit within which webhooks keep event order."""
 
@@ -194,7 +203,7 @@ async def planned(session: AsyncSession, keys: Collection[tuple[str, uuid.UUID]]
     if not keys:
         return set()
     query = select(DeliveryRow.msg_id, DeliveryRow.subscription_id).where(
-        tuple_(DeliveryRow.msg_id, DeliveryRow.subscription_id).in_(keys)
+        _pairs_among(session, _deliveries.msg_id, _deliveries.subscription_id, keys)
     )
     rows = (await session.execute(query)).all()
     return {(msg_id, subscription_id) for msg_id, subscription_id in rows if subscription_id is not None}
@@ -271,7 +280,7 @@ async def pending_pairs(session: AsyncSession, pairs: Collection[Pair]) -> set[P
         select(DeliveryRow.subscription_id, DeliveryRow.review_id)
         .where(
             DeliveryRow.status == DeliveryStatus.PENDING,
-            tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs),
+            _pairs_among(session, _deliveries.subscription_id, _deliveries.review_id, pairs),
         )
         .order_by(DeliveryRow.id)
     )
@@ -289,7 +298,7 @@ async def promote_next(session: AsyncSession, pairs: Collection[Pair]) -> None:
         select(DeliveryRow.id, DeliveryRow.subscription_id, DeliveryRow.review_id, DeliveryRow.ready)
         .where(
             DeliveryRow.status == DeliveryStatus.PENDING,
-            tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(pairs),
+            _pairs_among(session, _deliveries.subscription_id, _deliveries.review_id, pairs),
         )
         .order_by(DeliveryRow.subscription_id, DeliveryRow.review_id, DeliveryRow.sequence)
     )
@@ -305,6 +314,206 @@ async def promote_next(session: AsyncSession, pairs: Collection[Pair]) -> None:
             .values(ready=True)
             .execution_options(synchronize_session=False)
         )
+
+
+def _among(session: AsyncSession, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL one array parameter, so the statement's text (and its prepared plan) does not
+    change with the number of values."""
+    if is_postgres(session):
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+def _pairs_among(
+    session: AsyncSession, first: ColumnElement[Any], second: ColumnElement[Any], pairs: Collection[tuple[Any, Any]]
+) -> ColumnElement[bool]:
+    """`(first, second) IN pairs`; on PostgreSQL two array parameters joined by `unnest` (a list of pairs is a new
+    statement for every count and an OR the planner takes tens of milliseconds over at a few hundred pairs)."""
+    if not is_postgres(session):
+        return tuple_(first, second).in_(list(pairs))
+    firsts, seconds = zip(*pairs, strict=True) if pairs else ((), ())
+    pair = (
+        func.unnest(
+            bindparam(None, list(firsts), type_=ARRAY(first.type)),
+            bindparam(None, list(seconds), type_=ARRAY(second.type)),
+        )
+        .table_valued("first", "second")
+        .render_derived()
+    )
+    return tuple_(first, second).in_(select(pair.c.first, pair.c.second))
+
+
+@dataclass(kw_only=True, frozen=True, slots=True)
+class DueWebhook:
+    """A due delivery to a subscription (webhook or chat), with what sending it takes."""
+
+    delivery_id: uuid.UUID
+    msg_id: str
+    body: str
+    traceparent: str | None
+    review_id: str | None
+    subscription_id: uuid.UUID
+    channel: str
+    url: str
+    secrets: tuple[str, ...]
+    rate_limit_per_s: float | None
+
+
+async def due_webhooks(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    limit: int,
+    skip_subscriptions: Collection[uuid.UUID] = (),
+    skip_deliveries: Collection[uuid.UUID] = (),
+) -> list[DueWebhook]:
+    """Up to `limit` deliveries to live subscriptions that are ready, due and not leased, oldest due first, none of
+    `skip_subscriptions` nor `skip_deliveries`; on Postgres locked (the caller leases those it takes, `lease`), and
+    those another notifier is claiming skipped."""
+    d, s = table_of(DeliveryRow).c, table_of(SubscriptionRow).c
+    query = (
+        select(
+            d.id,
+            d.msg_id,
+            d.body,
+            d.traceparent,
+            d.review_id,
+            s.id,
+            s.channel,
+            s.url,
+            s.secret,
+            s.previous_secret,
+            s.previous_secret_expires_at,
+            s.rate_limit_per_s,
+        )
+        .join_from(table_of(DeliveryRow), table_of(SubscriptionRow), s.id == d.subscription_id)
+        .where(
+            d.status == DeliveryStatus.PENDING,
+            d.ready,
+            d.next_attempt_at <= now,
+            or_(d.locked_until.is_(None), d.locked_until < now),
+            s.enabled,
+            s.deleted_at.is_(None),
+        )
+        .order_by(d.next_attempt_at, d.sequence)
+        .limit(limit)
+    )
+    if skip_subscriptions:
+        query = query.where(not_(_among(session, d.subscription_id, skip_subscriptions)))
+    if skip_deliveries:
+        query = query.where(not_(_among(session, d.id, skip_deliveries)))
+    if is_postgres(session):
+        query = query.with_for_update(of=table_of(DeliveryRow), skip_locked=True)
+    due: list[DueWebhook] = []
+    for row in (await session.execute(query)).all():
+        (delivery_id, msg_id, body, traceparent, review_id) = row[:5]
+        (subscription_id, channel, url, secret, previous, previous_expires_at, rate) = row[5:]
+        due.append(
+            DueWebhook(
+                delivery_id=delivery_id,
+                msg_id=msg_id,
+                body=body,
+                traceparent=traceparent,
+                review_id=review_id,
+                subscription_id=subscription_id,
+                channel=channel,
+                url=url,
+                secrets=tuple(active_secrets(secret, previous, previous_expires_at, now)),
+                rate_limit_per_s=rate,
+            )
+        )
+    return due
+
+
+async def lease(session: AsyncSession, delivery_ids: Collection[uuid.UUID], until: datetime) -> None:
+    """Lease these deliveries until `until`: one statement."""
+    if delivery_ids:
+        table = table_of(DeliveryRow)
+        await session.execute(update(table).where(_among(session, table.c.id, delivery_ids)).values(locked_until=until))
+
+
+async def lock_for_record(
+    session: AsyncSession, delivery_ids: Collection[uuid.UUID], pairs: Collection[Pair]
+) -> dict[uuid.UUID, int]:
+    """Lock the deliveries whose attempts are being recorded together with the other pending deliveries of their
+    (subscription, review) pairs (the successors `promote_next` may make ready), all at once in id order, as
+    planning locks them (`pending_pairs`): the two cannot deadlock. Returns each recorded delivery's attempt count
+    so far; a delivery that no longer exists is absent."""
+    if not delivery_ids:
+        return {}
+    if is_postgres(session):
+        query = _lock_for_record_postgres(delivery_ids, pairs)
+    else:
+        wanted: ColumnElement[bool] = DeliveryRow.id.in_(list(delivery_ids))
+        if pairs:
+            wanted = or_(
+                wanted,
+                and_(
+                    DeliveryRow.status == DeliveryStatus.PENDING,
+                    tuple_(DeliveryRow.subscription_id, DeliveryRow.review_id).in_(list(pairs)),
+                ),
+            )
+        query = select(DeliveryRow.id, DeliveryRow.attempt_count).where(wanted)
+    ids = set(delivery_ids)
+    return {row_id: count for row_id, count in (await session.execute(query)).all() if row_id in ids}
+
+
+def _lock_for_record_postgres(delivery_ids: Collection[uuid.UUID], pairs: Collection[Pair]) -> Select[uuid.UUID, int]:
+    """`lock_for_record`'s query with three array parameters whatever the group's size (a list of values would be
+    a new statement for every size, and its OR of pairs a long plan): the recorded ids, and the pairs' pending
+    deliveries found through a join on (subscription, review)."""
+    d = table_of(DeliveryRow).c
+    recorded = select(func.unnest(bindparam(None, list(delivery_ids), type_=ARRAY(Uuid()))))
+    wanted: Select[Any] | CompoundSelect[Any] = recorded
+    if pairs:
+        subscriptions, reviews = zip(*pairs, strict=True)
+        pair = (
+            func.unnest(
+                bindparam(None, list(subscriptions), type_=ARRAY(Uuid())),
+                bindparam(None, list(reviews), type_=ARRAY(String())),
+            )
+            .table_valued("subscription_id", "review_id")
+            .render_derived()
+        )
+        successors = (
+            select(d.id)
+            .join_from(
+                table_of(DeliveryRow),
+                pair,
+                and_(d.subscription_id == pair.c.subscription_id, d.review_id == pair.c.review_id),
+            )
+            .where(d.status == DeliveryStatus.PENDING)
+        )
+        wanted = union_all(recorded, successors)
+    return select(d.id, d.attempt_count).where(d.id.in_(wanted)).order_by(d.id).with_for_update()
+
+
+async def subscriptions_by_id(session: AsyncSession, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, SubscriptionRow]:
+    if not ids:
+        return {}
+    query = select(SubscriptionRow).where(SubscriptionRow.id.in_(list(ids)))
+    return {row.id: row for row in await session.scalars(query)}
+
+
+async def update_attempted(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write each attempted delivery's new state (`id`, `attempt_count`, `last_status_code`, `status`,
+    `next_attempt_at`) and end its lease: one statement for them all."""
+    if rows:
+        await session.execute(update(DeliveryRow), [{**row, "locked_until": None} for row in rows])
+
+
+async def release_leases(session: AsyncSession, leases: Collection[tuple[uuid.UUID, datetime]]) -> None:
+    """End leases taken but not used (claimed, never sent), each only if it is still the one taken (a lease that
+    ran out may have been taken again elsewhere)."""
+    if not leases:
+        return
+    table = table_of(DeliveryRow)
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("leased_id"), table.c.locked_until == bindparam("leased_until"))
+        .values(locked_until=None)
+    )
+    await session.execute(statement, [{"leased_id": i, "leased_until": until} for i, until in leases])
 
 
 async def next_due(session: AsyncSession, pair: Pair, *, now: datetime) -> DeliveryRow | None:

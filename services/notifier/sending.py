@@ -24,8 +24,9 @@ from services.notifier.retries import RETRY_AFTER_MAX_CHARS, AttemptResult
 log = get_logger(__name__)
 
 RESPONSE_KEEP = 1000
-"""Bytes of a receiver's answer kept (and characters stored) per attempt; beyond them the answer is not read
-(aiohttp stops reading the socket once about 128 KiB of it are buffered; the connection is then closed)."""
+"""Bytes of a receiver's answer kept (and characters stored) per attempt; beyond them the answer is not read: what
+the last network reads brought in (aiohttp stops reading past 128 KiB buffered, one read takes up to 256 KiB) is
+discarded with the connection, never drained into the pool."""
 
 
 @dataclass(frozen=True, slots=True)

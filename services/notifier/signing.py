@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import datetime
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
 SECRET_BYTES = 32
@@ -24,3 +25,10 @@ def sign(secret: str, *, msg_id: str, timestamp: int, body: bytes) -> str:
 def signature_header(secrets_: list[str], *, msg_id: str, timestamp: int, body: bytes) -> str:
     """Space-separated signatures, one per active secret (two during a rotation's grace period)."""
     return " ".join(sign(secret, msg_id=msg_id, timestamp=timestamp, body=body) for secret in secrets_)
+
+
+def active_secrets(secret: str, previous: str | None, previous_expires_at: datetime | None, now: datetime) -> list[str]:
+    """The current secret, plus the previous one while its rotation grace period lasts."""
+    if previous and previous_expires_at is not None and previous_expires_at > now:
+        return [secret, previous]
+    return [secret]

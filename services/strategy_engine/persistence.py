@@ -305,31 +305,6 @@ async def open_reviews(
     return {row.open_key: row for row in (await session.scalars(query)).all() if row.open_key is not None}
 
 
-async def count_in_window(session: AsyncSession, *, policy_id: str, key: str, start: datetime, end: datetime) -> int:
-    query = select(func.count()).where(
-        DecidedTriggerRow.policy_id == policy_id,
-        DecidedTriggerRow.correlation_key == key,
-        DecidedTriggerRow.occurred_at >= start,
-        DecidedTriggerRow.occurred_at <= end,
-    )
-    return int(await session.scalar(query) or 0)
-
-
-async def waiting_triggers(
-    session: AsyncSession, *, policy_id: str, key: str, start: datetime
-) -> list[DecidedTriggerRow]:
-    """Recorded (below-threshold) triggers of this policy and key since `start`, to link to a new review."""
-    rows = await session.scalars(
-        select(DecidedTriggerRow).where(
-            DecidedTriggerRow.policy_id == policy_id,
-            DecidedTriggerRow.correlation_key == key,
-            DecidedTriggerRow.review_id.is_(None),
-            DecidedTriggerRow.occurred_at >= start,
-        )
-    )
-    return list(rows.all())
-
-
 # Need-to-know: the one SQL statement of `clearance.visible`; every read and write route filters with it.
 
 

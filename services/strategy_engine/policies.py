@@ -10,6 +10,7 @@ import fnmatch
 import re
 import string
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from importlib import resources
@@ -319,14 +320,18 @@ class CorrelationOutcome(StrEnum):
     RECORDED = "recorded"
 
 
-class OpenReview(_Model):
+@dataclass(frozen=True, slots=True)
+class OpenReview:
     """The open review with the same correlation key, as correlation needs to see it."""
 
     first_trigger_at: datetime
     last_trigger_at: datetime
 
 
-class Decision(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """What correlation decided for one trigger (plain records, not models: made for every trigger)."""
+
     policy_id: str
     correlation_key: str
     outcome: CorrelationOutcome

@@ -59,6 +59,8 @@ class Trigger:
     """The CloudEvents `subject` attribute."""
     occurred_at: datetime
     data: dict[str, Any]
+    data_json: bytes
+    """`data` as JSON, encoded once: the stored column and the published `TriggerAccepted` reuse these bytes."""
 
 
 def parse_kafka(
@@ -189,7 +191,8 @@ def _validate_event(event: Mapping[str, Any], received_at: datetime) -> Trigger 
             kind="InvalidData", message=bounded(f"{field}: {first['msg']}", 2 * FIELD_MAX_CHARS), field=field
         )
     clean = model.model_dump(mode="json", exclude={"type"})
-    if b"\\u0000" in orjson.dumps(clean):  # PostgreSQL text and JSON cannot hold NUL
+    data_json = orjson.dumps(clean)
+    if b"\\u0000" in data_json:  # PostgreSQL text and JSON cannot hold NUL
         return Rejection(kind="InvalidData", message="data contains a NUL character", field="data")
     severity = _severity(event.get("severity"), category, clean, received_at)
     if severity is None:
@@ -205,6 +208,7 @@ def _validate_event(event: Mapping[str, Any], received_at: datetime) -> Trigger 
         scope=scope,
         occurred_at=occurred_at,
         data=clean,
+        data_json=data_json,
     )
 
 

@@ -11,19 +11,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts import topics
-from services.contracts.accepted import TriggerAcceptedV1
-from services.core.db import insert_rows
+from services.contracts.accepted import accepted_json
 from services.core.kafka import MAX_MESSAGE_BYTES, Message
-from services.core.outbox import outbox_values
+from services.core.outbox import OutboxRecord, StoredRecord, add_to_outbox
 from services.core.tracing import TRACEPARENT, child_of, from_headers, trace_id_of
 from services.trigger_ingest import persistence
 from services.trigger_ingest.dead_letters import dead_letter
 from services.trigger_ingest.domain import Rejection, Trigger, parse_kafka
-from services.trigger_ingest.persistence import IngestOutboxRow
+from services.trigger_ingest.persistence import IngestOutboxRow, NewTrigger
 
 
 @dataclass
@@ -31,6 +29,8 @@ class IngestedBatch:
     accepted: list[Trigger] = field(default_factory=list)
     duplicates: list[Trigger] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    outbox: list[StoredRecord] = field(default_factory=list)
+    """What the batch stored in the outbox, for the relay to publish from memory once it has committed."""
 
 
 async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: datetime) -> IngestedBatch:
@@ -52,7 +52,7 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
             candidates[(parsed.source, parsed.id)] = (message, parsed)
 
     new_keys = await persistence.insert_triggers(
-        session, [_trigger_row(message, trigger, now) for message, trigger in candidates.values()]
+        session, [_new_trigger(message, trigger) for message, trigger in candidates.values()], received_at=now
     )
     outcome = IngestedBatch()
     # A (source, id) stored before is a repeat. Our own batch replayed after a crash never gets here: the
@@ -61,7 +61,7 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     await persistence.insert_duplicates(session, [_duplicate_row(m, t, now) for m, t in repeats])
     outcome.duplicates = [trigger for _, trigger in repeats]
 
-    outbox: list[dict[str, Any]] = []
+    outbox: list[OutboxRecord] = []
     for key, (message, trigger) in candidates.items():  # input order: per-partition order must hold
         if key not in new_keys:
             continue
@@ -74,8 +74,8 @@ async def ingest_batch(session: AsyncSession, batch: Sequence[Message], *, now: 
     for message, rejection in rejections:
         if (message.partition, message.offset) in new_rejections:
             outcome.rejected.append(rejection)
-            outbox.append(_dead_letter(message, rejection, now))
-    await insert_rows(session, IngestOutboxRow, outbox)
+            outbox.append(_dead_letter(message, rejection))
+    outcome.outbox = await add_to_outbox(session, IngestOutboxRow, outbox, now=now)
     return outcome
 
 
@@ -84,23 +84,23 @@ async def dead_letter_skipped(session: AsyncSession, message: Message, reason: s
     one, so it can be inspected and replayed (`smits dlq replay`)."""
     rejection = Rejection(kind="SkippedByOperator", message=f"skipped by an operator after: {reason}")
     await persistence.insert_rejections(session, [_rejection_row(message, rejection, now)])
-    await insert_rows(session, IngestOutboxRow, [_dead_letter(message, rejection, now)])
+    await add_to_outbox(session, IngestOutboxRow, [_dead_letter(message, rejection)], now=now)
 
 
-def _trigger_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:
-    return {
-        "source": trigger.source,
-        "event_id": trigger.id,
-        "type": trigger.type,
-        "category": trigger.category.value,
-        "severity": trigger.severity.value,
-        "subject": trigger.scope,
-        "occurred_at": trigger.occurred_at,
-        "received_at": now,
-        "data": trigger.data,
-        "kafka_partition": message.partition,
-        "kafka_offset": message.offset,
-    }
+def _new_trigger(message: Message, trigger: Trigger) -> NewTrigger:
+    return NewTrigger(
+        source=trigger.source,
+        event_id=trigger.id,
+        type=trigger.type,
+        category=trigger.category.value,
+        severity=trigger.severity.value,
+        subject=trigger.scope,
+        occurred_at=trigger.occurred_at,
+        data=trigger.data,
+        data_json=trigger.data_json,
+        kafka_partition=message.partition,
+        kafka_offset=message.offset,
+    )
 
 
 def _duplicate_row(message: Message, trigger: Trigger, now: datetime) -> dict[str, Any]:
@@ -129,8 +129,8 @@ def _rejection_row(message: Message, rejection: Rejection, now: datetime) -> dic
     }
 
 
-def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str) -> dict[str, Any]:
-    event = TriggerAcceptedV1(
+def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str) -> OutboxRecord:
+    value = accepted_json(
         source=trigger.source,
         id=trigger.id,
         type=trigger.type,
@@ -139,23 +139,17 @@ def _accepted_event(trigger: Trigger, *, received_at: datetime, traceparent: str
         subject=trigger.scope,
         occurred_at=trigger.occurred_at,
         received_at=received_at,
-        data=trigger.data,
+        data_json=trigger.data_json,
         trace_id=trace_id_of(traceparent),
     )
-    return outbox_values(
-        topic=topics.TRIGGERS_ACCEPTED,
-        key=trigger.scope.encode(),
-        value=orjson.dumps(event.model_dump(mode="json")),
-        headers=[
-            ("content-type", b"application/json"),
-            ("smits-schema", b"TriggerAccepted.v1"),
-            (TRACEPARENT, traceparent.encode()),
-        ],
-        now=received_at,
-    )
+    headers = [*_ACCEPTED_HEADERS, (TRACEPARENT, traceparent.encode())]
+    return OutboxRecord(topic=topics.TRIGGERS_ACCEPTED, key=trigger.scope.encode(), value=value, headers=headers)
 
 
-def _dead_letter(message: Message, rejection: Rejection, now: datetime) -> dict[str, Any]:
+_ACCEPTED_HEADERS = (("content-type", b"application/json"), ("smits-schema", b"TriggerAccepted.v1"))
+
+
+def _dead_letter(message: Message, rejection: Rejection) -> OutboxRecord:
     letter = dead_letter(
         key=message.key,
         value=message.value,
@@ -166,4 +160,4 @@ def _dead_letter(message: Message, rejection: Rejection, now: datetime) -> dict[
         offset=message.offset,
         max_bytes=MAX_MESSAGE_BYTES,  # the producer's max_request_size
     )
-    return outbox_values(topic=topics.TRIGGERS_DLT, key=letter.key, value=letter.value, headers=letter.headers, now=now)
+    return OutboxRecord(topic=topics.TRIGGERS_DLT, key=letter.key, value=letter.value, headers=letter.headers)

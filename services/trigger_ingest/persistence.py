@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.bounds import fit_columns
-from services.core.db import Base, UTCDateTime, get_row, insert_ignore, table_of
+from services.core.db import Base, UTCDateTime, get_row, insert_ignore, is_postgres, table_of
 from services.core.outbox import OutboxMixin
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -89,14 +90,100 @@ class IngestOutboxRow(OutboxMixin, Base):
     __tablename__ = "ingest_outbox"
 
 
-async def insert_triggers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+@dataclass(kw_only=True, frozen=True, slots=True)
+class NewTrigger:
+    """A trigger row to insert; `data_json` is `data` as JSON (PostgreSQL stores those bytes as they are)."""
+
+    source: str
+    event_id: str
+    type: str
+    category: str
+    severity: str
+    subject: str
+    occurred_at: datetime
+    data: dict[str, Any]
+    data_json: bytes
+    kafka_partition: int
+    kafka_offset: int
+
+
+# PostgreSQL: one statement per table and batch, its text fixed (arrays through `unnest`), so it is prepared
+# once per connection; SQLite: SQLAlchemy's bulk insert.
+_INSERT_TRIGGERS = """
+INSERT INTO ingest_triggers (source, event_id, type, category, severity, subject, occurred_at, received_at, data,
+                             kafka_partition, kafka_offset)
+SELECT u.source, u.event_id, u.type, u.category, u.severity, u.subject, u.occurred_at, $8, u.data::json,
+       u.kafka_partition, u.kafka_offset
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $9::text[],
+            $10::int[], $11::bigint[])
+     AS u(source, event_id, type, category, severity, subject, occurred_at, data, kafka_partition, kafka_offset)
+ON CONFLICT (source, event_id) DO NOTHING
+RETURNING source, event_id
+"""
+_INSERT_REJECTIONS = """
+INSERT INTO ingest_rejections (kafka_topic, kafka_partition, kafka_offset, source, event_id, reason, message, field,
+                               key, received_at)
+SELECT u.kafka_topic, u.kafka_partition, u.kafka_offset, u.source, u.event_id, u.reason, u.message, u.field, u.key,
+       u.received_at
+FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::bytea[], $10::timestamptz[])
+     AS u(kafka_topic, kafka_partition, kafka_offset, source, event_id, reason, message, field, key, received_at)
+ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) DO NOTHING
+RETURNING kafka_partition, kafka_offset
+"""
+_INSERT_DUPLICATES = """
+INSERT INTO ingest_duplicates (source, event_id, kafka_topic, kafka_partition, kafka_offset, received_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::timestamptz[])
+ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) DO NOTHING
+"""
+_REJECTION_COLUMNS = (
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "source",
+    "event_id",
+    "reason",
+    "message",
+    "field",
+    "key",
+    "received_at",
+)
+_DUPLICATE_COLUMNS = ("source", "event_id", "kafka_topic", "kafka_partition", "kafka_offset", "received_at")
+
+
+async def insert_triggers(
+    session: AsyncSession, rows: Sequence[NewTrigger], *, received_at: datetime
+) -> set[tuple[str, str]]:
     """Insert, skipping (source, event_id) already stored; returns the keys that were new."""
     if not rows:
         return set()
-    table = table_of(AcceptedTriggerRow)
-    statement = insert_ignore(session, table, ["source", "event_id"]).returning(table.c.source, table.c.event_id)
-    result = await session.execute(statement, list(rows))
-    return {(source, event_id) for source, event_id in result.all()}
+    if is_postgres(session):
+        columns = (
+            [row.source for row in rows],
+            [row.event_id for row in rows],
+            [row.type for row in rows],
+            [row.category for row in rows],
+            [row.severity for row in rows],
+            [row.subject for row in rows],
+            [row.occurred_at for row in rows],
+            received_at,
+            [row.data_json.decode() for row in rows],
+            [row.kafka_partition for row in rows],
+            [row.kafka_offset for row in rows],
+        )
+        found: Sequence[Any] = (await (await session.connection()).exec_driver_sql(_INSERT_TRIGGERS, columns)).all()
+    else:
+        table = table_of(AcceptedTriggerRow)
+        statement = insert_ignore(session, table, ["source", "event_id"]).returning(table.c.source, table.c.event_id)
+        values = [{**_without_json(row), "received_at": received_at} for row in rows]
+        found = (await session.execute(statement, values)).all()
+    return {(source, event_id) for source, event_id in found}
+
+
+def _without_json(row: NewTrigger) -> dict[str, Any]:
+    values = asdict(row)
+    del values["data_json"]
+    return values
 
 
 async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[tuple[int, int]]:
@@ -106,20 +193,31 @@ async def insert_rejections(session: AsyncSession, rows: Sequence[dict[str, Any]
     if not rows:
         return set()
     table = table_of(RejectionRow)
-    statement = insert_ignore(
-        session,
-        table,
-        ["kafka_topic", "kafka_partition", "kafka_offset"],
-    ).returning(table.c.kafka_partition, table.c.kafka_offset)
-    result = await session.execute(statement, [fit_columns(table, row) for row in rows])
-    return {(partition, offset) for partition, offset in result.all()}
+    fitted = [fit_columns(table, row) for row in rows]
+    if is_postgres(session):
+        columns = tuple([row[name] for row in fitted] for name in _REJECTION_COLUMNS)
+        found: Sequence[Any] = (await (await session.connection()).exec_driver_sql(_INSERT_REJECTIONS, columns)).all()
+    else:
+        statement = insert_ignore(
+            session,
+            table,
+            ["kafka_topic", "kafka_partition", "kafka_offset"],
+        ).returning(table.c.kafka_partition, table.c.kafka_offset)
+        found = (await session.execute(statement, fitted)).all()
+    return {(partition, offset) for partition, offset in found}
 
 
 async def insert_duplicates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        table = table_of(DuplicateRow)
+    if not rows:
+        return
+    table = table_of(DuplicateRow)
+    fitted = [fit_columns(table, row) for row in rows]
+    if is_postgres(session):
+        columns = tuple([row[name] for row in fitted] for name in _DUPLICATE_COLUMNS)
+        await (await session.connection()).exec_driver_sql(_INSERT_DUPLICATES, columns)
+    else:
         statement = insert_ignore(session, table, ["kafka_topic", "kafka_partition", "kafka_offset"])
-        await session.execute(statement, [fit_columns(table, row) for row in rows])
+        await session.execute(statement, fitted)
 
 
 async def find_trigger(

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from services.notifier.egress import EgressRefused, check_url, webhook_client
+from services.notifier.sending import Request, post
 from tests.support.processes import free_port
 from tests.support.receiver import Receiver
 
@@ -38,19 +39,19 @@ def _port(receiver: Receiver) -> str:
     return receiver.url.split(":")[2].split("/")[0]
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        "10.0.0.1",
-        "169.254.169.254",
-        "::1",
-        "64:ff9b::a9fe:a9fe",
-        "fe80::1",
-        "::127.0.0.1",
-        "::ffff:0:10.0.0.1",
-        "fec0::1",
-    ],
-)
+PRIVATE = [
+    "10.0.0.1",
+    "169.254.169.254",
+    "::1",
+    "64:ff9b::a9fe:a9fe",
+    "fe80::1",
+    "::127.0.0.1",
+    "::ffff:0:10.0.0.1",
+    "fec0::1",
+]
+
+
+@pytest.mark.parametrize("answer", PRIVATE)
 async def test_a_hostname_resolving_to_a_private_address_is_refused(answer: str) -> None:
     with pytest.raises(EgressRefused):
         await check_url("https://hooks.customer.example/x", [], FakeDns(answer))
@@ -71,6 +72,35 @@ async def test_the_connection_goes_to_the_checked_address_with_the_hostname_kept
     assert receiver.received[0].headers["host"] == f"hooks.customer.example:{port}"
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1", "[::1]", *(f"[{a}]" if ":" in a else a for a in PRIVATE)])
+async def test_an_ip_literal_host_is_checked_before_each_request(address: str) -> None:
+    """aiohttp connects to an IP literal without asking its resolver: the client checks it itself, and the DNS is
+    never asked."""
+    dns = FakeDns("203.0.113.7")
+    with Receiver() as receiver:
+        async with webhook_client([], dns) as client:
+            for _ in range(2):  # the second request could reuse a pooled connection: still refused
+                request = Request(f"http://{address}:{_port(receiver)}/hooks", b"{}", {})
+                outcome = await post(client, request, deadline_s=5)
+                assert outcome.status_code is None
+                assert (outcome.error or "").startswith("EgressRefused"), outcome.error
+    assert receiver.received == []
+    assert dns.calls == []
+
+
+async def test_the_client_connects_to_the_checked_address_with_the_hostname_kept_and_resolves_once() -> None:
+    with Receiver() as receiver:
+        port = _port(receiver)
+        fake = FakeDns("127.0.0.1")
+        async with webhook_client(LOOPBACK, fake) as client:
+            request = Request(f"http://hooks.customer.example:{port}/hooks", b"{}", {})
+            for _ in range(3):
+                outcome = await post(client, request, deadline_s=5)
+                assert outcome.status_code == 204
+    assert fake.calls == ["hooks.customer.example"]  # resolved once
+    assert [r.headers["host"] for r in receiver.received] == [f"hooks.customer.example:{port}"] * 3
+
+
 async def test_the_allowlist_does_not_open_other_private_ranges() -> None:
     with pytest.raises(EgressRefused):
         await check_url("http://internal.example/", LOOPBACK, FakeDns("10.1.2.3"))
@@ -80,7 +110,7 @@ async def test_the_allowlist_does_not_open_other_private_ranges() -> None:
     "host",
     ["127.0.0.1", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::127.0.0.1]", "[::1]", "127.000.000.001", "2130706433"],
 )
-async def test_an_ip_literal_host_is_checked_before_the_request(host: str) -> None:
+async def test_a_literal_or_numeric_host_is_refused_before_any_connection(host: str) -> None:
     """aiohttp connects to an IP-literal host without asking the resolver: the client checks it itself, so a
     loopback receiver (reachable from here, also through the IPv4-mapped form) never sees the request."""
     with Receiver() as receiver:
@@ -93,11 +123,12 @@ async def test_an_ip_literal_host_is_checked_before_the_request(host: str) -> No
     assert fake.calls == []
 
 
-async def test_a_permitted_ip_literal_host_is_reached_without_the_resolver() -> None:
+async def test_an_allowed_ip_literal_is_reached_without_the_resolver() -> None:
     with Receiver() as receiver:
         fake = FakeDns("10.0.0.1")
-        async with webhook_client(LOOPBACK, fake) as client, client.post(receiver.url, b"{}", {}) as response:
-            assert response.status == 204
+        async with webhook_client(LOOPBACK, fake) as client:
+            outcome = await post(client, Request(receiver.url, b"{}", {}), deadline_s=5)
+    assert outcome.status_code == 204
     assert len(receiver.received) == 1
     assert fake.calls == []
 

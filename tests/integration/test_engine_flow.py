@@ -3,6 +3,7 @@ the hard cap, the N-of-M threshold, batch boundaries and replays, in millisecond
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -105,6 +106,107 @@ async def test_feedback_opens_a_review_only_at_the_third_in_thirty_days(uow: Uni
             )
         ).all()
     assert timeline == ["review.opened", *["review.trigger_attached"] * 3]
+
+
+@pytest.mark.parametrize("per_batch", [1, 6], ids=["one-per-batch", "one-batch"])
+async def test_a_waiting_trigger_goes_to_the_first_review_that_takes_it(uow: UnitOfWork, per_batch: int) -> None:
+    # `w` waits (recorded, below the threshold). The third of a1..a3 opens review A, which takes `w` (the waiting
+    # triggers from its window's start on, later ones included). A is stale for b1..b3 (more than 30 days after
+    # its last trigger), so b3 opens review B, whose window also reaches `w`: `w` stays A's, whether A and B
+    # open in one batch or in two.
+    def feedback(name: str, day: int) -> dict[str, Any]:
+        at = T0 + timedelta(days=day)
+        return accepted("customer_feedback", name, at=at, subject="svc-mail", severity="low", **FEEDBACK)
+
+    await run(uow, [feedback("w", 200)])
+    later = [feedback(name, day) for name, day in (("a1", 100), ("a2", 101), ("a3", 102))]
+    later += [feedback(name, day) for name, day in (("b1", 180), ("b2", 181), ("b3", 182))]
+    await run(uow, later, per_batch=per_batch)
+    decided = await decisions(uow)
+    assert [decided[name].outcome for name in ("a3", "b3")] == ["opened", "opened"]
+    first, second = decided["a3"].review_id, decided["b3"].review_id
+    assert decided["w"].review_id == decided["a1"].review_id == decided["a2"].review_id == first
+    assert decided["b1"].review_id == decided["b2"].review_id == second != first
+    async with uow.begin() as session:
+        attached = (
+            await session.execute(
+                select(TimelineRow.review_id, TimelineRow.data["trigger"]["id"].as_string()).where(
+                    TimelineRow.type == "review.trigger_attached"
+                )
+            )
+        ).all()
+    assert sorted((review == first, name) for review, name in attached) == [
+        (False, "b1"),
+        (False, "b2"),
+        (True, "a1"),
+        (True, "a2"),
+        (True, "w"),
+    ]
+
+
+def _mixed(run: str, seed: int, count: int) -> list[dict[str, Any]]:
+    """`count` triggers over a few keys and 400 days, out of time order: thresholds reached and missed, reviews
+    going stale (windows, hard cap) and replaced, attach-only policies recording; the keys are the run's own."""
+    rng = random.Random(seed)
+    docs = []
+    for n in range(count):
+        at, k = T0 + timedelta(days=rng.randrange(400), seconds=rng.randrange(86_400)), rng.randrange(3)
+        kind = rng.choice(["feedback", "feedback", "regulation", "audit", "budget"])
+        severity = rng.choice(["low", "high"])
+        if kind == "feedback":
+            doc = accepted("customer_feedback", f"{run}{n}", at=at, subject=f"{run}-svc{k}", severity="low", **FEEDBACK)
+        elif kind == "regulation":
+            doc = accepted("regulation_update", f"{run}{n}", at=at, regulation_id=f"{run}-R{k}", title="t")
+        elif kind == "audit":
+            doc = accepted("audit_finding", f"{run}{n}", at=at, severity=severity, engagement_id=f"{run}-E{k}")
+        else:
+            doc = accepted("budget_change", f"{run}{n}", at=at, severity=severity, budget_id=f"{run}-B{k}")
+        docs.append(doc)
+    return docs
+
+
+async def _outcome(uow: UnitOfWork, run: str) -> tuple[list[tuple[str, ...]], list[tuple[Any, ...]]]:
+    """The run's decisions (review named by the trigger that opened it) and each review's trigger times,
+    sequence and timeline, all with the run's prefix taken out."""
+    decided = {k: row for k, row in (await decisions(uow)).items() if k.startswith(run)}
+    opener = {row.review_id: k for k, row in decided.items() if row.outcome == "opened"}
+
+    def strip(text: str) -> str:
+        return text.replace(run, "")
+
+    def named(event: TimelineRow) -> str:
+        return strip(orjson.dumps({**event.data, "review_id": opener[event.review_id]}).decode())
+
+    triggers: list[tuple[str, ...]] = sorted(
+        (strip(k), row.outcome, strip(row.reason), strip(row.correlation_key), strip(opener.get(row.review_id, "-")))
+        for k, row in decided.items()
+    )
+    async with uow.begin() as session:
+        reviews = (await session.scalars(select(ReviewRow).where(ReviewRow.id.in_(list(opener))))).all()
+        events = (await session.execute(select(TimelineRow).where(TimelineRow.review_id.in_(list(opener))))).all()
+    timeline = sorted((strip(opener[t.review_id]), t.type, named(t)) for (t,) in events)
+    summary = sorted(
+        (strip(opener[r.id]), r.open_key is None, r.first_trigger_at, r.last_trigger_at, r.event_sequence)
+        for r in reviews
+    )
+    return triggers, [*summary, *timeline]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_mixed_triggers_decide_alike_in_any_batches(uow: UnitOfWork, seed: int) -> None:
+    # The reference: one trigger per batch (every decision sees all earlier ones stored). The same triggers in
+    # random batch sizes must give the same decisions, reviews, trigger times, event counts and timelines.
+    await run(uow, _mixed("one", seed, 150), per_batch=1)
+    docs, sizes = _mixed("any", seed, 150), random.Random(seed)
+    start = 0
+    while start < len(docs):
+        size = sizes.choice([2, 7, 30, 150])
+        await run(uow, docs[start : start + size])
+        start += size
+    one, any_ = await _outcome(uow, "one"), await _outcome(uow, "any")
+    assert one[0] == any_[0]
+    assert sum(outcome == "opened" for _, outcome, *_ in one[0]) >= 10
+    assert one[1] == any_[1]
 
 
 async def test_a_replayed_batch_and_a_repeat_within_a_batch_change_nothing(uow: UnitOfWork) -> None:

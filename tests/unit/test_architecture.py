@@ -15,7 +15,18 @@ SLICES = ("trigger_ingest", "strategy_engine", "notifier")
 DOMAIN = {
     "trigger_ingest": ("domain", "dead_letters"),
     "strategy_engine": ("lifecycle", "policies", "assessments", "documents", "board", "reminders"),
-    "notifier": ("matching", "retries", "signing", "chat", "preferences", "notices", "mail", "redaction", "event_data"),
+    "notifier": (
+        "matching",
+        "retries",
+        "signing",
+        "chat",
+        "preferences",
+        "notices",
+        "mail",
+        "redaction",
+        "event_data",
+        "slots",
+    ),
 }
 """Modules of pure domain logic: no I/O, and nothing of their service's flows, persistence or transport."""
 IO = ("sqlalchemy", "httpx", "aiokafka", "fastapi", "starlette", "asyncio", "services.core.db", "services.core.kafka")

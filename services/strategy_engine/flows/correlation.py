@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts.accepted import TriggerAcceptedV1
 from services.contracts.reviews import ReviewEventType
-from services.core.db import insert_rows
+from services.core.db import table_of
 from services.core.kafka import Message
 from services.core.observability import get_logger
 from services.core.tracing import from_headers, span
@@ -34,6 +34,18 @@ from services.strategy_engine.persistence import (
     ReviewRow,
     TimelineRow,
 )
+from services.strategy_engine.persistence_correlation import (
+    CollectingReview,
+    WaitingTrigger,
+    Window,
+    collecting_reviews,
+    counts_in_windows,
+    insert_all,
+    link_triggers,
+    plan_for_parameters,
+    update_reviews,
+    waiting_triggers,
+)
 from services.strategy_engine.policies import (
     CorrelationOutcome,
     Decision,
@@ -47,34 +59,49 @@ from services.strategy_engine.policies import (
 
 log = get_logger(__name__)
 
+Pair = tuple[str, str]
+"""A policy id and a correlation key."""
+
 
 @dataclass(kw_only=True)
 class _Seen:
-    """What correlation knows within one batch: the collecting review per key (loaded, locked, or opened in
-    this batch) and this batch's new rows (column values, inserted in bulk at the end): trigger rows by
-    (policy, key), timeline and outbox rows in order, the types of the events (counted after commit), and
-    stored trigger rows to link to a review opened in this batch (once that review is flushed)."""
+    """What correlation knows within one batch: the collecting review per key (read and locked, or opened in
+    this batch); what the batch's threshold policies need from the database, read up front (`counts` per
+    window, and the `waiting` triggers of each pair from `waiting_since` on); and this batch's changes, written
+    set-based at the end: reviews opened (their columns) or changed, stored triggers linked to a review, new
+    trigger rows by pair, clearances, timeline and outbox rows in order, and the types of the events (counted
+    after commit)."""
 
-    reviews: dict[str, ReviewRow]
-    rows: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    reviews: dict[str, CollectingReview]
+    counts: dict[Window, int] = field(default_factory=dict)
+    waiting: dict[Pair, list[WaitingTrigger]] = field(default_factory=dict)
+    waiting_since: dict[Pair, datetime] = field(default_factory=dict)
+    opened: dict[uuid.UUID, tuple[CollectingReview, dict[str, Any]]] = field(default_factory=dict)
+    changed: dict[uuid.UUID, CollectingReview] = field(default_factory=dict)
+    links: dict[int, uuid.UUID] = field(default_factory=dict)
+    rows: dict[Pair, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    clearances: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     types: list[ReviewEventType] = field(default_factory=list)
-    links: list[tuple[DecidedTriggerRow, ReviewRow]] = field(default_factory=list)
-    clearances: list[dict[str, Any]] = field(default_factory=list)
 
     def event(
         self,
-        review: ReviewRow,
+        review: CollectingReview,
         type_: ReviewEventType,
         now: datetime,
         data: dict[str, Any],
         traceparent: str | None = None,
     ) -> None:
-        _, timeline, outbox = event_rows(review, type_, now, data, traceparent=traceparent)
+        timeline, outbox = event_rows(review, type_, now, data, traceparent=traceparent)
         self.timeline.append(timeline)
         self.outbox.append(outbox)
         self.types.append(type_)
+        self.changing(review)
+
+    def changing(self, review: CollectingReview) -> None:
+        if review.id not in self.opened:
+            self.changed[review.id] = review
 
 
 async def evaluate(
@@ -84,25 +111,60 @@ async def evaluate(
     `grants` may know it: an open review hidden from them is treated as absent."""
     policy = select_policy(policies, trigger)
     key = correlation_key(policy, trigger)
-    reviews = await persistence.open_reviews(session, {key}, grants=grants)
+    reviews = await collecting_reviews(session, {key}, grants=grants)
     return await _decide(session, _Seen(reviews=reviews), policy, trigger, key)
+
+
+def _window(policy: Policy, trigger: TriggerAcceptedV1, key: str) -> Window:
+    """The threshold window ending at the trigger: what decides whether it opens a review."""
+    assert policy.threshold is not None
+    start = trigger.occurred_at - policy.threshold.window
+    return Window(policy_id=policy.id, key=key, start=start, end=trigger.occurred_at)
+
+
+def _seen_as_open(review: CollectingReview | None) -> OpenReview | None:
+    return (
+        OpenReview(first_trigger_at=review.first_trigger_at, last_trigger_at=review.last_trigger_at) if review else None
+    )
+
+
+def _decide_assuming(policy: Policy, trigger: TriggerAcceptedV1, key: str, review: CollectingReview | None) -> Decision:
+    """The decision if the threshold (if any) were reached: only a trigger that would then open a review needs
+    the count of earlier ones in its window."""
+    assumed = policy.threshold.count if policy.threshold else 0
+    return decide(policy, trigger, key=key, open_review=_seen_as_open(review), matching_in_window=assumed)
 
 
 async def _decide(session: AsyncSession, seen: _Seen, policy: Policy, trigger: TriggerAcceptedV1, key: str) -> Decision:
     review = seen.reviews.get(key)
-    open_review = (
-        OpenReview(first_trigger_at=review.first_trigger_at, last_trigger_at=review.last_trigger_at) if review else None
-    )
-    threshold = policy.threshold
-    assumed = threshold.count if threshold else 0
-    decision = decide(policy, trigger, key=key, open_review=open_review, matching_in_window=assumed)
-    if threshold is None or decision.outcome is not CorrelationOutcome.OPENED:
+    decision = _decide_assuming(policy, trigger, key, review)
+    if policy.threshold is None or decision.outcome is not CorrelationOutcome.OPENED:
         return decision
-    # Only a trigger that would open a review needs the count of earlier ones in the threshold window.
-    start, end = trigger.occurred_at - threshold.window, trigger.occurred_at
-    stored = await persistence.count_in_window(session, policy_id=policy.id, key=key, start=start, end=end)
-    pending = sum(1 for row in seen.rows[(policy.id, key)] if start <= row["occurred_at"] <= end)
-    return decide(policy, trigger, key=key, open_review=open_review, matching_in_window=stored + pending)
+    window = _window(policy, trigger, key)
+    stored = seen.counts.get(window)
+    if stored is None:  # not read up front (the dry-run, or a review that went stale within the batch)
+        stored = (await counts_in_windows(session, [window]))[window]
+    pending = sum(1 for row in seen.rows[(policy.id, key)] if window.start <= row["occurred_at"] <= window.end)
+    return decide(policy, trigger, key=key, open_review=_seen_as_open(review), matching_in_window=stored + pending)
+
+
+async def _read_ahead(
+    session: AsyncSession, seen: _Seen, planned: Sequence[tuple[TriggerAcceptedV1, Policy, str]]
+) -> None:
+    """Ask once for the whole batch what its threshold decisions need: the count of each window of a trigger
+    that may open a review, and the waiting triggers that review would take."""
+    windows: list[Window] = []
+    for trigger, policy, key in planned:
+        if policy.threshold is None:
+            continue
+        if _decide_assuming(policy, trigger, key, seen.reviews.get(key)).outcome is CorrelationOutcome.OPENED:
+            window = _window(policy, trigger, key)
+            windows.append(window)
+            pair = (policy.id, key)
+            seen.waiting_since[pair] = min(window.start, seen.waiting_since.get(pair, window.start))
+    seen.counts = await counts_in_windows(session, windows)
+    for stored in await waiting_triggers(session, seen.waiting_since):
+        seen.waiting.setdefault((stored.policy_id, stored.correlation_key), []).append(stored)
 
 
 async def handle_accepted_batch(
@@ -110,11 +172,12 @@ async def handle_accepted_batch(
 ) -> list[Decision]:
     """Decide each new trigger in order; replays of known triggers change nothing.
 
-    The batch's open reviews are read (and locked) in one query; decisions are taken in memory in input
-    order, each seeing the reviews and rows of the earlier ones; reviews are flushed once, then the
-    trigger, timeline and outbox rows are inserted in bulk."""
+    A fixed number of statements per batch: the known triggers, the batch's collecting reviews (read and
+    locked in one query) and what its thresholds need are read first; decisions are taken in memory in input
+    order, each seeing the reviews and rows of the earlier ones; then each table is written once."""
     parsed = [(_parse(message), from_headers(message.headers)) for message in batch]
     triggers = [(trigger, traceparent) for trigger, traceparent in parsed if trigger is not None]
+    await plan_for_parameters(session)
     known = await persistence.known_triggers(session, [(t.source, t.id) for t, _ in triggers])
     planned = []
     for trigger, traceparent in triggers:
@@ -123,26 +186,39 @@ async def handle_accepted_batch(
         known.add((trigger.source, trigger.id))
         policy = select_policy(policies, trigger)
         planned.append((trigger, traceparent, policy, correlation_key(policy, trigger)))
-    seen = _Seen(reviews=await persistence.open_reviews(session, {key for *_, key in planned}, lock=True))
+    seen = _Seen(reviews=await collecting_reviews(session, {key for *_, key in planned}, lock=True))
+    await _read_ahead(session, seen, [(trigger, policy, key) for trigger, _, policy, key in planned])
     decisions = []
     for trigger, traceparent, policy, key in planned:
         decision = await _decide(session, seen, policy, trigger, key)
         with span("engine.decide", traceparent, policy=decision.policy_id, outcome=decision.outcome.value):
             await _apply(session, seen, policy, trigger, decision, now, traceparent)
         decisions.append(decision)
-    await session.flush()  # reviews first: the rows below refer to them
-    if seen.links:
-        # The ORM knows no dependency between these tables (no relationship()), so it would flush unrelated
-        # mappers in name order; linking only now makes the reviews exist first whatever the classes are called.
-        for stored, review in seen.links:
-            stored.review_id = review.id
-        await session.flush()
-    await insert_rows(session, ReviewClearanceRow, seen.clearances)
-    await insert_rows(session, DecidedTriggerRow, [row for rows in seen.rows.values() for row in rows])
-    await insert_rows(session, TimelineRow, seen.timeline)
-    await insert_rows(session, EngineOutboxRow, seen.outbox)
+    await _store(session, seen)
     count_after_commit(session, seen.types)
     return decisions
+
+
+async def _store(session: AsyncSession, seen: _Seen) -> None:
+    """Write the batch's changes, each table once. Reviews that existed first: a stale one frees its key before
+    a new review takes it; the new reviews before the rows that refer to them."""
+    await update_reviews(session, list(seen.changed.values()))
+    opened = [
+        {
+            **columns,
+            "open_key": review.open_key,
+            "first_trigger_at": review.first_trigger_at,
+            "last_trigger_at": review.last_trigger_at,
+            "event_sequence": review.event_sequence,
+        }
+        for review, columns in seen.opened.values()
+    ]
+    await insert_all(session, table_of(ReviewRow), opened)
+    await link_triggers(session, seen.links)
+    await insert_all(session, table_of(ReviewClearanceRow), seen.clearances)
+    await insert_all(session, table_of(DecidedTriggerRow), [row for rows in seen.rows.values() for row in rows])
+    await insert_all(session, table_of(TimelineRow), seen.timeline)
+    await insert_all(session, table_of(EngineOutboxRow), seen.outbox)
 
 
 async def _apply(
@@ -155,14 +231,17 @@ async def _apply(
     traceparent: str | None,
 ) -> None:
     key = decision.correlation_key
-    review: ReviewRow | None = None
+    review: CollectingReview | None = None
     if decision.outcome is CorrelationOutcome.OPENED:
         stale = seen.reviews.get(key)
         if stale is not None:  # past its windows: it carries on, but new related triggers go to the new one
-            stale.open_key = None  # flushed as an UPDATE before the new review's INSERT
-        review = seen.reviews[key] = _open(session, policy, trigger, decision, now)
+            stale.open_key = None  # stored before the new review, which takes the key
+            seen.changing(stale)
+        columns = _open(policy, trigger, decision, now)
+        review = seen.reviews[key] = _collecting(columns)
+        seen.opened[review.id] = (review, columns)
         seen.clearances += [{"review_id": review.id, "grant": grant} for grant in sorted(set(policy.restricted_to))]
-        seen.event(review, ReviewEventType.OPENED, now, {**review_summary(review), **_about(trigger)}, traceparent)
+        seen.event(review, ReviewEventType.OPENED, now, {**review_summary(columns), **_about(trigger)}, traceparent)
         if policy.threshold is not None:
             await _link_waiting(session, seen, policy, trigger, review, now)
     elif decision.outcome is CorrelationOutcome.ATTACHED:
@@ -172,15 +251,30 @@ async def _apply(
     seen.rows[(policy.id, key)].append(_row(trigger, decision, review.id if review else None, now))
 
 
+async def _waiting(session: AsyncSession, seen: _Seen, pair: Pair, start: datetime) -> list[WaitingTrigger]:
+    """Stored triggers of `pair` from `start` on that no review has taken (nor one opened earlier in the batch)."""
+    since = seen.waiting_since.get(pair)
+    if since is not None and since <= start:
+        found = [stored for stored in seen.waiting.get(pair, []) if stored.occurred_at >= start]
+    else:  # not read up front (a review that went stale within the batch)
+        found = await waiting_triggers(session, {pair: start})
+    return [stored for stored in found if stored.id not in seen.links]
+
+
 async def _link_waiting(
-    session: AsyncSession, seen: _Seen, policy: Policy, trigger: TriggerAcceptedV1, review: ReviewRow, now: datetime
+    session: AsyncSession,
+    seen: _Seen,
+    policy: Policy,
+    trigger: TriggerAcceptedV1,
+    review: CollectingReview,
+    now: datetime,
 ) -> None:
     """The triggers that counted towards the threshold belong to the review they made open."""
     assert policy.threshold is not None
     key = review.correlation_key
     start = trigger.occurred_at - policy.threshold.window
-    for stored in await persistence.waiting_triggers(session, policy_id=policy.id, key=key, start=start):
-        seen.links.append((stored, review))
+    for stored in await _waiting(session, seen, (policy.id, key), start):
+        seen.links[stored.id] = review.id
         review.first_trigger_at = min(review.first_trigger_at, stored.occurred_at)
         seen.event(review, ReviewEventType.TRIGGER_ATTACHED, now, stored_trigger_ref(stored))
     for row in seen.rows[(policy.id, key)]:
@@ -190,34 +284,47 @@ async def _link_waiting(
             seen.event(review, ReviewEventType.TRIGGER_ATTACHED, now, _ref(row))
 
 
-def _open(
-    session: AsyncSession, policy: Policy, trigger: TriggerAcceptedV1, decision: Decision, now: datetime
-) -> ReviewRow:
-    """A new review, added to the session (inserted at the batch's flush)."""
+def _open(policy: Policy, trigger: TriggerAcceptedV1, decision: Decision, now: datetime) -> dict[str, Any]:
+    """Column values of a new review (inserted when the batch is stored, with its trigger times and event
+    sequence as the batch leaves them)."""
     due = policy.due_in(INITIAL)
-    review = ReviewRow(
-        id=uuid.uuid4(),
-        correlation_key=decision.correlation_key,
-        open_key=decision.correlation_key,
-        policy_id=policy.id,
-        title=_title(trigger),
-        category=trigger.category.value,
-        severity=decision.severity.value,
-        scope=trigger.subject,
-        state=INITIAL.value,
-        owner=policy.owner,
-        opened_at=now,
-        phase_entered_at=now,
-        due_at=now + due if due else None,
-        escalate_after_s=policy.escalate_after.total_seconds(),
-        escalate_at=now + due + policy.escalate_after if due else None,
-        first_trigger_at=trigger.occurred_at,
-        last_trigger_at=trigger.occurred_at,
-        event_sequence=0,
-        restricted=bool(policy.restricted_to),
+    return {
+        "id": uuid.uuid4(),
+        "correlation_key": decision.correlation_key,
+        "open_key": decision.correlation_key,
+        "policy_id": policy.id,
+        "title": _title(trigger),
+        "category": trigger.category.value,
+        "severity": decision.severity.value,
+        "scope": trigger.subject,
+        "state": INITIAL.value,
+        "owner": policy.owner,
+        "opened_at": now,
+        "phase_entered_at": now,
+        "due_at": now + due if due else None,
+        "escalate_after_s": policy.escalate_after.total_seconds(),
+        "escalate_at": now + due + policy.escalate_after if due else None,
+        "first_trigger_at": trigger.occurred_at,
+        "last_trigger_at": trigger.occurred_at,
+        "event_sequence": 0,
+        "restricted": bool(policy.restricted_to),
+        "timers_armed": False,
+    }
+
+
+def _collecting(columns: dict[str, Any]) -> CollectingReview:
+    return CollectingReview(
+        id=columns["id"],
+        correlation_key=columns["correlation_key"],
+        open_key=columns["open_key"],
+        category=columns["category"],
+        severity=columns["severity"],
+        scope=columns["scope"],
+        restricted=columns["restricted"],
+        first_trigger_at=columns["first_trigger_at"],
+        last_trigger_at=columns["last_trigger_at"],
+        event_sequence=columns["event_sequence"],
     )
-    session.add(review)
-    return review
 
 
 def _row(trigger: TriggerAcceptedV1, decision: Decision, review_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:

@@ -7,23 +7,23 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
+from pydantic_core import to_jsonable_python
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.contracts import topics
-from services.contracts.reviews import ReviewEventType, ReviewEventV1
+from services.contracts.reviews import ReviewEventType
 from services.core.db import after_commit, is_postgres
 from services.core.observability import REVIEWS
 from services.core.outbox import outbox_values
 from services.core.tracing import TRACEPARENT, child_of
 from services.strategy_engine.errors import ReviewNotFound
 from services.strategy_engine.persistence import (
-    DecidedTriggerRow,
     EngineOutboxRow,
     ReviewRow,
     TimelineRow,
@@ -51,21 +51,39 @@ async def require_visible(session: AsyncSession, review_id: uuid.UUID, grants: C
     return review
 
 
+class Sequenced(Protocol):
+    """What an event needs of its review: the fields subscribers filter on and the event sequence, which each
+    event advances (a `ReviewRow`, or the correlation flow's `CollectingReview`)."""
+
+    event_sequence: int
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def scope(self) -> str | None: ...
+    @property
+    def restricted(self) -> bool: ...
+
+
 def record_event(
     session: AsyncSession,
-    review: ReviewRow,
+    review: Sequenced,
     type_: ReviewEventType,
     now: datetime,
     data: dict[str, Any],
     *,
     traceparent: str | None = None,
-) -> ReviewEventV1:
+) -> None:
     """Append to the review's timeline and to the outbox (published to `reviews.events`, keyed by review)."""
-    event, timeline, outbox = event_rows(review, type_, now, data, traceparent=traceparent)
-    session.add(TimelineRow(**timeline))
+    timeline, outbox = event_rows(review, type_, now, data, traceparent=traceparent)
+    # A mapped row holds `data` as rows read back do (a dict), not as the encoded bytes bulk inserts take.
+    session.add(TimelineRow(**{**timeline, "data": _body(review, data)}))
     session.add(EngineOutboxRow(**outbox))
     count_after_commit(session, [type_])
-    return event
 
 
 def count_after_commit(session: AsyncSession, types: Sequence[ReviewEventType]) -> None:
@@ -80,50 +98,65 @@ def count_after_commit(session: AsyncSession, types: Sequence[ReviewEventType]) 
         after_commit(session, count)
 
 
+_HEADERS = [("content-type", b"application/json"), ("smits-schema", b"ReviewEvent.v1")]
+
+
 def event_rows(
-    review: ReviewRow,
+    review: Sequenced,
     type_: ReviewEventType,
     now: datetime,
     data: dict[str, Any],
     *,
     traceparent: str | None = None,
-) -> tuple[ReviewEventV1, dict[str, Any], dict[str, Any]]:
-    """The review's next event with its timeline and outbox column values (for bulk inserts).
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The review's next event as timeline and outbox column values (for bulk inserts).
 
-    The outbox record carries a `traceparent` in the trace of what caused the event (e.g. the trigger)."""
+    The event's `data` is encoded once: the timeline stores those bytes and the published `ReviewEvent` v1
+    embeds them; the record is the JSON `ReviewEventV1(...).model_dump(mode="json")` gives, without building
+    the model (a unit test holds the two equal). The outbox record carries a `traceparent` in the trace of what
+    caused the event (e.g. the trigger)."""
     review.event_sequence += 1
-    event = ReviewEventV1(
-        id=uuid.uuid4(),
-        type=type_,
-        review_id=review.id,
-        sequence=review.event_sequence,
-        occurred_at=now,
-        data={"review_id": str(review.id), **data},
-        category=review.category,
-        severity=review.severity,
-        scope=review.scope,
-        restricted=bool(review.restricted),
-    )
-    timeline = {
-        "id": event.id,
+    event_id = uuid.uuid4()
+    review_id = str(review.id)
+    encoded = orjson.Fragment(_json({"review_id": review_id, **data}))
+    event = {
+        "id": event_id,
+        "type": type_.value,
         "review_id": review.id,
-        "sequence": event.sequence,
+        "sequence": review.event_sequence,
+        "occurred_at": now,
+        "data": encoded,
+        "category": review.category,
+        "severity": review.severity,
+        "scope": review.scope,
+        "restricted": bool(review.restricted),
+    }
+    timeline = {
+        "id": event_id,
+        "review_id": review.id,
+        "sequence": review.event_sequence,
         "type": type_.value,
         "occurred_at": now,
-        "data": event.data,
+        "data": encoded,
     }
     outbox = outbox_values(
         topic=topics.REVIEWS_EVENTS,
-        key=str(review.id).encode(),
-        value=orjson.dumps(event.model_dump(mode="json")),
-        headers=[
-            ("content-type", b"application/json"),
-            ("smits-schema", b"ReviewEvent.v1"),
-            (TRACEPARENT, child_of(traceparent).encode()),
-        ],
+        key=review_id.encode(),
+        value=_json(event),
+        headers=[*_HEADERS, (TRACEPARENT, child_of(traceparent).encode())],
         now=now,
     )
-    return event, timeline, outbox
+    return timeline, outbox
+
+
+def _body(review: Sequenced, data: dict[str, Any]) -> dict[str, Any]:
+    return {"review_id": str(review.id), **data}
+
+
+def _json(value: Any) -> bytes:
+    """JSON as `ReviewEventV1.model_dump(mode="json")` then `orjson.dumps` give it: times with `Z` for UTC, and
+    whatever orjson cannot encode natively (a set, a Decimal) in pydantic's JSON form."""
+    return orjson.dumps(value, default=to_jsonable_python, option=orjson.OPT_UTC_Z)
 
 
 def trigger_ref(*, source: str, event_id: str, category: str, severity: str, scope: str) -> dict[str, Any]:
@@ -131,19 +164,36 @@ def trigger_ref(*, source: str, event_id: str, category: str, severity: str, sco
     return {"trigger": {"source": source, "id": event_id, "category": category, "severity": severity, "subject": scope}}
 
 
-def stored_trigger_ref(row: DecidedTriggerRow) -> dict[str, Any]:
+class StoredTrigger(Protocol):
+    """How events name a stored trigger: a `DecidedTriggerRow`, or a `WaitingTrigger` the correlation flow read."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+
+
+def stored_trigger_ref(row: StoredTrigger) -> dict[str, Any]:
     return trigger_ref(
         source=row.source, event_id=row.event_id, category=row.category, severity=row.severity, scope=row.subject
     )
 
 
-def review_summary(review: ReviewRow) -> dict[str, Any]:
+def review_summary(review: Mapping[str, Any]) -> dict[str, Any]:
+    """What `review.opened` says of the review, from its column values."""
+    due_at = review["due_at"]
     return {
-        "title": review.title,
-        "category": review.category,
-        "severity": review.severity,
-        "state": review.state,
-        "owner": review.owner,
-        "correlation_key": review.correlation_key,
-        "due_at": review.due_at.isoformat() if review.due_at else None,
+        "title": review["title"],
+        "category": review["category"],
+        "severity": review["severity"],
+        "state": review["state"],
+        "owner": review["owner"],
+        "correlation_key": review["correlation_key"],
+        "due_at": due_at.isoformat() if due_at else None,
     }

@@ -3,6 +3,7 @@ of what committed (`core.kafka.BatchConsumer` owns the transaction, the stored p
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -35,7 +36,7 @@ def trigger_consumer(
         topic=topics.TRIGGERS,
         group="ingest",
         flow=flow,
-        hooks=[lambda _: relay.wake(), count],
+        hooks=[lambda outcome: relay.hand_over(outcome.outbox), count],
         on_skip=dead_letter_skipped,
         after_handle=after_handle,
         deliver_unreadable=True,  # dead-lettered like any other bad record
@@ -44,13 +45,14 @@ def trigger_consumer(
 
 def count(outcome: IngestedBatch) -> None:
     """Metrics and logs of a committed batch."""
-    for trigger in outcome.accepted:
-        TRIGGERS.labels("accepted", trigger.category.value).inc()
+    counts = Counter(("accepted", trigger.category.value) for trigger in outcome.accepted)
+    counts.update(("duplicate", trigger.category.value) for trigger in outcome.duplicates)
     for rejection in outcome.rejected:
         log.info("trigger dead-lettered", reason=rejection.kind, detail=rejection.message)
-        TRIGGERS.labels("rejected", "unknown").inc()
-    for trigger in outcome.duplicates:
-        TRIGGERS.labels("duplicate", trigger.category.value).inc()
+    if outcome.rejected:
+        counts["rejected", "unknown"] = len(outcome.rejected)
+    for labels, n in counts.items():
+        TRIGGERS.labels(*labels).inc(n)
     log.debug(
         "batch stored",
         accepted=len(outcome.accepted),
