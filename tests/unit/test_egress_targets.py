@@ -57,9 +57,12 @@ def test_an_ip_literal_host_is_judged_as_its_address(address: IPAddress, allow: 
                     check_target(url, allow)
 
 
-@pytest.mark.parametrize("host", ["127.1", "2130706433", "127.0.0.1.", "127.000.000.001", "[::1%25lo]", "[::1%lo]"])
+@pytest.mark.parametrize(
+    "host", ["127.1", "2130706433", "0177.0.0.1", "127.0.0.1.", "127.000.000.001", "[::1%25lo]", "[::1%lo]"]
+)
 def test_a_host_that_looks_numeric_but_is_no_canonical_address_is_refused(host: str) -> None:
-    """aiohttp treats any host with a `:` or only digits and dots as an address and skips the resolver for it."""
+    """aiohttp treats any host with a `:` or only digits and dots as an address and skips the resolver for it:
+    3.12.15 connected the numeric forms (2130706433, 127.1, 0177.0.0.1) to the address they spell (3.14.5 refuses)."""
     with pytest.raises(EgressRefused):
         check_target(URL(f"http://{host}/hooks"), LOOPBACK)
 
