@@ -34,11 +34,12 @@ from services.core.observability import get_logger
 from services.core.settings import Settings
 from services.core.tracing import TRACEPARENT
 from services.notifier.claiming import claim_until_stopped
+from services.notifier.egress import WebhookClient
 from services.notifier.persistence import CHAT, DueWebhook, due_webhooks, lease
 from services.notifier.recording import CHAT_PERMANENT, Finished, Recorder
 from services.notifier.redaction import hidden
 from services.notifier.retries import AttemptResult, SubscriptionPace
-from services.notifier.sending import RESPONSE_KEEP, Client, Request, close, post
+from services.notifier.sending import RESPONSE_KEEP, Request, post
 from services.notifier.signing import signature_header
 from services.notifier.slots import SendSlots
 
@@ -70,7 +71,9 @@ class Claim:
 
 
 class DeliveryWorker:
-    def __init__(self, *, uow: UnitOfWork, settings: Settings, client: Client, clock: Clock | None = None) -> None:
+    def __init__(
+        self, *, uow: UnitOfWork, settings: Settings, client: WebhookClient, clock: Clock | None = None
+    ) -> None:
         self._uow = uow
         self._settings = settings
         self._client = client
@@ -115,7 +118,7 @@ class DeliveryWorker:
             for task in self._tasks:  # cancelled mid-loop (past the grace period): their leases expire
                 task.cancel()
             recorder.cancel()
-            await close(self._client)
+            await self._client.aclose()
             log.info("delivery worker stopped")
 
     async def dispatch(self) -> bool:

@@ -4,13 +4,12 @@ Only global unicast addresses are permitted, unless inside `SMITS_WEBHOOK_ALLOW_
 embed an IPv4 address (IPv4-mapped `::ffff:0:0/96`, IPv4-compatible `::/96` (deprecated), IPv4-translated
 `::ffff:0:0:0/96`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`) are judged by the embedded
 address; `fec0::/10` (site-local), `3fff::/20`, `5f00::/16` and `192.88.99.0/24` are refused on every Python version.
-Two clients keep that rule. The webhook worker's, `webhook_session` (aiohttp, the leaner one on the hot path):
-its `PinnedResolver` resolves the host, checks every address and hands the connector only the checked ones, and
-since aiohttp connects to an IP-literal host without asking its resolver, such a host is checked before each
-request (`literal_check`). The httpx one, `webhook_client`: `PinnedBackend` resolves the host itself and hands
-httpcore a connection to the address it checked. Either way a DNS answer cannot change between the check and
-the connect (no rebinding); the Host header and TLS SNI still carry the hostname because only the TCP connect
-target is replaced. Neither reads proxies from the environment; callers never follow redirects.
+`WebhookClient` (aiohttp, the webhook and chat POSTs' client) keeps that rule on every connection: its
+`PinnedResolver` resolves the host once, checks every address and hands the connector only the checked ones, so a
+DNS answer cannot change between the check and the connect (no rebinding); the Host header and TLS SNI still carry
+the hostname because only the TCP connect target is replaced. aiohttp connects to an IP-literal host without asking
+its resolver, so the client checks such a host itself before each request (`check_target`). No proxies from the
+environment, no redirects followed, no cookies kept, TLS verified against the system CA store.
 """
 
 from __future__ import annotations
@@ -18,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from urllib.parse import urlsplit
 
 import aiohttp
-import httpcore
-import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,7 +86,7 @@ def is_permitted(ip: IPAddress, allow: Sequence[Network]) -> bool:
 
 
 def ip_literal(host: str) -> IPAddress | None:
-    """The address `host` names literally (`10.0.0.1`, `[::1]`), None for a hostname."""
+    """The address `host` names literally (`10.0.0.1`, `[::1]`, `::1`); None for a hostname."""
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -114,111 +114,105 @@ async def check_url(url: str, allow: Sequence[Network], resolver: Resolver = sys
     await checked_addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), allow, resolver)
 
 
-class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to addresses it resolved and checked itself."""
-
-    def __init__(self, allow: Sequence[Network], resolver: Resolver = system_resolver) -> None:
-        self._allow = tuple(allow)
-        self._resolver = resolver
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await checked_addresses(host, port, self._allow, self._resolver)
-        return await self._inner.connect_tcp(
-            addresses[0], port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise EgressRefused("unix sockets are not webhook targets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx transport over `PinnedBackend`; no proxies from the environment, no redirects (callers)."""
-
-    def __init__(self, allow: Sequence[Network], resolver: Resolver = system_resolver) -> None:
-        super().__init__(trust_env=False)
-        # httpx exposes no network-backend option; the pool is rebuilt with ours (same defaults otherwise).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=100,
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-            network_backend=PinnedBackend(allow, resolver),
-        )
-
-
-def webhook_client(allow: Sequence[Network], resolver: Resolver = system_resolver) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=PinnedTransport(allow, resolver), follow_redirects=False, trust_env=False)
+def check_target(url: URL, allow: Sequence[Network]) -> None:
+    """The check before each request: http(s), and a host aiohttp will connect to without asking the resolver
+    (anything with a `:` or only digits and dots, its test for an IP address) must be a permitted address."""
+    if url.scheme not in ("http", "https") or not url.raw_host:
+        raise EgressRefused("URL must be http(s) with a host")
+    host = url.raw_host
+    if ":" not in host and not host.replace(".", "").isdigit():
+        return  # a hostname: the resolver checks what it resolves to
+    literal = ip_literal(host)
+    if literal is None:
+        raise EgressRefused(f"{host!r} is not an IP address")
+    if not is_permitted(literal, allow):
+        raise EgressRefused(f"{host!r} is a non-global address")
 
 
 class PinnedResolver(AbstractResolver):
-    """aiohttp's resolver for webhook hosts: refuses a host unless every address it resolves to is permitted, and
-    gives the connector only the addresses it checked (numeric, so nothing resolves them again)."""
+    """aiohttp's resolver for webhook targets: only checked addresses reach the connector."""
 
     def __init__(self, allow: Sequence[Network], resolver: Resolver = system_resolver) -> None:
         self._allow = tuple(allow)
         self._resolver = resolver
 
     async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
     ) -> list[ResolveResult]:
         addresses = await checked_addresses(host, port, self._allow, self._resolver)
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-            for address in addresses
-        ]
+        results: list[ResolveResult] = []
+        for address in addresses:
+            found = socket.AF_INET6 if ":" in address else socket.AF_INET
+            if family in (socket.AF_UNSPEC, found):
+                flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+                results.append(
+                    {"hostname": host, "host": address, "port": port, "family": found, "proto": 0, "flags": flags}
+                )
+        if not results:
+            raise EgressRefused(f"{host!r} has no permitted address of the family asked for")
+        return results
 
     async def close(self) -> None:
-        return None
+        pass
 
 
-def literal_check(allow: Sequence[Network]) -> aiohttp.ClientMiddlewareType:
-    """A middleware refusing a request to an IP-literal host that is not permitted (aiohttp connects to those
-    without its resolver)."""
-    permitted = tuple(allow)
-
-    async def middleware(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
-        host = request.url.raw_host or ""
-        literal = ip_literal(host)
-        if literal is None and (":" in host or host.replace(".", "").isdigit()):
-            # aiohttp takes such hosts as addresses too (`2130706433`, `127.1`, `0177.0.0.1` on older versions)
-            raise EgressRefused(f"{host!r} is not a canonical address")
-        if literal is not None and not is_permitted(literal, permitted):
-            raise EgressRefused(f"{str(literal)!r} is a non-global address")
-        return await handler(request)
-
-    return middleware
+KEEPALIVE_S = 5.0
+"""How long an idle connection to a receiver is kept for the next POST (below most servers' idle timeout)."""
 
 
-def webhook_session(allow: Sequence[Network], resolver: Resolver = system_resolver) -> aiohttp.ClientSession:
-    """The webhook worker's client (create it in a running event loop): pinned, checked egress; no proxies from
-    the environment, no cookies, answers not decompressed, and no timeout of its own (`sending.post` has the
-    deadline). Requests must pass `allow_redirects=False`."""
-    connector = aiohttp.TCPConnector(resolver=PinnedResolver(allow, resolver), limit=100, keepalive_timeout=5.0)
-    return aiohttp.ClientSession(
-        connector=connector,
-        middlewares=(literal_check(allow),),
-        trust_env=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        timeout=aiohttp.ClientTimeout(total=None),
-    )
+class WebhookClient:
+    """One pooled aiohttp session for webhook and chat POSTs, connecting only to checked addresses.
+
+    `post` checks the target, then POSTs without following redirects; reading the answer (boundedly) and the
+    deadline are the caller's (`sending.post`). The session is made on first use, inside the running loop
+    aiohttp binds it to; `aclose` closes it.
+    """
+
+    def __init__(self, allow: Sequence[Network], resolver: Resolver = system_resolver, *, connections: int = 100):
+        self._allow = tuple(allow)
+        self._resolver = PinnedResolver(self._allow, resolver)
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def post(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        target = URL(url)
+        check_target(target, self._allow)
+        return self._open().post(target, data=body, headers=headers, allow_redirects=False)
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                resolver=self._resolver,
+                ttl_dns_cache=10,  # what a new connection finds cached was checked when it was resolved
+                ssl=ssl.create_default_context(),  # verification on, the system CA store
+                limit=self._connections,
+                keepalive_timeout=KEEPALIVE_S,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,  # no proxies (nor .netrc) from the environment
+                auto_decompress=False,  # bodies are read raw: no gzip bomb
+                cookie_jar=aiohttp.DummyCookieJar(),  # a receiver's cookies go nowhere
+                timeout=aiohttp.ClientTimeout(total=None),  # the caller's one deadline bounds everything
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> WebhookClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+def webhook_client(
+    allow: Sequence[Network], resolver: Resolver = system_resolver, *, connections: int = 100
+) -> WebhookClient:
+    return WebhookClient(allow, resolver, connections=connections)

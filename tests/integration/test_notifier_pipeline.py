@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
+from aiohttp import web
 from sqlalchemy import select, text
 
 from services.core.db import UnitOfWork, create_engine
@@ -19,21 +18,17 @@ from services.notifier.persistence import AttemptRow, DeliveryRow, SubscriptionR
 from services.notifier.recording import Finished, Recorder
 from services.notifier.retries import AttemptResult, DeliveryStatus
 from services.notifier.signing import generate_secret
+from tests.support.answering import answering
 
 EVENTS = 12
 
 
-class _Body(httpx.AsyncByteStream):
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield b"ok"
-
-
-async def _seed(uow: UnitOfWork, *, events: int, review: str | None = None) -> uuid.UUID:
-    """One subscription with `events` due deliveries (one review's, in order, if `review` is given)."""
+async def _seed(
+    uow: UnitOfWork, *, events: int, review: str | None = None, url: str = "https://receiver.example/hooks"
+) -> uuid.UUID:
+    """One subscription to `url` with `events` due deliveries (one review's, in order, if `review` is given)."""
     now = datetime.now(UTC) - timedelta(seconds=1)
-    subscription = SubscriptionRow(
-        id=uuid.uuid4(), url="https://receiver.example/hooks", secret=generate_secret(), event_types=[], created_at=now
-    )
+    subscription = SubscriptionRow(id=uuid.uuid4(), url=url, secret=generate_secret(), event_types=[], created_at=now)
     async with uow.begin() as session:
         session.add(subscription)
         await session.flush()
@@ -66,32 +61,33 @@ async def test_webhooks_go_on_while_recording_waits_for_the_database(settings: S
     received: list[str] = []
     all_received = asyncio.Event()
 
-    async def answer(request: httpx.Request) -> httpx.Response:
+    async def answer(request: web.Request) -> web.Response:
         received.append(request.headers["webhook-id"])
         if len(received) == EVENTS:
             all_received.set()
-        return httpx.Response(200, stream=_Body())
+        return web.Response(status=200, body=b"ok")
 
     engine = create_engine(settings.database_url.get_secret_value())
     uow = UnitOfWork(engine)
-    await _seed(uow, events=EVENTS)
-    worker = DeliveryWorker(uow=uow, settings=settings, client=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
-    stop = asyncio.Event()
-    try:
-        async with engine.connect() as blocker:
-            transaction = await blocker.begin()
-            await blocker.execute(text("LOCK TABLE notifier_attempts IN EXCLUSIVE MODE"))
-            task = asyncio.create_task(worker.run(stop))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(all_received.wait(), 20)
-            assert sorted(received) == sorted(f"msg_{n}" for n in range(EVENTS)), "a sender waited for the database"
-            await transaction.rollback()
-        stop.set()
-        await asyncio.wait_for(task, 20)
-        rows = await _deliveries(uow)
-    finally:
-        stop.set()
-        await engine.dispose()
+    async with answering(answer) as endpoint:
+        await _seed(uow, events=EVENTS, url=endpoint.url("receiver"))
+        worker = DeliveryWorker(uow=uow, settings=settings, client=endpoint.client)
+        stop = asyncio.Event()
+        try:
+            async with engine.connect() as blocker:
+                transaction = await blocker.begin()
+                await blocker.execute(text("LOCK TABLE notifier_attempts IN EXCLUSIVE MODE"))
+                task = asyncio.create_task(worker.run(stop))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(all_received.wait(), 20)
+                assert sorted(received) == sorted(f"msg_{n}" for n in range(EVENTS)), "a sender waited for the database"
+                await transaction.rollback()
+            stop.set()
+            await asyncio.wait_for(task, 20)
+            rows = await _deliveries(uow)
+        finally:
+            stop.set()
+            await engine.dispose()
     assert [(row.status, row.attempt_count, row.locked_until) for row in rows] == [("delivered", 1, None)] * EVENTS
     assert len(received) == EVENTS  # nothing sent twice
 
@@ -99,25 +95,26 @@ async def test_webhooks_go_on_while_recording_waits_for_the_database(settings: S
 async def test_one_review_is_sent_in_order_through_the_pipeline(settings: Settings) -> None:
     received: list[str] = []
 
-    async def answer(request: httpx.Request) -> httpx.Response:
+    async def answer(request: web.Request) -> web.Response:
         received.append(request.headers["webhook-id"])
-        return httpx.Response(200, stream=_Body())
+        return web.Response(status=200, body=b"ok")
 
     engine = create_engine(settings.database_url.get_secret_value())
     uow = UnitOfWork(engine)
-    await _seed(uow, events=EVENTS, review=str(uuid.uuid4()))
-    worker = DeliveryWorker(uow=uow, settings=settings, client=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        for _ in range(200):
-            if len(received) == EVENTS:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
-        await engine.dispose()
+    async with answering(answer) as endpoint:
+        await _seed(uow, events=EVENTS, review=str(uuid.uuid4()), url=endpoint.url("receiver"))
+        worker = DeliveryWorker(uow=uow, settings=settings, client=endpoint.client)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            for _ in range(200):
+                if len(received) == EVENTS:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+            await engine.dispose()
     assert received == [f"msg_{n}" for n in range(EVENTS)]
 
 

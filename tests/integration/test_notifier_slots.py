@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
+from aiohttp import web
 from sqlalchemy import select
 
 from services.core.db import UnitOfWork, create_engine
@@ -18,24 +17,20 @@ from services.notifier.delivery import DeliveryWorker
 from services.notifier.persistence import DeliveryRow, SubscriptionRow
 from services.notifier.retries import DeliveryStatus
 from services.notifier.signing import generate_secret
+from tests.support.answering import Endpoint, answering
 
 HOLD_S = 20.0
 """How long a slow receiver holds its answer at most (it answers as soon as every healthy webhook is in)."""
 EVENTS = 8
 
 
-class _Body(httpx.AsyncByteStream):
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield b"ok"
-
-
-async def _seed(uow: UnitOfWork, names: list[str]) -> None:
+async def _seed(uow: UnitOfWork, endpoint: Endpoint, names: list[str]) -> None:
     now = datetime.now(UTC) - timedelta(seconds=1)
     async with uow.begin() as session:
         subscriptions = [
             SubscriptionRow(
                 id=uuid.uuid4(),
-                url=f"https://{name}.example/hooks",
+                url=endpoint.url(name),
                 secret=generate_secret(),
                 event_types=[],
                 created_at=now,
@@ -73,9 +68,9 @@ async def test_three_slow_receivers_do_not_hold_every_slot(settings: Settings) -
     slow_answers_when_all_arrived: list[int] = []
     all_arrived = asyncio.Event()
 
-    async def answer(request: httpx.Request) -> httpx.Response:
+    async def answer(request: web.Request) -> web.Response:
         nonlocal slow_answers
-        if request.url.host.startswith("slow"):
+        if request.host.startswith("slow"):
             with contextlib.suppress(TimeoutError):  # within the deadline: a slow 200
                 await asyncio.wait_for(all_arrived.wait(), HOLD_S)
             slow_answers += 1
@@ -84,21 +79,22 @@ async def test_three_slow_receivers_do_not_hold_every_slot(settings: Settings) -
             if len(healthy) == EVENTS:
                 slow_answers_when_all_arrived.append(slow_answers)
                 all_arrived.set()
-        return httpx.Response(200, stream=_Body())
+        return web.Response(status=200, body=b"ok")
 
     engine = create_engine(tuned.database_url.get_secret_value())
     uow = UnitOfWork(engine)
-    await _seed(uow, ["slow1", "slow2", "slow3", "healthy"])
-    worker = DeliveryWorker(uow=uow, settings=tuned, client=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_arrived.wait(), 2 * HOLD_S)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 2 * HOLD_S)
-        await engine.dispose()
+    async with answering(answer) as endpoint:
+        await _seed(uow, endpoint, ["slow1", "slow2", "slow3", "healthy"])
+        worker = DeliveryWorker(uow=uow, settings=tuned, client=endpoint.client)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_arrived.wait(), 2 * HOLD_S)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 2 * HOLD_S)
+            await engine.dispose()
     assert sorted(healthy) == sorted(f"msg_{n}" for n in range(EVENTS))
     assert slow_answers_when_all_arrived == [0], "the healthy subscriber waited for a slow one's slot"
 
@@ -119,31 +115,31 @@ async def test_a_send_whose_lease_ran_out_is_not_claimed_again_by_its_own_worker
     requests: list[str] = []
     all_sent, release = asyncio.Event(), asyncio.Event()
 
-    async def answer(request: httpx.Request) -> httpx.Response:
+    async def answer(request: web.Request) -> web.Response:
         requests.append(request.headers["webhook-id"])
         if len(requests) == EVENTS:
             all_sent.set()
         await release.wait()
-        return httpx.Response(200, stream=_Body())
+        return web.Response(status=200, body=b"ok")
 
     engine = create_engine(tuned.database_url.get_secret_value())
     uow = UnitOfWork(engine)
-    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    worker = DeliveryWorker(uow=uow, settings=tuned, client=client, clock=lambda: clock[0])
-    try:
-        await _seed(uow, ["healthy"])
-        assert await worker.dispatch()
-        await asyncio.wait_for(all_sent.wait(), 10)
-        clock[0] += timedelta(seconds=10)  # every lease has run out; the sends are still in flight
-        await worker.dispatch()
-        await asyncio.sleep(0.2)
-        assert sorted(requests) == sorted(f"msg_{n}" for n in range(EVENTS)), "a held delivery was sent twice"
-        release.set()
-        stop = asyncio.Event()
-        stop.set()
-        await worker.run(stop)  # drains: every send recorded once
-    finally:
-        await engine.dispose()
+    async with answering(answer) as endpoint:
+        worker = DeliveryWorker(uow=uow, settings=tuned, client=endpoint.client, clock=lambda: clock[0])
+        try:
+            await _seed(uow, endpoint, ["healthy"])
+            assert await worker.dispatch()
+            await asyncio.wait_for(all_sent.wait(), 10)
+            clock[0] += timedelta(seconds=10)  # every lease has run out; the sends are still in flight
+            await worker.dispatch()
+            await asyncio.sleep(0.2)
+            assert sorted(requests) == sorted(f"msg_{n}" for n in range(EVENTS)), "a held delivery was sent twice"
+            release.set()
+            stop = asyncio.Event()
+            stop.set()
+            await worker.run(stop)  # drains: every send recorded once
+        finally:
+            await engine.dispose()
     async with uow.begin() as session:
         rows = (await session.scalars(select(DeliveryRow))).all()
     assert [row.attempt_count for row in rows] == [1] * EVENTS
