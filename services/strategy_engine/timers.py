@@ -2,7 +2,8 @@
 
 Each tick, in its own transaction per step:
 1. arms: plans the reminders and escalation chain of each review that entered a phase (cancelling the unsent
-   timers of its earlier phase) and the reminders of each new acknowledgement, as `engine_timers` rows;
+   timers of its earlier phase) and the reminders of each new acknowledgement, as `engine_timers` rows, a batch
+   per transaction until none waits (a burst of new reviews is armed in the tick that sees it);
 2. fires the due timers: `review.reminder` before a due date, `review.escalated` per chain level;
 3. fires `review.overdue` once per phase at its due date;
 4. fires `document.acknowledgement_due` once per pending acknowledgement at its due date.
@@ -85,7 +86,8 @@ class TimerLoop:
     async def tick(self) -> int:
         """Arm what is new, then fire everything due now; returns how many events were recorded."""
         now = self._clock()
-        await self._step(self._arm, now)
+        while await self._arm_batch(now) == BATCH:  # a full batch: more may be waiting
+            pass
         fired = 0
         for step in (self._fire, _overdue, _acknowledgements_due):
             fired += await self._step(step, now)
@@ -108,10 +110,18 @@ class TimerLoop:
     def _chain(self, review: ReviewRow) -> tuple[EscalationStep, ...]:
         return self._policy(review).chain(timedelta(seconds=review.escalate_after_s))
 
+    async def _arm_batch(self, now: datetime) -> int:
+        """Arm up to a batch of reviews and one of acknowledgements in one transaction (records no event); returns
+        the larger of the two counts."""
+        async with self._uow.begin() as session:
+            return await self._arm(session, now)
+
     async def _arm(self, session: AsyncSession, now: datetime) -> int:
-        """Plan the timers of reviews that entered a phase and of new acknowledgements (records no event)."""
-        for review in await q.unarmed_reviews(session, limit=BATCH):
-            await q.cancel_phase_timers(session, review.id)
+        """Plan the timers of reviews that entered a phase and of new acknowledgements (records no event);
+        returns the larger of how many reviews and how many acknowledgements were armed."""
+        reviews = await q.unarmed_reviews(session, limit=BATCH)
+        await q.cancel_phase_timers(session, [review.id for review in reviews])
+        for review in reviews:
             review.timers_armed = True
             if review.state in _TERMINAL:
                 continue
@@ -134,7 +144,8 @@ class TimerLoop:
                 )
                 for timer in planned
             )
-        for ack, _, review in await q.unarmed_acknowledgements(session, limit=BATCH):
+        acknowledgements = await q.unarmed_acknowledgements(session, limit=BATCH)
+        for ack, _, review in acknowledgements:
             ack.timers_armed = True
             session.add_all(
                 TimerRow(
@@ -146,7 +157,7 @@ class TimerLoop:
                 )
                 for timer in reminders(ack.due_at, self._reminder_offsets(review), now=now)
             )
-        return 0
+        return max(len(reviews), len(acknowledgements))
 
     async def _fire(self, session: AsyncSession, now: datetime) -> int:
         """Send the due timers whose review no one else holds; drop those that no longer apply."""
