@@ -34,13 +34,13 @@ from services.strategy_engine.persistence import (
     ReviewRow,
     TimelineRow,
 )
+from services.strategy_engine.persistence_bulk import insert_all
 from services.strategy_engine.persistence_correlation import (
     CollectingReview,
     WaitingTrigger,
     Window,
     collecting_reviews,
     counts_in_windows,
-    insert_all,
     link_triggers,
     plan_for_parameters,
     update_reviews,
