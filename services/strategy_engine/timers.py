@@ -41,6 +41,7 @@ from services.strategy_engine.persistence import (
 from services.strategy_engine.policies import Policy, PolicySet
 from services.strategy_engine.reminders import (
     EscalationStep,
+    Planned,
     TimerKind,
     days_overdue,
     phase_timers,
@@ -121,6 +122,7 @@ class TimerLoop:
         returns the larger of how many reviews and how many acknowledgements were armed."""
         reviews = await q.unarmed_reviews(session, limit=BATCH)
         await q.cancel_phase_timers(session, [review.id for review in reviews])
+        timers: list[dict[str, Any]] = []
         for review in reviews:
             review.timers_armed = True
             if review.state in _TERMINAL:
@@ -132,31 +134,14 @@ class TimerLoop:
                 now=now,
                 escalated_before=review.escalated_phase == review.state,  # by a smits before escalation chains
             )
-            session.add_all(
-                TimerRow(
-                    review_id=review.id,
-                    kind=timer.kind.value,
-                    phase=review.state,
-                    phase_entered_at=review.phase_entered_at,
-                    level=timer.level,
-                    before_s=timer.before_s,
-                    fire_at=timer.fire_at,
-                )
-                for timer in planned
-            )
+            timers += [_timer(review, timer) for timer in planned]
         acknowledgements = await q.unarmed_acknowledgements(session, limit=BATCH)
         for ack, _, review in acknowledgements:
             ack.timers_armed = True
-            session.add_all(
-                TimerRow(
-                    review_id=review.id,
-                    acknowledgement_id=ack.id,
-                    kind=timer.kind.value,
-                    before_s=timer.before_s,
-                    fire_at=timer.fire_at,
-                )
-                for timer in reminders(ack.due_at, self._reminder_offsets(review), now=now)
-            )
+            timers += [
+                _timer(review, timer, ack) for timer in reminders(ack.due_at, self._reminder_offsets(review), now=now)
+            ]
+        await q.add_timers(session, timers)
         return max(len(reviews), len(acknowledgements))
 
     async def _fire(self, session: AsyncSession, now: datetime) -> int:
@@ -203,6 +188,21 @@ class TimerLoop:
                 data["unresolved"] = target.unresolved
             record_event(session, review, ReviewEventType.ESCALATED, now, data)
         return len(reached)
+
+
+def _timer(review: ReviewRow, timer: Planned, ack: AcknowledgementRow | None = None) -> dict[str, Any]:
+    """Column values of a planned timer: one of the review's current phase, or (`ack`) of an acknowledgement."""
+    return {
+        "review_id": review.id,
+        "acknowledgement_id": ack.id if ack else None,
+        "kind": timer.kind.value,
+        "phase": None if ack else review.state,
+        "phase_entered_at": None if ack else review.phase_entered_at,
+        "level": timer.level,
+        "before_s": timer.before_s,
+        "fire_at": timer.fire_at,
+        "fired_at": None,
+    }
 
 
 def _current(timer: TimerRow, review: ReviewRow) -> bool:
