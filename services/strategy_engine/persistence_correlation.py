@@ -1,13 +1,11 @@
 """The correlation flow's reads and writes, set-based: a batch of triggers costs a fixed number of statements
 whatever its size (measured by the bench, `BENCHMARKS.md`). Never commits.
 
-On PostgreSQL each write is one statement per table over arrays (`INSERT ... SELECT FROM unnest(...)`,
-`UPDATE ... FROM unnest(...)`); on SQLite the same rows go through executemany. Queries that would run per
-trigger (the threshold counts, the waiting triggers a new review takes) are asked once for the whole batch."""
+Writes go through `persistence_bulk` (one statement per table on PostgreSQL). Queries that would run per trigger
+(the threshold counts, the waiting triggers a new review takes) are asked once for the whole batch."""
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,26 +13,18 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
-    Insert,
     Select,
     String,
-    Table,
-    TableValuedAlias,
-    Update,
-    bindparam,
     func,
     select,
     text,
     tuple_,
-    update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import TypeEngine
 
 from services.core.db import is_postgres, table_of
 from services.strategy_engine.persistence import DecidedTriggerRow, ReviewRow, visible_to
+from services.strategy_engine.persistence_bulk import array, update_by_id
 
 _REVIEWS = table_of(ReviewRow)
 _TRIGGERS = table_of(DecidedTriggerRow)
@@ -141,7 +131,7 @@ async def counts_in_windows(session: AsyncSession, windows: Collection[Window]) 
 def _counts() -> Select[int, int]:
     t = _TRIGGERS.c
     given = (
-        func.unnest(*(_array(name, type_) for name, type_ in _WINDOW_COLUMNS))
+        func.unnest(*(array(name, type_) for name, type_ in _WINDOW_COLUMNS))
         .table_valued(*(name for name, _ in _WINDOW_COLUMNS), with_ordinality="n")
         .render_derived()
     )
@@ -188,30 +178,6 @@ async def waiting_triggers(session: AsyncSession, since: Mapping[tuple[str, str]
     return [row for row in found if row.occurred_at >= since[(row.policy_id, row.correlation_key)]]
 
 
-async def insert_all(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert `rows` (column values, all with the same columns) in list order: on PostgreSQL one statement
-    whatever their number, each column sent as one array."""
-    if not rows:
-        return
-    if not is_postgres(session):
-        await session.execute(table.insert(), list(rows))
-        return
-    names = tuple(rows[0])
-    await session.execute(_insert(table, names), {f"a_{name}": [row[name] for row in rows] for name in names})
-
-
-@functools.cache
-def _insert(table: Table, names: tuple[str, ...]) -> Insert:
-    """`INSERT INTO table (names) SELECT * FROM unnest(one array per column)`, built once per table and columns."""
-    given = _unnest(table, names)
-    return table.insert().from_select(names, select(*given.c))
-
-
-def _unnest(table: Table, names: Sequence[str]) -> TableValuedAlias:
-    arrays = [_array(name, table.c[name].type) for name in names]
-    return func.unnest(*arrays).table_valued(*names).render_derived()
-
-
 async def update_reviews(session: AsyncSession, changes: Sequence[CollectingReview]) -> None:
     """Store what correlation moved on reviews that existed before this batch: one statement on PostgreSQL."""
     columns: dict[str, list[Any]] = {
@@ -220,46 +186,12 @@ async def update_reviews(session: AsyncSession, changes: Sequence[CollectingRevi
         "last_trigger_at": [r.last_trigger_at for r in changes],
         "event_sequence": [r.event_sequence for r in changes],
     }
-    await _update_by_id(session, _REVIEWS, columns)
+    await update_by_id(session, _REVIEWS, columns)
 
 
 async def link_triggers(session: AsyncSession, links: Mapping[int, uuid.UUID]) -> None:
     """Give stored triggers (by id) to the review that took them."""
-    await _update_by_id(session, _TRIGGERS, {"id": list(links), "review_id": list(links.values())})
-
-
-async def _update_by_id(session: AsyncSession, table: Table, columns: dict[str, list[Any]]) -> None:
-    """Set the columns of the rows whose `id` is in `columns["id"]`, row by row as the lists go."""
-    if not columns["id"]:
-        return
-    names = tuple(columns)
-    if is_postgres(session):
-        await session.execute(_update(table, names), {f"a_{name}": values for name, values in columns.items()})
-    else:
-        rows = [
-            dict(zip((f"b_{name}" for name in names), row, strict=True)) for row in zip(*columns.values(), strict=True)
-        ]
-        await session.execute(_update_each(table, names), rows)
-
-
-@functools.cache
-def _update(table: Table, names: tuple[str, ...]) -> Update:
-    """`UPDATE table SET ... FROM unnest(one array per column) WHERE id = ...`, built once per table and columns."""
-    given = _unnest(table, names)
-    return update(table).where(table.c.id == given.c.id).values({name: given.c[name] for name in names[1:]})
-
-
-@functools.cache
-def _update_each(table: Table, names: tuple[str, ...]) -> Update:
-    """The same as one UPDATE per row (executemany), for SQLite."""
-    return update(table).where(table.c.id == bindparam("b_id")).values({n: bindparam(f"b_{n}") for n in names[1:]})
-
-
-def _array(name: str, type_: TypeEngine[Any]) -> BindParameter[Any]:
-    """A PostgreSQL array parameter `a_<name>` of `type_` (strings unbounded, so the column's own length check
-    applies on insert instead of a cast cutting them short)."""
-    item = String() if isinstance(type_, String) else type_
-    return bindparam(f"a_{name}", type_=ARRAY(item))
+    await update_by_id(session, _TRIGGERS, {"id": list(links), "review_id": list(links.values())})
 
 
 _WINDOW_COLUMNS = (

@@ -4,7 +4,7 @@ take the same row (`FOR UPDATE SKIP LOCKED` on Postgres; SQLite serialises write
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from services.core.db import is_postgres
+from services.core.db import is_postgres, table_of
 from services.strategy_engine.documents import Status
 from services.strategy_engine.persistence import (
     AcknowledgementRow,
@@ -21,6 +21,7 @@ from services.strategy_engine.persistence import (
     ReviewRow,
     TimerRow,
 )
+from services.strategy_engine.persistence_bulk import insert_all
 
 
 def _claim(session: AsyncSession, query: Any, *, of: Any = None) -> Any:
@@ -34,13 +35,21 @@ async def unarmed_reviews(session: AsyncSession, *, limit: int) -> list[ReviewRo
     return list((await session.scalars(_claim(session, query.limit(limit)))).all())
 
 
-async def cancel_phase_timers(session: AsyncSession, review_id: uuid.UUID) -> None:
-    """Drop the review's unsent phase timers (those of acknowledgements stay)."""
-    await session.execute(
-        delete(TimerRow).where(
-            TimerRow.review_id == review_id, TimerRow.acknowledgement_id.is_(None), TimerRow.fired_at.is_(None)
+async def cancel_phase_timers(session: AsyncSession, review_ids: Collection[uuid.UUID]) -> None:
+    """Drop the reviews' unsent phase timers (those of acknowledgements stay), in one statement."""
+    if review_ids:
+        await session.execute(
+            delete(TimerRow).where(
+                TimerRow.review_id.in_(sorted(review_ids)),
+                TimerRow.acknowledgement_id.is_(None),
+                TimerRow.fired_at.is_(None),
+            )
         )
-    )
+
+
+async def add_timers(session: AsyncSession, timers: Sequence[dict[str, Any]]) -> None:
+    """New timers (column values), in one statement on PostgreSQL."""
+    await insert_all(session, table_of(TimerRow), timers)
 
 
 PUBLISHED = Status.PUBLISHED.value

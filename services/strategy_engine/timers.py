@@ -2,7 +2,8 @@
 
 Each tick, in its own transaction per step:
 1. arms: plans the reminders and escalation chain of each review that entered a phase (cancelling the unsent
-   timers of its earlier phase) and the reminders of each new acknowledgement, as `engine_timers` rows;
+   timers of its earlier phase) and the reminders of each new acknowledgement, as `engine_timers` rows, a batch
+   per transaction until none waits (a burst of new reviews is armed in the tick that sees it);
 2. fires the due timers: `review.reminder` before a due date, `review.escalated` per chain level;
 3. fires `review.overdue` once per phase at its due date;
 4. fires `document.acknowledgement_due` once per pending acknowledgement at its due date.
@@ -40,6 +41,7 @@ from services.strategy_engine.persistence import (
 from services.strategy_engine.policies import Policy, PolicySet
 from services.strategy_engine.reminders import (
     EscalationStep,
+    Planned,
     TimerKind,
     days_overdue,
     phase_timers,
@@ -85,7 +87,8 @@ class TimerLoop:
     async def tick(self) -> int:
         """Arm what is new, then fire everything due now; returns how many events were recorded."""
         now = self._clock()
-        await self._step(self._arm, now)
+        while await self._arm_batch(now) == BATCH:  # a full batch: more may be waiting
+            pass
         fired = 0
         for step in (self._fire, _overdue, _acknowledgements_due):
             fired += await self._step(step, now)
@@ -108,10 +111,19 @@ class TimerLoop:
     def _chain(self, review: ReviewRow) -> tuple[EscalationStep, ...]:
         return self._policy(review).chain(timedelta(seconds=review.escalate_after_s))
 
+    async def _arm_batch(self, now: datetime) -> int:
+        """Arm up to a batch of reviews and one of acknowledgements in one transaction (records no event); returns
+        the larger of the two counts."""
+        async with self._uow.begin() as session:
+            return await self._arm(session, now)
+
     async def _arm(self, session: AsyncSession, now: datetime) -> int:
-        """Plan the timers of reviews that entered a phase and of new acknowledgements (records no event)."""
-        for review in await q.unarmed_reviews(session, limit=BATCH):
-            await q.cancel_phase_timers(session, review.id)
+        """Plan the timers of reviews that entered a phase and of new acknowledgements (records no event);
+        returns the larger of how many reviews and how many acknowledgements were armed."""
+        reviews = await q.unarmed_reviews(session, limit=BATCH)
+        await q.cancel_phase_timers(session, [review.id for review in reviews])
+        timers: list[dict[str, Any]] = []
+        for review in reviews:
             review.timers_armed = True
             if review.state in _TERMINAL:
                 continue
@@ -122,31 +134,15 @@ class TimerLoop:
                 now=now,
                 escalated_before=review.escalated_phase == review.state,  # by a smits before escalation chains
             )
-            session.add_all(
-                TimerRow(
-                    review_id=review.id,
-                    kind=timer.kind.value,
-                    phase=review.state,
-                    phase_entered_at=review.phase_entered_at,
-                    level=timer.level,
-                    before_s=timer.before_s,
-                    fire_at=timer.fire_at,
-                )
-                for timer in planned
-            )
-        for ack, _, review in await q.unarmed_acknowledgements(session, limit=BATCH):
+            timers += [_timer(review, timer) for timer in planned]
+        acknowledgements = await q.unarmed_acknowledgements(session, limit=BATCH)
+        for ack, _, review in acknowledgements:
             ack.timers_armed = True
-            session.add_all(
-                TimerRow(
-                    review_id=review.id,
-                    acknowledgement_id=ack.id,
-                    kind=timer.kind.value,
-                    before_s=timer.before_s,
-                    fire_at=timer.fire_at,
-                )
-                for timer in reminders(ack.due_at, self._reminder_offsets(review), now=now)
-            )
-        return 0
+            timers += [
+                _timer(review, timer, ack) for timer in reminders(ack.due_at, self._reminder_offsets(review), now=now)
+            ]
+        await q.add_timers(session, timers)
+        return max(len(reviews), len(acknowledgements))
 
     async def _fire(self, session: AsyncSession, now: datetime) -> int:
         """Send the due timers whose review no one else holds; drop those that no longer apply."""
@@ -192,6 +188,21 @@ class TimerLoop:
                 data["unresolved"] = target.unresolved
             record_event(session, review, ReviewEventType.ESCALATED, now, data)
         return len(reached)
+
+
+def _timer(review: ReviewRow, timer: Planned, ack: AcknowledgementRow | None = None) -> dict[str, Any]:
+    """Column values of a planned timer: one of the review's current phase, or (`ack`) of an acknowledgement."""
+    return {
+        "review_id": review.id,
+        "acknowledgement_id": ack.id if ack else None,
+        "kind": timer.kind.value,
+        "phase": None if ack else review.state,
+        "phase_entered_at": None if ack else review.phase_entered_at,
+        "level": timer.level,
+        "before_s": timer.before_s,
+        "fire_at": timer.fire_at,
+        "fired_at": None,
+    }
 
 
 def _current(timer: TimerRow, review: ReviewRow) -> bool:

@@ -29,7 +29,7 @@ from services.strategy_engine.persistence import (
     TimerRow,
 )
 from services.strategy_engine.policies import PolicySet
-from services.strategy_engine.timers import TimerLoop
+from services.strategy_engine.timers import BATCH, TimerLoop
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -294,6 +294,20 @@ async def test_a_new_phase_cancels_the_old_phases_timers_and_arms_its_own(uow: U
     assert reminders == [("assess", 7 * 86_400), ("generate", 7 * 86_400), ("generate", 86_400)]
     assert [d["phase"] for t, d in events if t == "review.overdue"] == ["generate"]
     assert [(d["phase"], d["level"]) for t, d in events if t == "review.escalated"] == [("generate", 1)]
+
+
+async def test_one_tick_arms_a_burst_of_new_reviews_larger_than_a_batch(uow: UnitOfWork, settings: Settings) -> None:
+    # The engine opens reviews far faster than one batch per tick (the bench: about 200 a second), so a tick arms
+    # every review waiting, a batch per transaction, and each review's timers are planned once.
+    await _people(uow)
+    reviews = [await _review(uow) for _ in range(BATCH * 2 + 1)]
+    loop = _loop(uow, settings, Clock())
+    assert await loop.tick() == 0
+    async with uow.begin() as session:
+        unarmed = await session.scalar(select(func.count()).where(ReviewRow.timers_armed.is_(False)))
+        planned = (await session.execute(select(TimerRow.review_id, func.count()).group_by(TimerRow.review_id))).all()
+    assert unarmed == 0
+    assert {review: count for review, count in planned} == dict.fromkeys(reviews, 5)  # 2 reminders, 3 levels
 
 
 async def test_two_engine_replicas_ticking_together_send_each_notice_once(

@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.app import main
 from services.core.kafka import BatchConsumer, Message
+from services.strategy_engine.flows.correlation import CorrelatedBatch
 from services.strategy_engine.flows.correlation import handle_accepted_batch as _real
-from services.strategy_engine.policies import Decision, PolicySet
+from services.strategy_engine.policies import PolicySet
 from services.strategy_engine.transport import consumer
 
 DIED = 137
@@ -35,7 +36,7 @@ class Poisoned(Exception):
 
 async def _poisoned(
     session: AsyncSession, batch: Sequence[Message], *, policies: PolicySet, now: datetime
-) -> list[Decision]:
+) -> CorrelatedBatch:
     poison = set((await asyncio.to_thread(Path(os.environ["SMITS_TEST_POISON_FILE"]).read_text)).split())
     for message in batch:
         event_id = orjson.loads(message.value or b"{}").get("id")

@@ -48,9 +48,9 @@ def _model(review: _Review, timeline: dict[str, Any], type_: ReviewEventType, da
 def _check(review: _Review, data: dict[str, Any], now: datetime) -> None:
     type_ = ReviewEventType.TRIGGER_ATTACHED
     timeline, outbox = event_rows(review, type_, now, data, traceparent=None)
-    assert outbox["value"] == _model(review, timeline, type_, data)
+    assert outbox.value == _model(review, timeline, type_, data)
     # the timeline stores the very bytes the event embeds as its data
-    assert orjson.loads(outbox["value"])["data"] == orjson.loads(orjson.dumps(timeline["data"]))
+    assert orjson.loads(outbox.value)["data"] == orjson.loads(orjson.dumps(timeline["data"]))
 
 
 NOW = datetime(2026, 11, 24, 7, 30, 1, 250, tzinfo=UTC)

@@ -17,6 +17,7 @@ from services.contracts.reviews import ReviewEventType
 from services.core.db import table_of
 from services.core.kafka import Message
 from services.core.observability import get_logger
+from services.core.outbox import OutboxRecord, StoredRecord, add_to_outbox
 from services.core.tracing import from_headers, span
 from services.strategy_engine import persistence
 from services.strategy_engine.flows.events import (
@@ -34,13 +35,13 @@ from services.strategy_engine.persistence import (
     ReviewRow,
     TimelineRow,
 )
+from services.strategy_engine.persistence_bulk import insert_all
 from services.strategy_engine.persistence_correlation import (
     CollectingReview,
     WaitingTrigger,
     Window,
     collecting_reviews,
     counts_in_windows,
-    insert_all,
     link_triggers,
     plan_for_parameters,
     update_reviews,
@@ -82,7 +83,7 @@ class _Seen:
     rows: dict[Pair, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     clearances: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
-    outbox: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[OutboxRecord] = field(default_factory=list)
     types: list[ReviewEventType] = field(default_factory=list)
 
     def event(
@@ -167,9 +168,17 @@ async def _read_ahead(
         seen.waiting.setdefault((stored.policy_id, stored.correlation_key), []).append(stored)
 
 
+@dataclass(kw_only=True, frozen=True)
+class CorrelatedBatch:
+    """What a batch decided, and the review events it stored in the outbox (to hand to the relay once committed)."""
+
+    decisions: list[Decision]
+    outbox: list[StoredRecord]
+
+
 async def handle_accepted_batch(
     session: AsyncSession, batch: Sequence[Message], *, policies: PolicySet, now: datetime
-) -> list[Decision]:
+) -> CorrelatedBatch:
     """Decide each new trigger in order; replays of known triggers change nothing.
 
     A fixed number of statements per batch: the known triggers, the batch's collecting reviews (read and
@@ -194,14 +203,15 @@ async def handle_accepted_batch(
         with span("engine.decide", traceparent, policy=decision.policy_id, outcome=decision.outcome.value):
             await _apply(session, seen, policy, trigger, decision, now, traceparent)
         decisions.append(decision)
-    await _store(session, seen)
+    outbox = await _store(session, seen, now)
     count_after_commit(session, seen.types)
-    return decisions
+    return CorrelatedBatch(decisions=decisions, outbox=outbox)
 
 
-async def _store(session: AsyncSession, seen: _Seen) -> None:
-    """Write the batch's changes, each table once. Reviews that existed first: a stale one frees its key before
-    a new review takes it; the new reviews before the rows that refer to them."""
+async def _store(session: AsyncSession, seen: _Seen, now: datetime) -> list[StoredRecord]:
+    """Write the batch's changes, each table once; returns the outbox records as stored. Reviews that existed
+    first: a stale one frees its key before a new review takes it; the new reviews before the rows that refer to
+    them."""
     await update_reviews(session, list(seen.changed.values()))
     opened = [
         {
@@ -218,7 +228,7 @@ async def _store(session: AsyncSession, seen: _Seen) -> None:
     await insert_all(session, table_of(ReviewClearanceRow), seen.clearances)
     await insert_all(session, table_of(DecidedTriggerRow), [row for rows in seen.rows.values() for row in rows])
     await insert_all(session, table_of(TimelineRow), seen.timeline)
-    await insert_all(session, table_of(EngineOutboxRow), seen.outbox)
+    return await add_to_outbox(session, EngineOutboxRow, seen.outbox, now=now)
 
 
 async def _apply(

@@ -20,7 +20,7 @@ from services.contracts import topics
 from services.contracts.reviews import ReviewEventType
 from services.core.db import after_commit, is_postgres
 from services.core.observability import REVIEWS
-from services.core.outbox import outbox_values
+from services.core.outbox import OutboxRecord, outbox_values
 from services.core.tracing import TRACEPARENT, child_of
 from services.strategy_engine.errors import ReviewNotFound
 from services.strategy_engine.persistence import (
@@ -79,10 +79,11 @@ def record_event(
     traceparent: str | None = None,
 ) -> None:
     """Append to the review's timeline and to the outbox (published to `reviews.events`, keyed by review)."""
-    timeline, outbox = event_rows(review, type_, now, data, traceparent=traceparent)
+    timeline, record = event_rows(review, type_, now, data, traceparent=traceparent)
     # A mapped row holds `data` as rows read back do (a dict), not as the encoded bytes bulk inserts take.
     session.add(TimelineRow(**{**timeline, "data": _body(review, data)}))
-    session.add(EngineOutboxRow(**outbox))
+    values = outbox_values(topic=record.topic, key=record.key, value=record.value, headers=record.headers, now=now)
+    session.add(EngineOutboxRow(**values))
     count_after_commit(session, [type_])
 
 
@@ -108,8 +109,8 @@ def event_rows(
     data: dict[str, Any],
     *,
     traceparent: str | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The review's next event as timeline and outbox column values (for bulk inserts).
+) -> tuple[dict[str, Any], OutboxRecord]:
+    """The review's next event: the timeline's column values (for bulk inserts) and the record to publish.
 
     The event's `data` is encoded once: the timeline stores those bytes and the published `ReviewEvent` v1
     embeds them; the record is the JSON `ReviewEventV1(...).model_dump(mode="json")` gives, without building
@@ -139,12 +140,11 @@ def event_rows(
         "occurred_at": now,
         "data": encoded,
     }
-    outbox = outbox_values(
+    outbox = OutboxRecord(
         topic=topics.REVIEWS_EVENTS,
         key=review_id.encode(),
         value=_json(event),
         headers=[*_HEADERS, (TRACEPARENT, child_of(traceparent).encode())],
-        now=now,
     )
     return timeline, outbox
 

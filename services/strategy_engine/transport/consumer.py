@@ -1,6 +1,6 @@
-"""The `triggers.accepted` consumer: the correlation flow, then a relay wake-up after commit (the flow's review
-events are counted after commit too; `core.kafka.BatchConsumer` owns the transaction, the stored position,
-retries and parking)."""
+"""The `triggers.accepted` consumer: the correlation flow, then its review events handed to the relay after commit
+(published from memory; they are counted after commit too; `core.kafka.BatchConsumer` owns the transaction, the
+stored position, retries and parking)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from services.core.db import UnitOfWork
 from services.core.kafka import BatchConsumer, Message
 from services.core.outbox import OutboxRelay
 from services.core.settings import Settings
-from services.strategy_engine.flows.correlation import handle_accepted_batch
-from services.strategy_engine.policies import Decision, PolicySet
+from services.strategy_engine.flows.correlation import CorrelatedBatch, handle_accepted_batch
+from services.strategy_engine.policies import PolicySet
 
 
 def accepted_consumer(
@@ -25,8 +25,8 @@ def accepted_consumer(
     relay: OutboxRelay,
     policies: PolicySet,
     after_handle: Callable[[Sequence[Message]], None] | None = None,
-) -> BatchConsumer[list[Decision]]:
-    async def flow(session: AsyncSession, batch: Sequence[Message], now: datetime) -> list[Decision]:
+) -> BatchConsumer[CorrelatedBatch]:
+    async def flow(session: AsyncSession, batch: Sequence[Message], now: datetime) -> CorrelatedBatch:
         return await handle_accepted_batch(session, batch, policies=policies, now=now)
 
     return BatchConsumer(
@@ -35,6 +35,6 @@ def accepted_consumer(
         topic=topics.TRIGGERS_ACCEPTED,
         group="engine",
         flow=flow,
-        hooks=[lambda _: relay.wake()],
+        hooks=[lambda outcome: relay.hand_over(outcome.outbox)],
         after_handle=after_handle,
     )
