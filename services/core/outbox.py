@@ -278,19 +278,25 @@ class OutboxRelay:
         return len(records)
 
     async def _take_handed(self, session: AsyncSession) -> list[StoredRecord] | None:
-        """The first handed batch's rows still in the table, deleted in this transaction (so published once);
-        None when no handed batch is left or an older row waits in the table (it goes first, read back). A
-        batch whose rows are all gone (another relay published them) is passed over."""
+        """Handed batches, oldest first, as one batch of up to `outbox_batch_size` records (the first whatever
+        its size): their rows still in the table, deleted in this transaction (so published once). Taking stops
+        at a batch behind an older row in the table (it goes first, read back); None when nothing was taken. A
+        batch whose rows are all gone (another relay published them) is passed over.
+
+        Many small batches (a trickle of triggers) thus go out in one transaction and one round of acks, not one
+        each: a relay taking one per round fell behind a consumer committing small batches faster than that."""
+        taken: list[StoredRecord] = []
         while self._handed:
             batch = self._handed[0]
+            if taken and len(taken) + len(batch) > self._settings.outbox_batch_size:
+                break
             if await session.scalar(self._older_statement, {"first": batch[0].id}) is not None:
-                return None
+                break
             self._handed.popleft()
             self._handed_records -= len(batch)
             present = await self._delete(session, [record.id for record in batch])
-            if present:
-                return [record for record in batch if record.id in present]
-        return None
+            taken += [record for record in batch if record.id in present]
+        return taken or None
 
     async def _delete(self, session: AsyncSession, ids: list[int]) -> set[int]:
         """Delete the rows `ids`; the ids that were there. PostgreSQL: one statement text whatever their number."""

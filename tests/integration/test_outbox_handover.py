@@ -97,6 +97,38 @@ async def test_a_handed_batch_another_relay_published_is_not_sent_again(
     assert await published(db_settings) == [b"a", b"b", b"c"]
 
 
+async def test_many_small_handed_batches_go_out_together_up_to_the_batch_size(
+    db_settings: Settings, uow: UnitOfWork, producer: AIOKafkaProducer
+) -> None:
+    """A trickle of triggers makes many small committed batches; one transaction and one round of acks publishes
+    as many of them as fit `outbox_batch_size` (a batch bigger than that alone still goes out whole)."""
+    relay = OutboxRelay(
+        uow=uow, row=IngestOutboxRow, producer=producer, settings=tuned(db_settings, outbox_batch_size=3)
+    )
+    for names in (("a",), ("b",), ("c",), ("d", "e"), ("f", "g", "h", "i")):
+        relay.hand_over(await store(uow, *names))
+    assert await asyncio.wait_for(relay.publish_once(), 60) == 3  # a, b and c; d and e would make 5
+    assert await asyncio.wait_for(relay.publish_once(), 60) == 2  # d and e; f..i would make 6
+    assert await asyncio.wait_for(relay.publish_once(), 60) == 4  # f..i, a batch of 4 on its own
+    assert await relay.publish_once() == 0
+    assert await published(db_settings) == [name.encode() for name in "abcdefghi"]
+    assert await relay.backlog() == 0
+
+
+async def test_taking_handed_batches_stops_at_one_behind_an_older_row(
+    db_settings: Settings, uow: UnitOfWork, producer: AIOKafkaProducer
+) -> None:
+    """Another process's row stored between two handed batches goes out between them, in id order."""
+    relay = OutboxRelay(uow=uow, row=IngestOutboxRow, producer=producer, settings=db_settings)
+    relay.hand_over(await store(uow, "a", "b"))
+    await store(uow, "other")  # committed by a replica, never handed to this relay
+    relay.hand_over(await store(uow, "c"))
+    assert await asyncio.wait_for(relay.publish_once(), 60) == 2  # a and b only: `other` is older than c
+    await asyncio.wait_for(publish_all(relay), 60)
+    assert await published(db_settings) == [b"a", b"b", b"other", b"c"]
+    assert await relay.backlog() == 0
+
+
 async def test_a_relay_another_one_locks_out_waits_instead_of_spinning(
     db_settings: Settings, uow: UnitOfWork, producer: AIOKafkaProducer
 ) -> None:
