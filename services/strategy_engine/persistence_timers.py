@@ -21,7 +21,7 @@ from services.strategy_engine.persistence import (
     ReviewRow,
     TimerRow,
 )
-from services.strategy_engine.persistence_bulk import insert_all
+from services.strategy_engine.persistence_bulk import insert_all, update_by_id
 
 
 def _claim(session: AsyncSession, query: Any, *, of: Any = None) -> Any:
@@ -45,6 +45,14 @@ async def cancel_phase_timers(session: AsyncSession, review_ids: Collection[uuid
                 TimerRow.fired_at.is_(None),
             )
         )
+
+
+async def mark_armed(session: AsyncSession, reviews: Sequence[uuid.UUID], acknowledgements: Sequence[int]) -> None:
+    """Record that these reviews' and acknowledgements' timers are planned: one statement per table on
+    PostgreSQL, whatever their number."""
+    await update_by_id(session, table_of(ReviewRow), {"id": list(reviews), "timers_armed": [True] * len(reviews)})
+    armed = [True] * len(acknowledgements)
+    await update_by_id(session, table_of(AcknowledgementRow), {"id": list(acknowledgements), "timers_armed": armed})
 
 
 async def add_timers(session: AsyncSession, timers: Sequence[dict[str, Any]]) -> None:

@@ -121,10 +121,9 @@ class TimerLoop:
         """Plan the timers of reviews that entered a phase and of new acknowledgements (records no event);
         returns the larger of how many reviews and how many acknowledgements were armed."""
         reviews = await q.unarmed_reviews(session, limit=BATCH)
-        await q.cancel_phase_timers(session, [review.id for review in reviews])
+        await q.cancel_phase_timers(session, [review.id for review in reviews if _left_first_phase(review)])
         timers: list[dict[str, Any]] = []
         for review in reviews:
-            review.timers_armed = True
             if review.state in _TERMINAL:
                 continue
             planned = phase_timers(
@@ -137,10 +136,10 @@ class TimerLoop:
             timers += [_timer(review, timer) for timer in planned]
         acknowledgements = await q.unarmed_acknowledgements(session, limit=BATCH)
         for ack, _, review in acknowledgements:
-            ack.timers_armed = True
             timers += [
                 _timer(review, timer, ack) for timer in reminders(ack.due_at, self._reminder_offsets(review), now=now)
             ]
+        await q.mark_armed(session, [review.id for review in reviews], [ack.id for ack, _, _ in acknowledgements])
         await q.add_timers(session, timers)
         return max(len(reviews), len(acknowledgements))
 
@@ -203,6 +202,14 @@ def _timer(review: ReviewRow, timer: Planned, ack: AcknowledgementRow | None = N
         "fire_at": timer.fire_at,
         "fired_at": None,
     }
+
+
+def _left_first_phase(review: ReviewRow) -> bool:
+    """Whether the review may have timers of an earlier phase to cancel: one still in the phase it opened in has
+    had none. A burst of new reviews thus costs no cancel at all (the bench: a DELETE per batch of 500, 34-78 ms
+    each while the table had no statistics yet). A timer of an earlier phase left behind would never be sent
+    anyway (`_current`)."""
+    return review.phase_entered_at > review.opened_at
 
 
 def _current(timer: TimerRow, review: ReviewRow) -> bool:
