@@ -49,7 +49,8 @@ async def cancel_phase_timers(session: AsyncSession, review_ids: Collection[uuid
 
 async def mark_armed(session: AsyncSession, reviews: Sequence[uuid.UUID], acknowledgements: Sequence[int]) -> None:
     """Record that these reviews' and acknowledgements' timers are planned: one statement per table on
-    PostgreSQL, whatever their number."""
+    PostgreSQL, whatever their number. Rows already loaded in the session keep their old `timers_armed`, so
+    the caller ends its transaction without reading it (the timer loop arms in a transaction of its own)."""
     await update_by_id(session, table_of(ReviewRow), {"id": list(reviews), "timers_armed": [True] * len(reviews)})
     armed = [True] * len(acknowledgements)
     await update_by_id(session, table_of(AcknowledgementRow), {"id": list(acknowledgements), "timers_armed": armed})

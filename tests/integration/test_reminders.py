@@ -333,10 +333,12 @@ async def test_arming_new_reviews_marks_them_in_one_statement_per_table_and_canc
         async with uow.begin() as session:
             unarmed = await session.scalar(select(func.count()).where(ReviewRow.timers_armed.is_(False)))
             acks = await session.scalar(select(func.count()).where(AcknowledgementRow.timers_armed.is_(False)))
+            planned = await session.scalar(select(func.count()).select_from(TimerRow))
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", seen)
         await engine.dispose()
     assert unarmed == acks == 0
+    assert planned == 30 * (5 + 2)  # each review: 2 reminders, 3 escalation levels; its acknowledgement: 2 reminders
     marks = Counter[str]()
     for statement, times in executed.items():
         if statement.startswith("UPDATE") and "SET timers_armed" in statement:
