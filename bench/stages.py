@@ -59,7 +59,9 @@ class Database:
         5 s of it in a one-minute engine stage), so it counts only once the span of ids, read from the primary
         key, says the count can have been reached (unique integers: the count is never above the span)."""
         span = await self.value(f"SELECT max(id) - min(id) + 1 FROM {table}")
-        return span is not None and int(span) >= expected and await self.count(table) == expected
+        if span is None:
+            return expected == 0
+        return int(span) >= expected and await self.count(table) == expected
 
     async def rows(self, query: str) -> list[tuple[Any, ...]]:
         connection = await asyncpg.connect(self.dsn)
