@@ -38,8 +38,16 @@ test: lint
 
 # The fault-injection scenarios at full size (make test runs them at 300 triggers each).
 FAULTS_SIZE ?= 5000
+# Like make test, it stops the broker and the cluster it started when it ends (KEEP_INFRA=1 keeps them).
 test-faults: $(INSTALLED)
 	@set -euo pipefail; \
+	started=""; \
+	deploy/postgres/pg.sh status >/dev/null 2>&1 || started="$$started postgres"; \
+	deploy/kafka/kafka.sh status --port $(TEST_KAFKA_PORT) --dir .run/kafka-test >/dev/null 2>&1 || started="$$started kafka"; \
+	trap 'if [ "$${KEEP_INFRA:-0}" != 1 ]; then for w in $$started; do case $$w in \
+	  postgres) deploy/postgres/pg.sh stop || true ;; \
+	  kafka) deploy/kafka/kafka.sh stop --port $(TEST_KAFKA_PORT) --dir .run/kafka-test || true ;; \
+	esac; done; fi' EXIT; \
 	kafka="$$(deploy/kafka/kafka.sh start --port $(TEST_KAFKA_PORT) --dir .run/kafka-test)"; \
 	pg_url="$$(deploy/postgres/pg.sh start)"; \
 	SMITS_FAULTS_SIZE=$(FAULTS_SIZE) SMITS_TEST_PG_URL="$$pg_url" SMITS_TEST_KAFKA="$$kafka" \
