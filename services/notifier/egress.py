@@ -210,9 +210,3 @@ class WebhookClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-
-def webhook_client(
-    allow: Sequence[Network], resolver: Resolver = system_resolver, *, connections: int = 100
-) -> WebhookClient:
-    return WebhookClient(allow, resolver, connections=connections)

@@ -7,7 +7,7 @@ from services.core.observability import get_logger
 from services.core.runtime import Runtime, ServiceUnit, Worker
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.digests import DigestWorker
-from services.notifier.egress import webhook_client
+from services.notifier.egress import WebhookClient
 from services.notifier.mail import MailConfig
 from services.notifier.mailing import MailWorker
 from services.notifier.smtp import MailServer
@@ -18,7 +18,7 @@ log = get_logger(__name__)
 
 
 def build(runtime: Runtime) -> ServiceUnit:
-    client = webhook_client(runtime.settings.allow_networks, connections=runtime.settings.delivery_concurrency)
+    client = WebhookClient(runtime.settings.allow_networks, connections=runtime.settings.delivery_concurrency)
     worker = DeliveryWorker(uow=runtime.uow, settings=runtime.settings, client=client)
     workers: list[Worker] = [worker.run]
     wakes = [worker.wake]

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services.notifier.egress import EgressRefused, check_url, webhook_client
+from services.notifier.egress import EgressRefused, WebhookClient, check_url
 from services.notifier.sending import Request, post
 from tests.support.processes import free_port
 from tests.support.receiver import Receiver
@@ -55,7 +55,7 @@ PRIVATE = [
 async def test_a_hostname_resolving_to_a_private_address_is_refused(answer: str) -> None:
     with pytest.raises(EgressRefused):
         await check_url("https://hooks.customer.example/x", [], FakeDns(answer))
-    async with webhook_client([], FakeDns(answer)) as client:
+    async with WebhookClient([], FakeDns(answer)) as client:
         with pytest.raises(EgressRefused):
             async with client.post("https://hooks.customer.example/x", b"{}", {}):
                 pass
@@ -66,7 +66,7 @@ async def test_the_connection_goes_to_the_checked_address_with_the_hostname_kept
         port = _port(receiver)
         fake = FakeDns("127.0.0.1")
         url = f"http://hooks.customer.example:{port}/hooks"
-        async with webhook_client(LOOPBACK, fake) as client, client.post(url, b"{}", {}) as response:
+        async with WebhookClient(LOOPBACK, fake) as client, client.post(url, b"{}", {}) as response:
             assert response.status == 204
     assert fake.calls == ["hooks.customer.example"]  # resolved once
     assert receiver.received[0].headers["host"] == f"hooks.customer.example:{port}"
@@ -78,7 +78,7 @@ async def test_an_ip_literal_host_is_checked_before_each_request(address: str) -
     never asked."""
     dns = FakeDns("203.0.113.7")
     with Receiver() as receiver:
-        async with webhook_client([], dns) as client:
+        async with WebhookClient([], dns) as client:
             for _ in range(2):  # the second request could reuse a pooled connection: still refused
                 request = Request(f"http://{address}:{_port(receiver)}/hooks", b"{}", {})
                 outcome = await post(client, request, deadline_s=5)
@@ -92,7 +92,7 @@ async def test_the_client_connects_to_the_checked_address_with_the_hostname_kept
     with Receiver() as receiver:
         port = _port(receiver)
         fake = FakeDns("127.0.0.1")
-        async with webhook_client(LOOPBACK, fake) as client:
+        async with WebhookClient(LOOPBACK, fake) as client:
             request = Request(f"http://hooks.customer.example:{port}/hooks", b"{}", {})
             for _ in range(3):
                 outcome = await post(client, request, deadline_s=5)
@@ -115,7 +115,7 @@ async def test_a_literal_or_numeric_host_is_refused_before_any_connection(host: 
     loopback receiver (reachable from here, also through the IPv4-mapped form) never sees the request."""
     with Receiver() as receiver:
         fake = FakeDns("93.184.216.34")
-        async with webhook_client([], fake) as client:
+        async with WebhookClient([], fake) as client:
             with pytest.raises(EgressRefused):
                 async with client.post(f"http://{host}:{_port(receiver)}/hooks", b"{}", {}):
                     pass
@@ -126,7 +126,7 @@ async def test_a_literal_or_numeric_host_is_refused_before_any_connection(host: 
 async def test_an_allowed_ip_literal_is_reached_without_the_resolver() -> None:
     with Receiver() as receiver:
         fake = FakeDns("10.0.0.1")
-        async with webhook_client(LOOPBACK, fake) as client:
+        async with WebhookClient(LOOPBACK, fake) as client:
             outcome = await post(client, Request(receiver.url, b"{}", {}), deadline_s=5)
     assert outcome.status_code == 204
     assert len(receiver.received) == 1
@@ -135,7 +135,7 @@ async def test_an_allowed_ip_literal_is_reached_without_the_resolver() -> None:
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "unix:///run/docker.sock", "http:///hooks"])
 async def test_only_http_and_https_urls_with_a_host_are_posted_to(url: str) -> None:
-    async with webhook_client(LOOPBACK, FakeDns("127.0.0.1")) as client:
+    async with WebhookClient(LOOPBACK, FakeDns("127.0.0.1")) as client:
         with pytest.raises(EgressRefused):
             async with client.post(url, b"{}", {}):
                 pass
@@ -143,7 +143,7 @@ async def test_only_http_and_https_urls_with_a_host_are_posted_to(url: str) -> N
 
 async def test_a_redirect_is_an_answer_not_followed() -> None:
     with Receiver(default=(307, {"location": "/elsewhere"})) as receiver:
-        async with webhook_client(LOOPBACK) as client, client.post(receiver.url, b"{}", {}) as response:
+        async with WebhookClient(LOOPBACK) as client, client.post(receiver.url, b"{}", {}) as response:
             assert response.status == 307
     assert [message.path for message in receiver.received] == ["/hooks"]
 
@@ -156,7 +156,7 @@ async def test_proxies_from_the_environment_are_not_used(monkeypatch: pytest.Mon
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
         url = f"http://hooks.customer.example:{_port(receiver)}/hooks"
-        async with webhook_client(LOOPBACK, FakeDns("127.0.0.1")) as client, client.post(url, b"{}", {}) as response:
+        async with WebhookClient(LOOPBACK, FakeDns("127.0.0.1")) as client, client.post(url, b"{}", {}) as response:
             assert response.status == 204
     assert [message.path for message in receiver.received] == ["/hooks"]  # not http://hooks.customer.example/...
 
@@ -165,7 +165,7 @@ async def test_a_receiver_cannot_set_cookies_for_later_webhooks() -> None:
     with Receiver() as receiver:
         receiver.script((204, {"set-cookie": "session=abc; Path=/"}))
         url = f"http://hooks.customer.example:{_port(receiver)}/hooks"
-        async with webhook_client(LOOPBACK, FakeDns("127.0.0.1")) as client:
+        async with WebhookClient(LOOPBACK, FakeDns("127.0.0.1")) as client:
             for _ in range(2):
                 async with client.post(url, b"{}", {}) as response:
                     assert response.status == 204
@@ -220,7 +220,7 @@ async def tls_receiver(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 async def test_tls_certificates_are_verified(tls_receiver: tuple[int, list[str]]) -> None:
     port, seen = tls_receiver
-    async with webhook_client(LOOPBACK, FakeDns("127.0.0.1")) as client:
+    async with WebhookClient(LOOPBACK, FakeDns("127.0.0.1")) as client:
         with pytest.raises(ClientConnectorCertificateError):
             async with client.post(f"https://hooks.customer.example:{port}/hooks", b"{}", {}):
                 pass

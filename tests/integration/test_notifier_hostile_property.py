@@ -23,7 +23,7 @@ from services.core.db import UnitOfWork, create_engine
 from services.core.kafka import Message
 from services.core.settings import Settings
 from services.notifier.delivery import DeliveryWorker
-from services.notifier.egress import webhook_client
+from services.notifier.egress import WebhookClient
 from services.notifier.flows import plan_deliveries
 from services.notifier.persistence import AttemptRow, DeliveryRow, SubscriptionRow
 from services.notifier.retries import DeliveryStatus
@@ -104,7 +104,7 @@ async def test_a_hostile_receiver_never_affects_its_neighbour(
             async with uow.begin() as session:
                 await plan_deliveries(session, messages, now=datetime.now(UTC))
                 subscriptions = {name: sid for name, sid in (await session.execute(_enabled)).all()}
-            worker = DeliveryWorker(uow=uow, settings=fast, client=webhook_client(fast.allow_networks))
+            worker = DeliveryWorker(uow=uow, settings=fast, client=WebhookClient(fast.allow_networks))
             stop = asyncio.Event()
             started = time.monotonic()
             task = asyncio.create_task(worker.run(stop))

@@ -20,7 +20,7 @@ from services.core.db import UnitOfWork, create_engine, one_snapshot
 from services.core.kafka import Message
 from services.core.settings import Settings
 from services.notifier.delivery import DeliveryWorker
-from services.notifier.egress import webhook_client
+from services.notifier.egress import WebhookClient
 from services.notifier.flows import plan_deliveries
 from services.notifier.persistence import AttemptRow, SubscriptionRow
 from tests.support.events import review_event
@@ -76,7 +76,7 @@ async def test_hostile_answers_are_stored_on_both_databases(database: str, kafka
                 await subscribe_directly(uow, hostile.url)
                 async with uow.begin() as session:
                     await plan_deliveries(session, messages, now=datetime.now(UTC))
-                worker = DeliveryWorker(uow=uow, settings=settings, client=webhook_client(settings.allow_networks))
+                worker = DeliveryWorker(uow=uow, settings=settings, client=WebhookClient(settings.allow_networks))
                 stop = asyncio.Event()
                 task = asyncio.create_task(worker.run(stop))
                 try:

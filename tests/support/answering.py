@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.notifier.egress import WebhookClient, webhook_client
+from services.notifier.egress import WebhookClient
 from tests.support.processes import free_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -39,7 +39,7 @@ async def answering(handler: Handler) -> AsyncIterator[Endpoint]:
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    client = webhook_client([ipaddress.ip_network("127.0.0.1/32")], _to_loopback)
+    client = WebhookClient([ipaddress.ip_network("127.0.0.1/32")], _to_loopback)
     try:
         yield Endpoint(port, client)
     finally:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from services.notifier.egress import Resolver, webhook_client
+from services.notifier.egress import Resolver, WebhookClient
 from services.notifier.sending import RESPONSE_KEEP, Request, post
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
@@ -29,7 +29,7 @@ def _raising(exc: Exception) -> Resolver:
     ids=["runtime", "payload", "assertion", "key"],
 )
 async def test_an_unexpected_error_in_the_client_becomes_a_failed_attempt(exc: Exception) -> None:
-    async with webhook_client([], _raising(exc)) as client:
+    async with WebhookClient([], _raising(exc)) as client:
         outcome = await post(client, Request("https://hooks.example/x", b"{}", {}), deadline_s=5)
     assert outcome.status_code is None
     assert outcome.error is not None
@@ -60,7 +60,7 @@ async def _answering(raw: bytes, *, then_wait: bool = False) -> AsyncIterator[st
 async def test_an_error_while_reading_the_answer_keeps_the_status_that_arrived() -> None:
     # The body is cut short: content-length promises 100 bytes, 4 arrive, then the connection closes.
     head = b"HTTP/1.1 503 Busy\r\nretry-after: 7\r\ncontent-length: 100\r\n\r\nbusy"
-    async with _answering(head) as url, webhook_client(LOOPBACK) as client:
+    async with _answering(head) as url, WebhookClient(LOOPBACK) as client:
         outcome = await post(client, Request(url, b"{}", {}), deadline_s=5)
     assert (outcome.status_code, outcome.retry_after) == (503, "7")
     assert outcome.error is not None
@@ -72,7 +72,7 @@ async def test_a_deadline_while_reading_the_answer_keeps_the_status_and_what_arr
     # The head and 4 bytes arrive at once, the other 96 never do: the deadline (long enough for the head to arrive
     # on a loaded machine) ends the read.
     head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nslow"
-    async with _answering(head, then_wait=True) as url, webhook_client(LOOPBACK) as client:
+    async with _answering(head, then_wait=True) as url, WebhookClient(LOOPBACK) as client:
         outcome = await post(client, Request(url, b"{}", {}), deadline_s=2)
     assert (outcome.status_code, outcome.response) == (200, "slow")
     assert outcome.error == "no complete answer within 2 s"
@@ -81,7 +81,7 @@ async def test_a_deadline_while_reading_the_answer_keeps_the_status_and_what_arr
 async def test_only_the_kept_part_of_a_long_answer_is_read() -> None:
     body = b"x" * (RESPONSE_KEEP * 3)
     head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (len(body) + 10**9)  # a gigabyte promised
-    async with _answering(head + body, then_wait=True) as url, webhook_client(LOOPBACK) as client:
+    async with _answering(head + body, then_wait=True) as url, WebhookClient(LOOPBACK) as client:
         outcome = await post(client, Request(url, b"{}", {}), deadline_s=5)
     assert outcome.status_code == 200
     assert outcome.response == "x" * RESPONSE_KEEP
